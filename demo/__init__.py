@@ -1,0 +1,1 @@
+"""The built-in local demo: an AWS emulator with two accounts, and a launcher."""

@@ -1,0 +1,241 @@
+"""A local AWS emulator for the demo and the tests: moto's server on loopback.
+
+The emulator plays two AWS accounts:
+
+* account A (moto's default account) is where the bot runs; its credentials are
+  whatever static keys the bot is given (``BOT_KEYS``), or an IAM user created
+  by :meth:`Emulator.enforce_iam`;
+* account B holds the cluster(s) and the role ``cre`` that account A assumes.
+
+Every request the server receives is counted by service and action
+(:attr:`Emulator.requests`), so tests can assert that AssumeRole was called once.
+It runs in-process on a thread; nothing leaves the loopback interface.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+import urllib.parse
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from werkzeug.serving import BaseWSGIServer, make_server
+
+ACCOUNT_A = "123456789012"  # moto's default account: the bot's own identity
+ACCOUNT_B = "210987654321"  # the analytics account that owns the clusters
+REGION = "ap-northeast-1"
+ROLE_NAME = "cre"
+ROLE_ARN = f"arn:aws:iam::{ACCOUNT_B}:role/{ROLE_NAME}"
+EXTERNAL_ID = "emr-chatops-demo"
+MANAGED_TAG = ("emr-chatops", "true")
+
+# Static keys for account A when IAM is not enforced: moto maps unknown keys to
+# its default account. Not secrets; the emulator accepts anything.
+BOT_KEYS = {"aws_access_key_id": "AKIADEMOBOTACCOUNTA1", "aws_secret_access_key": "demo-secret-not-real"}
+
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
+
+
+def _action_of(environ: Environ, body: bytes) -> tuple[str, str]:
+    """(service, action) of an AWS request, for the request counter."""
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target:  # JSON protocol, e.g. ElasticMapReduce.ListClusters
+        prefix, _, action = target.partition(".")
+        return ("emr" if prefix == "ElasticMapReduce" else prefix.lower(), action)
+    fields = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+    fields.update(urllib.parse.parse_qs(environ.get("QUERY_STRING", "")))
+    action = fields.get("Action", ["?"])[0]
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    service = "?"
+    if "Credential=" in auth:  # .../<date>/<region>/<service>/aws4_request
+        parts = auth.split("Credential=", 1)[1].split(",", 1)[0].split("/")
+        service = parts[3] if len(parts) > 3 else "?"
+    return (service, action)
+
+
+class _Counting:
+    """WSGI middleware counting requests and optionally failing some of them."""
+
+    def __init__(self, app: Callable[[Environ, StartResponse], Iterable[bytes]]) -> None:
+        self.app = app
+        self.requests: Counter[tuple[str, str]] = Counter()
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        if not environ.get("PATH_INFO", "").startswith("/moto-api"):
+            with self.lock:
+                self.requests[_action_of(environ, body)] += 1
+        return self.app(environ, start_response)
+
+
+@dataclass(frozen=True)
+class Seeded:
+    """Ids of what :meth:`Emulator.seed` created."""
+
+    managed_id: str
+    unmanaged_id: str
+
+
+class Emulator:
+    """moto's server on a free loopback port, with a request counter."""
+
+    def __init__(self) -> None:
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+        self._counting = _Counting(DomainDispatcherApplication(create_backend_app))
+        self._server: BaseWSGIServer = make_server(
+            "127.0.0.1", 0, self._counting, threaded=True, request_handler=MotoRequestHandler
+        )
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
+
+    # -- lifecycle -------------------------------------------------------
+    def start(self) -> Emulator:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def reset(self) -> None:
+        """Forget every resource and every count (moto's reset API)."""
+        self._post("/moto-api/reset", b"")
+        self.set_iam_enforcement(False)
+        self.reset_counts()
+
+    # -- counters --------------------------------------------------------
+    @property
+    def requests(self) -> Counter[tuple[str, str]]:
+        with self._counting.lock:
+            return Counter(self._counting.requests)
+
+    def count(self, action: str) -> int:
+        return sum(n for (_, a), n in self.requests.items() if a == action)
+
+    def reset_counts(self) -> None:
+        with self._counting.lock:
+            self._counting.requests.clear()
+
+    # -- clients ---------------------------------------------------------
+    def client(self, service: str, account: str = ACCOUNT_A, **keys: str) -> Any:
+        """A boto3 client acting in *account* (moto's account header), for seeding and checks."""
+        creds = keys or BOT_KEYS
+        client = boto3.client(service, region_name=REGION, endpoint_url=self.url, **creds)
+        if account != ACCOUNT_A and not keys:
+
+            def _header(request: Any, **_: Any) -> None:
+                request.headers["x-moto-account-id"] = account
+
+            client.meta.events.register("before-sign", _header)
+        return client
+
+    def emr_b(self) -> Any:
+        """An EMR client in account B, bypassing the bot (to check real cluster state)."""
+        return self.client("emr", ACCOUNT_B)
+
+    # -- seeding ---------------------------------------------------------
+    def seed(
+        self,
+        *,
+        managed_names: Iterable[str] = ("analytics",),
+        unmanaged_names: Iterable[str] = ("etl-nightly",),
+        permissions: dict[str, Any] | None = None,
+        trust: dict[str, Any] | None = None,
+    ) -> Seeded:
+        """Create role ``cre`` in account B and the clusters; return their ids.
+
+        *permissions* and *trust* default to the policies shipped in ``deploy/``.
+        """
+        from demo import policies
+
+        iam_b = self.client("iam", ACCOUNT_B)
+        iam_b.create_role(
+            RoleName=ROLE_NAME,
+            AssumeRolePolicyDocument=json.dumps(trust or policies.trust_policy(ACCOUNT_A, EXTERNAL_ID)),
+            MaxSessionDuration=43200,
+        )
+        iam_b.put_role_policy(
+            RoleName=ROLE_NAME,
+            PolicyName="emr-chatops",
+            PolicyDocument=json.dumps(permissions or policies.permission_policy()),
+        )
+        managed = [self.run_cluster(n, managed=True) for n in managed_names]
+        unmanaged = [self.run_cluster(n, managed=False) for n in unmanaged_names]
+        return Seeded(managed_id=managed[0] if managed else "", unmanaged_id=unmanaged[0] if unmanaged else "")
+
+    def run_cluster(self, name: str, *, managed: bool = True, protected: bool = False) -> str:
+        """Start a cluster in account B (WAITING at once in moto); return its id."""
+        tags = [{"Key": MANAGED_TAG[0], "Value": MANAGED_TAG[1]}] if managed else [{"Key": "team", "Value": "etl"}]
+        response = self.emr_b().run_job_flow(
+            Name=name,
+            ReleaseLabel="emr-7.5.0",
+            Instances={
+                "MasterInstanceType": "m5.xlarge",
+                "SlaveInstanceType": "m5.xlarge",
+                "InstanceCount": 3,
+                "KeepJobFlowAliveWhenNoSteps": True,
+                "TerminationProtected": protected,
+            },
+            JobFlowRole="EMR_EC2_DefaultRole",
+            ServiceRole="EMR_DefaultRole",
+            VisibleToAllUsers=True,
+            Tags=tags,
+        )
+        return str(response["JobFlowId"])
+
+    def cluster_state(self, cluster_id: str) -> str:
+        return str(self.emr_b().describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"]["State"])
+
+    def set_cluster_state(self, cluster_id: str, state: str) -> None:
+        """Move a cluster to RUNNING/WAITING as if a step started or ended (moto has no API for it)."""
+        from moto.emr.models import emr_backends
+
+        emr_backends[ACCOUNT_B][REGION].clusters[cluster_id].state = state
+
+    # -- IAM enforcement -------------------------------------------------
+    def create_bot_user(self, policy: dict[str, Any] | None = None) -> dict[str, str]:
+        """An IAM user in account A with the shipped AssumeRole policy; returns its keys."""
+        from demo import policies
+
+        iam = self.client("iam")
+        iam.create_user(UserName="emr-chatops-bot")
+        iam.put_user_policy(
+            UserName="emr-chatops-bot",
+            PolicyName="assume-cre",
+            PolicyDocument=json.dumps(policy or policies.bot_policy(ROLE_ARN)),
+        )
+        key = iam.create_access_key(UserName="emr-chatops-bot")["AccessKey"]
+        return {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
+
+    def set_iam_enforcement(self, on: bool) -> None:
+        """Switch moto's IAM authentication and authorisation on or off for every request."""
+        self._post("/moto-api/reset-auth", b"0" if on else b"inf")
+
+    def _post(self, path: str, data: bytes) -> None:
+        url = self.url + path  # always our own http://127.0.0.1 server
+        req = urllib.request.Request(url, data=data, method="POST", headers={"Content-Type": "text/plain"})  # noqa: S310
+        with urllib.request.urlopen(req, timeout=10) as response:  # noqa: S310 - our own loopback URL
+            response.read()

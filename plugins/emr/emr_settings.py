@@ -1,0 +1,212 @@
+"""The plugin's settings: the ``EMR`` dict of the bot config, validated.
+
+Values may come typed (from a hand-written ``config.py``) or as strings (from
+``EMR_<KEY>`` environment variables, see the project's ``config.py``). A bad
+value raises :class:`~emr_errors.ConfigError` naming the key; nothing is
+silently replaced by a default.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import time
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from emr_errors import ConfigError
+
+ROLE_ARN_RE = re.compile(r"^arn:aws(?:-[a-z]+)*:iam::(\d{12}):role/[\w+=,.@/-]{1,512}$")
+REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d$")
+TAG_KEY_RE = re.compile(r"^[\w .:/=+@-]{1,128}$")
+HHMM_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+EXTERNAL_ID_RE = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
+OFF_WORDS = frozenset({"", "none", "off", "no", "false", "disabled"})
+
+KEYS = (
+    "ROLE_ARN",
+    "EXTERNAL_ID",
+    "REGION",
+    "ENDPOINT_URL",
+    "CLUSTER_TAG",
+    "IDLE_MINUTES",
+    "END_OF_DAY",
+    "TIMEZONE",
+    "WARN_MINUTES",
+    "NOTIFY_CHANNEL",
+    "POLL_SECONDS",
+    "SESSION_SECONDS",
+)
+
+
+@dataclass(frozen=True)
+class TagSelector:
+    """Which clusters are managed: ``key=value``, ``key`` (any value) or ``*`` (all, dangerous)."""
+
+    key: str | None
+    value: str | None
+
+    @property
+    def matches_all(self) -> bool:
+        return self.key is None
+
+    def matches(self, tags: Mapping[str, str]) -> bool:
+        if self.key is None:
+            return True
+        if self.key not in tags:
+            return False
+        return self.value is None or tags[self.key] == self.value
+
+    def __str__(self) -> str:
+        if self.key is None:
+            return "*"
+        return self.key if self.value is None else f"{self.key}={self.value}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated plugin settings (DESIGN §8)."""
+
+    role_arn: str
+    external_id: str | None = None
+    region: str = "ap-northeast-1"
+    endpoint_url: str | None = None
+    cluster_tag: TagSelector = TagSelector("emr-chatops", "true")
+    idle_minutes: int = 30
+    end_of_day: time | None = time(19, 0)
+    timezone: ZoneInfo = ZoneInfo("Asia/Tokyo")  # noqa: RUF009 - ZoneInfo objects are immutable and cached
+    warn_minutes: int = 5
+    notify_channel: str | None = None
+    poll_seconds: float = 30.0
+    session_seconds: int = 3600
+
+    @property
+    def account_id(self) -> str:
+        """The cluster account (account B), read off the role ARN."""
+        match = ROLE_ARN_RE.match(self.role_arn)
+        assert match is not None  # validated in from_mapping
+        return match.group(1)
+
+
+def _text(key: str, raw: object) -> str:
+    if not isinstance(raw, str):
+        raise ConfigError(key, f"expected text, got {type(raw).__name__}")
+    return raw.strip()
+
+
+def _optional_text(raw: object) -> bool:
+    return raw is None or (isinstance(raw, str) and raw.strip().lower() in OFF_WORDS)
+
+
+def _number(key: str, raw: object, *, minimum: float, maximum: float, integer: bool) -> float:
+    if isinstance(raw, bool):
+        raise ConfigError(key, "expected a number, got a boolean")
+    if isinstance(raw, int | float):
+        value = float(raw)
+    else:
+        text = _text(key, raw)
+        try:
+            value = float(text)
+        except ValueError:
+            raise ConfigError(key, f"{text!r} is not a number") from None
+    if integer and value != int(value):
+        raise ConfigError(key, f"{raw!r} must be a whole number")
+    if not minimum <= value <= maximum:
+        raise ConfigError(key, f"{raw!r} is out of range ({minimum:g}–{maximum:g})")
+    return value
+
+
+def parse_hhmm(key: str, raw: object) -> time:
+    """``'19:00'`` → ``time(19, 0)``; anything else is a :class:`ConfigError` naming *key*."""
+    if isinstance(raw, time):
+        return raw.replace(second=0, microsecond=0, tzinfo=None)
+    text = _text(key, raw)
+    match = HHMM_RE.match(text)
+    if not match:
+        raise ConfigError(key, f"{text!r} is not a time of day as HH:MM (00:00–23:59)")
+    return time(int(match.group(1)), int(match.group(2)))
+
+
+def parse_tag(raw: object) -> TagSelector:
+    text = _text("CLUSTER_TAG", raw)
+    if text == "*":
+        return TagSelector(None, None)
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not key or not TAG_KEY_RE.match(key):
+        raise ConfigError("CLUSTER_TAG", f"{text!r} is not key=value, key, or *")
+    return TagSelector(key, value.strip() if sep else None)
+
+
+def from_mapping(raw: Mapping[str, Any]) -> Settings:
+    """Validate the ``EMR`` config dict into :class:`Settings`.
+
+    Raises :class:`ConfigError` for the first bad or unknown key.
+    """
+    unknown = sorted(set(raw) - set(KEYS))
+    if unknown:
+        raise ConfigError(unknown[0], f"unknown key (known: {', '.join(KEYS)})")
+
+    if raw.get("ROLE_ARN") in (None, ""):
+        raise ConfigError("ROLE_ARN", "required: the ARN of the role in the cluster account")
+    role_arn = _text("ROLE_ARN", raw["ROLE_ARN"])
+    if not ROLE_ARN_RE.match(role_arn):
+        raise ConfigError("ROLE_ARN", f"{role_arn!r} is not an IAM role ARN (arn:aws:iam::<12 digits>:role/NAME)")
+
+    external_id: str | None = None
+    if not _optional_text(raw.get("EXTERNAL_ID")):
+        external_id = _text("EXTERNAL_ID", raw["EXTERNAL_ID"])
+        if not EXTERNAL_ID_RE.match(external_id):
+            raise ConfigError("EXTERNAL_ID", "must be 2–1224 characters of letters, digits and +=,.@:/-")
+
+    region = _text("REGION", raw.get("REGION", Settings.region))
+    if not REGION_RE.match(region):
+        raise ConfigError("REGION", f"{region!r} is not an AWS region name such as ap-northeast-1")
+
+    endpoint_url: str | None = None
+    if not _optional_text(raw.get("ENDPOINT_URL")):
+        endpoint_url = _text("ENDPOINT_URL", raw["ENDPOINT_URL"])
+        if not re.match(r"^https?://[^\s/]+(?:/\S*)?$", endpoint_url):
+            raise ConfigError("ENDPOINT_URL", f"{endpoint_url!r} is not an http(s) URL")
+
+    cluster_tag = parse_tag(raw.get("CLUSTER_TAG", "emr-chatops=true"))
+
+    idle_minutes = int(_number("IDLE_MINUTES", raw.get("IDLE_MINUTES", 30), minimum=1, maximum=1440, integer=True))
+    warn_minutes = int(_number("WARN_MINUTES", raw.get("WARN_MINUTES", 5), minimum=0, maximum=120, integer=True))
+    if warn_minutes >= idle_minutes:
+        raise ConfigError("WARN_MINUTES", f"{warn_minutes} must be less than IDLE_MINUTES ({idle_minutes})")
+
+    end_of_day: time | None = None
+    if not _optional_text(raw.get("END_OF_DAY", "19:00")):
+        end_of_day = parse_hhmm("END_OF_DAY", raw.get("END_OF_DAY", "19:00"))
+
+    zone_name = _text("TIMEZONE", raw.get("TIMEZONE", "Asia/Tokyo"))
+    try:
+        timezone = ZoneInfo(zone_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError("TIMEZONE", f"{zone_name!r} is not an IANA time zone such as Asia/Tokyo") from None
+
+    notify_channel: str | None = None
+    if not _optional_text(raw.get("NOTIFY_CHANNEL")):
+        notify_channel = _text("NOTIFY_CHANNEL", raw["NOTIFY_CHANNEL"])
+
+    poll_seconds = _number("POLL_SECONDS", raw.get("POLL_SECONDS", 30), minimum=0.05, maximum=3600, integer=False)
+    # Below 900 s, botocore's 15-minute refresh window would renew the token on every call.
+    session_seconds = int(
+        _number("SESSION_SECONDS", raw.get("SESSION_SECONDS", 3600), minimum=1800, maximum=43200, integer=True)
+    )
+    return Settings(
+        role_arn=role_arn,
+        external_id=external_id,
+        region=region,
+        endpoint_url=endpoint_url,
+        cluster_tag=cluster_tag,
+        idle_minutes=idle_minutes,
+        end_of_day=end_of_day,
+        timezone=timezone,
+        warn_minutes=warn_minutes,
+        notify_channel=notify_channel,
+        poll_seconds=poll_seconds,
+        session_seconds=session_seconds,
+    )

@@ -1,0 +1,201 @@
+"""Shared fixtures: a hermetic environment, moto's server on loopback, a real Errbot.
+
+* ``hermetic`` (autouse) clears every ``AWS_*`` variable and points the AWS
+  config files at nothing, then gives the bot account A's emulator keys.
+* ``emulator`` is one moto server per test session; each test that asks for
+  ``seeded`` gets it reset and seeded afresh (role ``cre`` in account B, the
+  managed cluster ``analytics``, the unmanaged ``etl-nightly``).
+* ``chat`` is Errbot's real test backend with the EMR plugin loaded from
+  ``plugins/``, on a real storage plugin, in a data dir that survives
+  :meth:`Chat.restart`. Time is the plugin's injectable clock (:class:`Clock`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import time_machine
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "plugins" / "emr")]
+
+from demo.emulator import ACCOUNT_B, BOT_KEYS, EXTERNAL_ID, ROLE_ARN, Emulator, Seeded  # noqa: E402
+
+NOTIFY = "#emr-alerts"
+
+
+@pytest.fixture(autouse=True)
+def hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No real AWS: clear AWS_* and the config files; account A's keys are the emulator's."""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    empty = tmp_path_factory.mktemp("aws") / "none"
+    empty.write_text("")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", BOT_KEYS["aws_access_key_id"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", BOT_KEYS["aws_secret_access_key"])
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[Emulator]:
+    with Emulator() as emu:
+        yield emu
+
+
+@pytest.fixture
+def seeded(emulator: Emulator, clock: Clock) -> Seeded:
+    emulator.reset()
+    seeded = emulator.seed()
+    emulator.reset_counts()
+    return seeded
+
+
+class Clock:
+    """Wall-clock time for the whole process (bot, botocore and moto alike): moved, never waited for.
+
+    time-machine freezes ``datetime.now``/``time.time`` at *start*; moving it
+    keeps the emulator's token expiry and cluster timelines consistent with
+    the bot's idea of now.
+    """
+
+    def __init__(self, start: datetime) -> None:
+        self._traveller = time_machine.travel(start, tick=False)
+        self._traveller.start()
+
+    def stop(self) -> None:
+        self._traveller.stop()
+
+    @property
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def set(self, moment: datetime) -> None:
+        self._traveller.move_to(moment)
+
+    def advance(self, **kwargs: float) -> None:
+        self._traveller.shift(timedelta(**kwargs))
+
+
+def emr_config(emulator: Emulator, **overrides: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "ROLE_ARN": ROLE_ARN,
+        "EXTERNAL_ID": EXTERNAL_ID,
+        "REGION": "ap-northeast-1",
+        "ENDPOINT_URL": emulator.url,
+        "CLUSTER_TAG": "emr-chatops=true",
+        "TIMEZONE": "Asia/Tokyo",
+        "NOTIFY_CHANNEL": NOTIFY,
+        "POLL_SECONDS": 3600,  # tests call tick() themselves, at the time they choose
+    }
+    config.update(overrides)
+    return config
+
+
+class Chat:
+    """A running Errbot on the test backend, with helpers to talk as different users."""
+
+    def __init__(self, data_dir: Path, emr: dict[str, Any], clock: Clock, storage: str = "Shelf") -> None:
+        self.data_dir = data_dir
+        self.emr = emr
+        self.clock = clock
+        self.storage = storage
+        self.sent: list[tuple[str, str]] = []  # (to, body) of everything the bot sent
+        self.testbot: Any = None
+
+    def start(self) -> Chat:
+        from errbot.backends.test import TestBot
+
+        self.testbot = TestBot(
+            extra_plugin_dir=str(ROOT / "plugins"),
+            loglevel=logging.INFO,
+            extra_config={
+                "BOT_DATA_DIR": str(self.data_dir),
+                "BOT_ADMINS": ("admin",),
+                "STORAGE": self.storage,
+                "BOT_EXTRA_STORAGE_PLUGINS_DIR": str(ROOT / "storage"),
+                "EMR": dict(self.emr),
+                "CORE_PLUGINS": ("ACLs", "Help", "Plugins", "Utils", "CommandNotFoundFilter"),
+            },
+        )
+        self.testbot.start(timeout=10)
+        backend = self.testbot.bot
+        original = backend.send_message
+
+        def recording(msg: Any) -> None:
+            self.sent.append((str(msg.to), msg.body))
+            original(msg)
+
+        backend.send_message = recording
+        return self
+
+    def stop(self) -> None:
+        if self.testbot is not None:
+            self.testbot.stop()
+            self.testbot = None
+
+    def restart(self) -> Chat:
+        self.stop()
+        return self.start()
+
+    @property
+    def plugin(self) -> Any:
+        return self.testbot.bot.plugin_manager.get_plugin_obj_by_name("EMR")
+
+    def say(self, text: str, user: str = "alice", timeout: float = 10) -> str:
+        """Send *text* as *user*; return the bot's reply."""
+        backend = self.testbot.bot
+        backend.sender = backend.build_identifier(user)
+        self.testbot.push_message(text)
+        return str(self.testbot.pop_message(timeout=timeout))
+
+    def drain(self) -> list[str]:
+        """Everything else the bot has sent to the queue so far (announcements)."""
+        out = []
+        while True:
+            try:
+                out.append(str(self.testbot.pop_message(timeout=0.05)))
+            except queue.Empty:
+                return out
+
+    def announcements(self) -> list[str]:
+        return [body for to, body in self.sent if to == NOTIFY]
+
+    def tick(self) -> None:
+        self.plugin.tick()
+
+
+# A weekday morning in Tokyo, far from the end of day.
+MORNING = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)  # 10:00 JST
+
+
+@pytest.fixture
+def clock() -> Iterator[Clock]:
+    clock = Clock(MORNING)
+    try:
+        yield clock
+    finally:
+        clock.stop()
+
+
+@pytest.fixture
+def chat(tmp_path: Path, emulator: Emulator, seeded: Seeded, clock: Clock) -> Iterator[Chat]:
+    bot = Chat(tmp_path / "data", emr_config(emulator), clock).start()
+    bot.drain()
+    try:
+        yield bot
+    finally:
+        bot.stop()
+
+
+__all__ = ["ACCOUNT_B", "MORNING", "NOTIFY", "Chat", "Clock", "emr_config"]
