@@ -207,13 +207,23 @@ class Emulator:
         return str(response["JobFlowId"])
 
     def cluster_state(self, cluster_id: str) -> str:
-        return str(self.emr_b().describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"]["State"])
+        """The cluster's real state, read in-process (no request: counts and IAM are unaffected)."""
+        return str(self._moto_cluster(cluster_id).state)
+
+    @staticmethod
+    def _moto_cluster(cluster_id: str) -> Any:
+        # moto's server files EMR requests to an endpoint_url under one region
+        # whatever the client's region, so look in every region of account B.
+        from moto.emr.models import emr_backends
+
+        for backend in emr_backends[ACCOUNT_B].values():
+            if cluster_id in backend.clusters:
+                return backend.clusters[cluster_id]
+        raise KeyError(cluster_id)
 
     def set_cluster_state(self, cluster_id: str, state: str) -> None:
         """Move a cluster to RUNNING/WAITING as if a step started or ended (moto has no API for it)."""
-        from moto.emr.models import emr_backends
-
-        emr_backends[ACCOUNT_B][REGION].clusters[cluster_id].state = state
+        self._moto_cluster(cluster_id).state = state
 
     # -- IAM enforcement -------------------------------------------------
     def create_bot_user(self, policy: dict[str, Any] | None = None) -> dict[str, str]:

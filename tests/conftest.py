@@ -111,6 +111,7 @@ class Chat:
         self.clock = clock
         self.storage = storage
         self.sent: list[tuple[str, str]] = []  # (to, body) of everything the bot sent
+        self._popped = 0  # how many of them were taken off the test backend's queue
         self.testbot: Any = None
 
     def start(self) -> Chat:
@@ -129,6 +130,8 @@ class Chat:
             },
         )
         self.testbot.start(timeout=10)
+        self.sent.clear()
+        self._popped = 0
         backend = self.testbot.bot
         original = backend.send_message
 
@@ -153,11 +156,19 @@ class Chat:
         return self.testbot.bot.plugin_manager.get_plugin_obj_by_name("EMR")
 
     def say(self, text: str, user: str = "alice", timeout: float = 10) -> str:
-        """Send *text* as *user*; return the bot's reply."""
+        """Send *text* as *user*; return the bot's reply (as text: the test backend strips markdown).
+
+        Announcements to NOTIFY_CHANNEL made meanwhile are skipped here; see :meth:`announcements`.
+        """
         backend = self.testbot.bot
         backend.sender = backend.build_identifier(user)
         self.testbot.push_message(text)
-        return str(self.testbot.pop_message(timeout=timeout))
+        while True:
+            reply = str(self.testbot.pop_message(timeout=timeout))
+            to, _ = self.sent[self._popped]
+            self._popped += 1
+            if to != NOTIFY:
+                return reply
 
     def drain(self) -> list[str]:
         """Everything else the bot has sent to the queue so far (announcements)."""
@@ -165,6 +176,7 @@ class Chat:
         while True:
             try:
                 out.append(str(self.testbot.pop_message(timeout=0.05)))
+                self._popped += 1
             except queue.Empty:
                 return out
 

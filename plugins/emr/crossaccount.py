@@ -44,6 +44,7 @@ from botocore.exceptions import (
     NoCredentialsError,
     ReadTimeoutError,
 )
+
 from emr_errors import AccessDeniedError, AwsError, AwsUnreachableError, CredentialsError
 
 log = logging.getLogger("errbot.plugins.emr.crossaccount")

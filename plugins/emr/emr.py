@@ -26,6 +26,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from errbot import BotPlugin, botcmd
+
 from crossaccount import CrossAccountSession, RoleTarget, Token, utc_now
 from emr_adapter import EmrAdapter
 from emr_errors import (
@@ -58,7 +60,6 @@ from emr_rules import (
     termination_failed,
 )
 from emr_settings import Settings, from_mapping, parse_hhmm
-from errbot import BotPlugin, botcmd
 
 log = logging.getLogger("errbot.plugins.emr")
 
