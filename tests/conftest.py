@@ -71,7 +71,7 @@ class Clock:
 
     def __init__(self, start: datetime) -> None:
         self._traveller = time_machine.travel(start, tick=False)
-        self._traveller.start()
+        self._coordinates = self._traveller.start()
 
     def stop(self) -> None:
         self._traveller.stop()
@@ -81,10 +81,10 @@ class Clock:
         return datetime.now(UTC)
 
     def set(self, moment: datetime) -> None:
-        self._traveller.move_to(moment)
+        self._coordinates.move_to(moment)
 
     def advance(self, **kwargs: float) -> None:
-        self._traveller.shift(timedelta(**kwargs))
+        self._coordinates.shift(timedelta(**kwargs))
 
 
 def emr_config(emulator: Emulator, **overrides: Any) -> dict[str, Any]:

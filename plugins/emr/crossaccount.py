@@ -57,6 +57,8 @@ EXPIRED_CODES = frozenset(
 )
 ACCESS_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
 THROTTLING_CODES = frozenset({"Throttling", "ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded"})
+_XML_CODE_RE = re.compile(r"<Code>([^<]+)</Code>")
+_XML_MESSAGE_RE = re.compile(r"<Message>([^<]*)</Message>")
 _DENIED_ACTION_RE = re.compile(r"not authorized to perform:? ?([a-z0-9-]+:[A-Za-z0-9]+)")
 
 # Bounded so a hanging endpoint costs a command at most about
@@ -109,19 +111,36 @@ class RoleTarget:
     session_name: str = "emr-chatops"
 
 
-def translate_client_error(error: ClientError, action: str, where: str) -> AwsError:
-    """Map a botocore ``ClientError`` to a domain error with a one-line message.
+def error_code(error: ClientError) -> tuple[str, str]:
+    """(code, message) of a ClientError, looking inside moto's XML-in-JSON 403 bodies.
 
-    moto reports IAM denials of JSON-protocol services as HTTP 403 with the
-    code ``403`` and the real code inside the message; AWS says
-    ``AccessDeniedException``. Both become :class:`AccessDeniedError` naming the
-    action (the one in the message when present, else *action*).
+    moto answers JSON-protocol services' auth failures with HTTP 403, the code
+    ``403`` and an XML error document as the message; AWS puts the real code
+    (``AccessDeniedException``, ``UnrecognizedClientException`` …) in the code.
     """
     info = error.response.get("Error", {})
     code = str(info.get("Code", ""))
     message = str(info.get("Message", ""))
+    if code.isdigit():
+        inner_code = _XML_CODE_RE.search(message)
+        inner_message = _XML_MESSAGE_RE.search(message)
+        if inner_code:
+            code = inner_code.group(1)
+            message = inner_message.group(1) if inner_message else message
+    return code, message
+
+
+def translate_client_error(error: ClientError, action: str, where: str) -> AwsError:
+    """Map a botocore ``ClientError`` to a domain error with a one-line message.
+
+    AWS says ``AccessDeniedException`` (JSON services) or ``AccessDenied``;
+    moto hides the code in the message (see :func:`error_code`). Either
+    becomes :class:`AccessDeniedError` naming the action (the one in the
+    message when present, else *action*).
+    """
+    code, message = error_code(error)
     status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    if code in ACCESS_DENIED_CODES or ((code == "403" or status == 403) and "AccessDenied" in message + code):
+    if code in ACCESS_DENIED_CODES:
         found = _DENIED_ACTION_RE.search(message)
         return AccessDeniedError(found.group(1) if found else action, where)
     if code in THROTTLING_CODES:
@@ -262,7 +281,7 @@ class CrossAccountSession:
                 response: dict[str, Any] = getattr(client, operation)(**params)
                 return response
             except ClientError as error:
-                code = str(error.response.get("Error", {}).get("Code", ""))
+                code, _ = error_code(error)
                 if code in EXPIRED_CODES and attempt == 1:
                     log.warning("AWS said %s for %s: re-assuming the role and retrying once", code, action)
                     self.invalidate(generation)
