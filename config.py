@@ -48,7 +48,7 @@ BOT_LOG_LEVEL = getattr(logging, _env("EMR_CHATOPS_LOG_LEVEL", "INFO").upper(), 
 Path(BOT_DATA_DIR).mkdir(parents=True, exist_ok=True, mode=0o700)
 
 # Durable storage: see storage/sqlite.py (Shelf falls back to dbm.dumb here, which loses updates on a crash).
-STORAGE = _env("EMR_CHATOPS_STORAGE", "Shelf")
+STORAGE = _env("EMR_CHATOPS_STORAGE", "SQLite")
 BOT_EXTRA_STORAGE_PLUGINS_DIR = str(ROOT / "storage")
 
 CORE_PLUGINS = ("ACLs", "Help", "Health", "Plugins", "Utils", "CommandNotFoundFilter", "TextCmds")

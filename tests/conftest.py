@@ -47,6 +47,23 @@ def hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathF
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", BOT_KEYS["aws_secret_access_key"])
 
 
+# Every secret a test has handed out or received: none may appear in a reply or a log line.
+SECRETS: set[str] = {BOT_KEYS["aws_secret_access_key"]}
+CHATS: list[Chat] = []
+
+
+@pytest.fixture(autouse=True)
+def no_secret_leaks(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """After each test: no secret key, session token or access key id in any log line or chat message."""
+    CHATS.clear()
+    yield
+    for chat in CHATS:
+        chat.collect_secrets()
+    texts = [caplog.text] + [body for chat in CHATS for _, body in chat.sent]
+    leaked = sorted({secret for secret in SECRETS for text in texts if secret and secret in text})
+    assert not leaked, f"{len(leaked)} secret(s) leaked into logs or replies"
+
+
 @pytest.fixture(scope="session")
 def emulator() -> Iterator[Emulator]:
     with Emulator() as emu:
@@ -105,7 +122,7 @@ def emr_config(emulator: Emulator, **overrides: Any) -> dict[str, Any]:
 class Chat:
     """A running Errbot on the test backend, with helpers to talk as different users."""
 
-    def __init__(self, data_dir: Path, emr: dict[str, Any], clock: Clock, storage: str = "Shelf") -> None:
+    def __init__(self, data_dir: Path, emr: dict[str, Any], clock: Clock, storage: str = "SQLite") -> None:
         self.data_dir = data_dir
         self.emr = emr
         self.clock = clock
@@ -117,6 +134,7 @@ class Chat:
     def start(self) -> Chat:
         from errbot.backends.test import TestBot
 
+        CHATS.append(self)
         self.testbot = TestBot(
             extra_plugin_dir=str(ROOT / "plugins"),
             loglevel=logging.INFO,
@@ -142,8 +160,18 @@ class Chat:
         backend.send_message = recording
         return self
 
+    def collect_secrets(self) -> None:
+        """Remember the stored STS token's parts, for :func:`no_secret_leaks`."""
+        if self.testbot is None:
+            return
+        plugin = self.plugin
+        token = plugin.get("sts") if plugin is not None and plugin.is_activated else None
+        if token:
+            SECRETS.update({token["secret_key"], token["token"], token["access_key"]})
+
     def stop(self) -> None:
         if self.testbot is not None:
+            self.collect_secrets()
             self.testbot.stop()
             self.testbot = None
 

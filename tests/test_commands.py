@@ -140,7 +140,7 @@ def test_unmanaged_cluster_is_invisible_even_by_id(chat: Chat, emulator: Emulato
 def test_several_clusters_must_be_named(chat: Chat, emulator: Emulator, seeded: Seeded) -> None:
     second = emulator.run_cluster("adhoc")
     reply = chat.say("!emr lock")
-    assert reply == "✗ Several clusters are running (analytics, adhoc): name one."
+    assert reply == "✗ Several clusters are running (adhoc, analytics): name one."
     reply = chat.say("!emr lock adhoc big join")
     assert reply.startswith(f"🔒 alice holds adhoc ({second})")
     assert "big join" in reply

@@ -51,7 +51,7 @@ class EmrAdapter:
             params["Marker"] = marker
         clusters = [self._info(s) for s in summaries if s.get("Status", {}).get("State") in ACTIVE_STATES]
         managed = [c for c in clusters if self._is_managed(c.id)]
-        return sorted(managed, key=lambda c: (c.created_at or datetime.min.astimezone(), c.id))
+        return sorted(managed, key=lambda c: (c.created_at or datetime.min.astimezone(), c.name, c.id))
 
     def _is_managed(self, cluster_id: str) -> bool:
         if self.selector.matches_all:
