@@ -1,0 +1,43 @@
+# emr-chatops — the targets the README names.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test check lint typecheck deploy-check bench clean
+
+# A virtualenv with the pinned requirements; rebuilt when they change.
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+## demo: the bot on the built-in local demo (AWS emulator + Text console)
+demo: $(BIN)/.installed
+	$(BIN)/python -m demo
+
+## test: the whole test suite (offline)
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest -q
+
+## lint / typecheck: ruff and mypy (strict on the pure rules and the cross-account session)
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(BIN)/.installed
+	$(BIN)/mypy
+
+## deploy-check: cfn-lint on the CloudFormation templates, systemd-analyze verify on the unit
+deploy-check: $(BIN)/.installed
+	PATH=$(CURDIR)/$(BIN):$$PATH bash deploy/check.sh
+
+## check: everything CI runs
+check: lint typecheck test
+
+## bench: the benchmarks quoted in the README's Performance section
+bench: $(BIN)/.installed
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis data
