@@ -8,11 +8,11 @@ from pathlib import Path
 
 import boto3
 import pytest
+
+from conftest import Chat, Clock, emr_config
 from crossaccount import CrossAccountSession, MemoryTokenStore, RoleTarget
 from demo.emulator import BOT_KEYS, EXTERNAL_ID, REGION, ROLE_ARN, Emulator, Seeded
 from emr_errors import AccessDeniedError, AwsUnreachableError
-
-from conftest import Chat, Clock, emr_config
 
 
 def target(emulator: Emulator, **overrides: object) -> RoleTarget:
@@ -95,9 +95,7 @@ def test_concurrent_callers_share_one_assume_role(emulator: Emulator, seeded: Se
     assert emulator.count("ListClusters") == 100
 
 
-def test_an_invalid_token_is_dropped_reassumed_and_the_call_retried_once(
-    emulator: Emulator, seeded: Seeded
-) -> None:
+def test_an_invalid_token_is_dropped_reassumed_and_the_call_retried_once(emulator: Emulator, seeded: Seeded) -> None:
     keys = emulator.create_bot_user()
     emulator.set_iam_enforcement(True)
     store = MemoryTokenStore()

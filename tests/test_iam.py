@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+
+from conftest import Chat, Clock, emr_config
 from demo import policies
 from demo.emulator import Emulator
 from emr_adapter import PERMISSIONS
-
-from conftest import Chat, Clock, emr_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,7 +55,9 @@ def test_a_role_without_terminate_permission_gets_a_one_line_answer_naming_it(
 ) -> None:
     emulator.reset()
     document = policies.permission_policy()
-    document["Statement"] = [s for s in document["Statement"] if "elasticmapreduce:TerminateJobFlows" not in s["Action"]]
+    document["Statement"] = [
+        s for s in document["Statement"] if "elasticmapreduce:TerminateJobFlows" not in s["Action"]
+    ]
     seeded = emulator.seed(permissions=document)
     bot = iam_bot(tmp_path, emulator, clock, monkeypatch)
     try:

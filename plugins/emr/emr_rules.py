@@ -227,12 +227,15 @@ def observe(state: State, clusters: Iterable[ClusterInfo], now: datetime) -> tup
     """Fold the current list of managed active clusters into the state.
 
     New clusters get ``first_seen = now``; a cluster coming back to WAITING
-    from a busy state restarts its idle clock. Clusters no longer listed are
+    from a busy state restarts its idle clock; a cluster already known as gone
+    is ignored (a listing taken just before it was terminated). Clusters no longer listed are
     dropped (their holds end with them) and returned, so the caller can
     announce the ones that were being terminated.
     """
     seen: dict[str, ClusterRecord] = {}
     for info in clusters:
+        if info.id in state.gone:
+            continue  # a listing taken before its termination: cluster ids never come back
         old = state.clusters.get(info.id)
         if old is None:
             record = ClusterRecord(
