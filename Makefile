@@ -33,7 +33,7 @@ deploy-check: $(BIN)/.installed
 	PATH=$(CURDIR)/$(BIN):$$PATH bash deploy/check.sh
 
 ## check: everything CI runs
-check: lint typecheck test
+check: lint typecheck deploy-check test
 
 ## bench: the benchmarks quoted in the README's Performance section
 bench: $(BIN)/.installed

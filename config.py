@@ -18,6 +18,29 @@ ROOT = Path(__file__).resolve().parent
 _env = os.environ.get
 
 
+def _route_slack_sdk_to(url: str) -> None:
+    """Tests only: send slack_sdk Web API calls made with the default base URL to *url* (a local fake).
+
+    The SlackV3 backend offers no setting for slack_sdk's base URL, and errbot
+    reads this file before it loads the backend, so this is where the seam goes.
+    """
+    from slack_sdk.web.base_client import BaseClient
+
+    url = url if url.endswith("/") else url + "/"
+    original_init = BaseClient.__init__
+
+    def __init__(self: BaseClient, *args: object, **kwargs: object) -> None:
+        original_init(self, *args, **kwargs)  # type: ignore[arg-type]
+        if self.base_url == BaseClient.BASE_URL:
+            self.base_url = url
+
+    BaseClient.__init__ = __init__  # type: ignore[method-assign]
+
+
+if _env("EMR_CHATOPS_SLACK_API_URL"):
+    _route_slack_sdk_to(os.environ["EMR_CHATOPS_SLACK_API_URL"])
+
+
 def _list(value: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
     items = tuple(v.strip() for v in (value or "").split(",") if v.strip())
     return items or default
@@ -26,12 +49,11 @@ def _list(value: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
 # -- chat backend -------------------------------------------------------------------------
 SLACK = bool(_env("SLACK_BOT_TOKEN") and _env("SLACK_APP_TOKEN"))
 if SLACK:
-    import slackv3  # the SlackV3 backend package: fail early when it is missing
-
-    BACKEND = "SlackV3"
-    BOT_EXTRA_BACKEND_DIR = str(Path(slackv3.__file__).resolve().parent.parent)
+    BACKEND = "SlackV3"  # found through the package's errbot.backend_plugins entry point
     BOT_IDENTITY = {"token": _env("SLACK_BOT_TOKEN"), "app_token": _env("SLACK_APP_TOKEN")}
-    BOT_ADMINS = _list(_env("BOT_ADMINS"), ())
+    BOT_ADMINS = _list(_env("BOT_ADMINS"), ())  # Slack user ids, e.g. U012ABCDEF
+    # SlackV3 cannot build an identifier from a bare user id: admins are notified by mention.
+    BOT_ADMINS_NOTIFICATIONS = tuple(f"<@{admin}>" for admin in BOT_ADMINS)
     CHATROOM_PRESENCE: tuple[str, ...] = ()
 else:
     BACKEND = "Text"

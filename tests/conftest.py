@@ -128,6 +128,7 @@ class Chat:
         self.clock = clock
         self.storage = storage
         self.sent: list[tuple[str, str]] = []  # (to, body) of everything the bot sent
+        self.sent_at: list[datetime] = []  # when (on the moved clock) each was sent
         self._popped = 0  # how many of them were taken off the test backend's queue
         self.testbot: Any = None
 
@@ -149,12 +150,14 @@ class Chat:
         )
         self.testbot.start(timeout=10)
         self.sent.clear()
+        self.sent_at.clear()
         self._popped = 0
         backend = self.testbot.bot
         original = backend.send_message
 
         def recording(msg: Any) -> None:
             self.sent.append((str(msg.to), msg.body))
+            self.sent_at.append(datetime.now(UTC))
             original(msg)
 
         backend.send_message = recording
@@ -211,6 +214,14 @@ class Chat:
     def announcements(self) -> list[str]:
         return [body for to, body in self.sent if to == NOTIFY]
 
+    def announced(self, prefix: str) -> list[tuple[datetime, str]]:
+        """(when, text) of announcements starting with *prefix*."""
+        return [
+            (at, body)
+            for (to, body), at in zip(self.sent, self.sent_at, strict=True)
+            if to == NOTIFY and body.startswith(prefix)
+        ]
+
     def tick(self) -> None:
         self.plugin.tick()
 
@@ -236,6 +247,18 @@ def chat(tmp_path: Path, emulator: Emulator, seeded: Seeded, clock: Clock) -> It
         yield bot
     finally:
         bot.stop()
+
+
+# Termination lateness (tick time - deadline) seen by the scenario tests, reported at the end of the run.
+LATENESS: list[float] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if LATENESS:
+        terminalreporter.write_line(
+            f"automatic terminations checked: {len(LATENESS)}; largest lateness after the deadline: "
+            f"{max(LATENESS):.0f} s (poll interval in the scenarios: 30 s)"
+        )
 
 
 __all__ = ["ACCOUNT_B", "MORNING", "NOTIFY", "Chat", "Clock", "emr_config"]

@@ -142,6 +142,10 @@ class EMR(BotPlugin):
     def deactivate(self) -> None:
         with contextlib.suppress(ValueError):  # activation failed before the poller started
             self.stop_poller(self.tick)
+        # Errbot only cancels the timers when pollers are left over; stop_poller
+        # just emptied that list, so cancel the pending timer here ourselves.
+        for timer in list(self.current_timers):
+            timer.cancel()
         lock = getattr(self, "_lock", None)
         if lock is not None:
             with lock:  # let a tick in flight finish before the storage closes
@@ -554,8 +558,8 @@ class EMR(BotPlugin):
             deadline = next_deadline(state, record, self.policy, now)
             if deadline is not None:
                 lines.append(f"  next: {self._deadline_text(deadline, now)}")
-            elif record.state != "WAITING":
-                lines.append(f"  next: nothing while it is {record.state}; the idle clock starts when it is WAITING")
+            if record.state != "WAITING" and not record.holds:
+                lines.append(f"  not idle while {record.state}: the idle clock starts when it is WAITING")
         return "\n".join(lines)
 
     def _deadline_text(self, deadline: Deadline, now: datetime) -> str:

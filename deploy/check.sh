@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Static checks of the deploy artifacts, for CI and by hand:  bash deploy/check.sh
+#
+#   1. cfn-lint (errors, warnings and informational rules) on deploy/cloudformation/*.yaml.
+#   2. systemd-analyze verify on deploy/emr-chatops.service.
+#      verify insists that ExecStart's binary exists, and /opt/emr-chatops/.venv/bin/errbot does
+#      not exist on a CI machine. So the unit is copied to a temporary directory with only that
+#      path replaced by /usr/bin/env (the arguments are kept); every other line is verified as
+#      written. verify exits 0 even for unknown keys or unparsable values (it only prints a
+#      warning and ignores the line), so any output at all counts as a failure here.
+#      tests/test_deploy.py checks that the real unit's ExecStart is the expected command.
+#   3. systemd-analyze security --offline: fails if the unit's exposure score rises above
+#      EXPOSURE_THRESHOLD (0-100 = 0.0-10.0; the unit scores 1.3 today), i.e. if someone
+#      weakens the hardening.
+#
+# Environment: CFN_LINT (default: the repo's .venv/bin/cfn-lint, else cfn-lint on PATH),
+# EMR_CHATOPS_SKIP_SYSTEMD=1 to skip 2 and 3 explicitly where systemd-analyze cannot exist.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(dirname "$here")"
+unit="$here/emr-chatops.service"
+exec_path="/opt/emr-chatops/.venv/bin/errbot"
+EXPOSURE_THRESHOLD="${EXPOSURE_THRESHOLD:-20}"
+failed=0
+
+fail() { echo "FAIL: $*" >&2; failed=1; }
+
+# -- 1. CloudFormation --------------------------------------------------------------------
+cfn_lint="${CFN_LINT:-}"
+if [[ -z "$cfn_lint" ]]; then
+    if [[ -x "$repo/.venv/bin/cfn-lint" ]]; then cfn_lint="$repo/.venv/bin/cfn-lint"; else cfn_lint="cfn-lint"; fi
+fi
+if ! command -v "$cfn_lint" >/dev/null 2>&1; then
+    fail "cfn-lint not found (pip install -r requirements-dev.txt, or set CFN_LINT)"
+elif "$cfn_lint" --include-checks I -- "$here"/cloudformation/*.yaml; then
+    echo "ok: cfn-lint $(basename -a "$here"/cloudformation/*.yaml | tr '\n' ' ')"
+else
+    fail "cfn-lint reported problems in deploy/cloudformation/"
+fi
+
+# -- 2 + 3. systemd unit ------------------------------------------------------------------
+if [[ "${EMR_CHATOPS_SKIP_SYSTEMD:-}" == "1" ]]; then
+    echo "skipped: systemd checks (EMR_CHATOPS_SKIP_SYSTEMD=1)"
+elif ! command -v systemd-analyze >/dev/null 2>&1; then
+    fail "systemd-analyze not found (apt-get install systemd), or set EMR_CHATOPS_SKIP_SYSTEMD=1"
+else
+    tmp="$(mktemp -d)"
+    trap 'rm -rf "$tmp"' EXIT
+    if ! grep -q "^ExecStart=$exec_path " "$unit"; then
+        fail "emr-chatops.service: ExecStart does not start with $exec_path"
+    fi
+    sed "s#^ExecStart=$exec_path #ExecStart=/usr/bin/env #" "$unit" >"$tmp/emr-chatops.service"
+
+    if out="$(systemd-analyze verify --man=no "$tmp/emr-chatops.service" 2>&1)" && [[ -z "$out" ]]; then
+        echo "ok: systemd-analyze verify emr-chatops.service"
+    else
+        printf '%s\n' "$out" >&2
+        fail "systemd-analyze verify emr-chatops.service"
+    fi
+
+    if out="$(systemd-analyze security --offline=yes --threshold="$EXPOSURE_THRESHOLD" --no-pager \
+        "$tmp/emr-chatops.service" 2>&1)"; then
+        echo "ok: systemd-analyze security: $(printf '%s\n' "$out" | grep -o 'Overall exposure level.*' || true)"
+    else
+        printf '%s\n' "$out" | grep -E '✗|Overall' >&2 || printf '%s\n' "$out" >&2
+        fail "systemd-analyze security: exposure above threshold $EXPOSURE_THRESHOLD"
+    fi
+fi
+
+exit "$failed"

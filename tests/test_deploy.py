@@ -1,0 +1,342 @@
+"""Deploy artifacts: the CloudFormation templates cannot drift from deploy/iam/*.json, they and
+the systemd unit pass their linters, the env example names every variable the bot reads, and the
+Slack app manifest asks for what the SlackV3 backend needs (Socket Mode)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+DEPLOY = REPO / "deploy"
+CFN = DEPLOY / "cloudformation"
+IAM = DEPLOY / "iam"
+UNIT = DEPLOY / "emr-chatops.service"
+ENV_EXAMPLE = DEPLOY / "emr-chatops.env.example"
+MANIFEST = DEPLOY / "slack-app-manifest.yaml"
+CHECK_SH = DEPLOY / "check.sh"
+EXEC_START = "/opt/emr-chatops/.venv/bin/errbot -c /opt/emr-chatops/config.py"
+
+
+# --------------------------------------------------------------------------- CloudFormation
+
+
+class CfnLoader(yaml.SafeLoader):
+    """PyYAML loader that turns CloudFormation short-form tags (!Ref, !Sub, !GetAtt, !If, ...)
+    into their long form ({"Ref": ...}, {"Fn::Sub": ...}, ...)."""
+
+
+def _construct_cfn_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        assert isinstance(node, yaml.MappingNode)
+        value = loader.construct_mapping(node, deep=True)
+    if suffix == "Ref":
+        return {"Ref": value}
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{suffix}": value}
+
+
+CfnLoader.add_multi_constructor("!", _construct_cfn_tag)
+
+
+def load_template(name: str) -> dict[str, Any]:
+    loader = CfnLoader((CFN / name).read_text(encoding="utf-8"))
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def load_policy(name: str) -> dict[str, Any]:
+    return json.loads((IAM / name).read_text(encoding="utf-8"))
+
+
+def to_placeholders(node: Any, names: Mapping[str, str]) -> Any:
+    """Replace CloudFormation references by the ``${PLACEHOLDER}`` the JSON policies use.
+
+    ``names`` maps a template parameter / pseudo parameter to its replacement text.  Any other
+    intrinsic function is left as is, so it cannot compare equal to the JSON by accident.
+    """
+    if isinstance(node, list):
+        return [to_placeholders(item, names) for item in node]
+    if isinstance(node, dict):
+        if set(node) == {"Ref"}:
+            assert node["Ref"] in names, f"unexpected !Ref {node['Ref']} in a policy"
+            return names[node["Ref"]]
+        if set(node) == {"Fn::Sub"} and isinstance(node["Fn::Sub"], str):
+
+            def sub(match: re.Match[str]) -> str:
+                assert match.group(1) in names, f"unexpected ${{{match.group(1)}}} in !Sub"
+                return names[match.group(1)]
+
+            return re.sub(r"\$\{([^}!]+)\}", sub, node["Fn::Sub"])
+        return {key: to_placeholders(value, names) for key, value in node.items()}
+    return node
+
+
+ACCOUNT_B_NAMES = {"BotAccountId": "${ACCOUNT_A_ID}", "ExternalId": "${EXTERNAL_ID}", "AWS::Partition": "aws"}
+ACCOUNT_A_NAMES = {"ClusterAccountRoleArn": "${ROLE_ARN}", "AWS::Partition": "aws"}
+
+
+def _single(resources: Mapping[str, Any], type_: str) -> dict[str, Any]:
+    found = [r for r in resources.values() if r["Type"] == type_]
+    assert len(found) == 1, f"expected exactly one {type_}, found {len(found)}"
+    return found[0]["Properties"]
+
+
+def test_account_b_role_trust_policy_is_account_b_trust_json() -> None:
+    role = _single(load_template("account-b.yaml")["Resources"], "AWS::IAM::Role")
+    document = to_placeholders(role["AssumeRolePolicyDocument"], ACCOUNT_B_NAMES)
+    assert document == load_policy("account-b-trust.json")
+
+
+def test_account_b_role_permissions_are_account_b_permissions_json() -> None:
+    role = _single(load_template("account-b.yaml")["Resources"], "AWS::IAM::Role")
+    assert "ManagedPolicyArns" not in role, "the role must have exactly the permissions of the JSON file"
+    [policy] = role["Policies"]
+    document = to_placeholders(policy["PolicyDocument"], ACCOUNT_B_NAMES)
+    assert document == load_policy("account-b-permissions.json")
+
+
+def test_account_a_managed_policy_is_account_a_assume_json() -> None:
+    policy = _single(load_template("account-a.yaml")["Resources"], "AWS::IAM::ManagedPolicy")
+    document = to_placeholders(policy["PolicyDocument"], ACCOUNT_A_NAMES)
+    assert document == load_policy("account-a-assume.json")
+
+
+def test_template_parameters() -> None:
+    b = load_template("account-b.yaml")["Parameters"]
+    assert set(b) >= {"BotAccountId", "ExternalId", "RoleName"}
+    assert b["ExternalId"]["NoEcho"] is True
+    assert b["RoleName"]["Default"] == "cre"
+    role = _single(load_template("account-b.yaml")["Resources"], "AWS::IAM::Role")
+    assert role["RoleName"] == {"Ref": "RoleName"}
+    a = load_template("account-a.yaml")["Parameters"]
+    assert "ClusterAccountRoleArn" in a
+    arn_pattern = re.compile(a["ClusterAccountRoleArn"]["AllowedPattern"])
+    assert arn_pattern.match("arn:aws:iam::111122223333:role/cre")
+    assert not arn_pattern.match("arn:aws:iam::111122223333:user/cre")
+
+
+def _tool(name: str) -> str | None:
+    beside_python = Path(sys.executable).with_name(name)
+    return str(beside_python) if beside_python.exists() else shutil.which(name)
+
+
+def test_cfn_lint_passes() -> None:
+    cfn_lint = _tool("cfn-lint")
+    if cfn_lint is None:
+        pytest.skip("cfn-lint is not installed (it is in requirements-dev.txt)")
+    templates = sorted(str(p) for p in CFN.glob("*.yaml"))
+    assert len(templates) == 2
+    result = subprocess.run(
+        [cfn_lint, "--include-checks", "I", "--", *templates], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------- systemd unit
+
+
+def unit_settings() -> list[tuple[str, str, str]]:
+    """(section, key, value) for every assignment, in order (keys may repeat)."""
+    section, out = "", []
+    for raw in UNIT.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1]
+            continue
+        key, sep, value = line.partition("=")
+        assert sep, f"not an assignment: {raw!r}"
+        out.append((section, key.strip(), value.strip()))
+    return out
+
+
+def test_unit_runs_the_bot_as_its_own_user_with_hardening() -> None:
+    settings = unit_settings()
+    service = {key: value for section, key, value in settings if section == "Service"}
+    environment = [value for section, key, value in settings if section == "Service" and key == "Environment"]
+    expected = {
+        "ExecStart": EXEC_START,
+        "User": "emr-chatops",
+        "Group": "emr-chatops",
+        "DynamicUser": "no",
+        "WorkingDirectory": "/opt/emr-chatops",
+        "EnvironmentFile": "/etc/emr-chatops/env",
+        "StateDirectory": "emr-chatops",
+        "Restart": "on-failure",
+        "UMask": "0077",
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "PrivateDevices": "yes",
+        "ProtectKernelTunables": "yes",
+        "ProtectControlGroups": "yes",
+        "RestrictSUIDSGID": "yes",
+        "LockPersonality": "yes",
+        "CapabilityBoundingSet": "",
+    }
+    assert {key: service.get(key) for key in expected} == expected
+    assert service.get("RestartSec")
+    assert "EMR_CHATOPS_DATA_DIR=/var/lib/emr-chatops" in environment
+    assert ("Install", "WantedBy", "multi-user.target") in settings
+
+
+def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed (apt-get install systemd)")
+    # verify requires ExecStart's binary to exist; /opt/emr-chatops is not on a CI machine, so
+    # swap only that path for /usr/bin/env (as deploy/check.sh does). verify exits 0 on unknown
+    # keys and bad values and only prints a warning, so any output is a failure.
+    text = UNIT.read_text(encoding="utf-8")
+    executable = EXEC_START.split()[0]
+    assert f"\nExecStart={executable} " in text
+    copy = tmp_path / UNIT.name
+    copy.write_text(text.replace(f"\nExecStart={executable} ", "\nExecStart=/usr/bin/env "), encoding="utf-8")
+    command = [analyze, "verify", "--man=no", str(copy)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+def test_check_sh_passes() -> None:
+    assert os.access(CHECK_SH, os.X_OK), "deploy/check.sh must be executable"
+    env = dict(os.environ)
+    cfn_lint = _tool("cfn-lint")
+    if cfn_lint is None:
+        pytest.skip("cfn-lint is not installed (it is in requirements-dev.txt)")
+    env["CFN_LINT"] = cfn_lint
+    if shutil.which("systemd-analyze") is None:
+        env["EMR_CHATOPS_SKIP_SYSTEMD"] = "1"
+    result = subprocess.run(["bash", str(CHECK_SH)], capture_output=True, text=True, env=env, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------- environment file
+
+
+def env_example_keys() -> dict[str, bool]:
+    """Variable name -> set (True) or only shown commented out (False)."""
+    keys: dict[str, bool] = {}
+    for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines():
+        match = re.match(r"^(#?)([A-Z][A-Z0-9_]*)=", line)
+        if match:
+            keys[match.group(2)] = keys.get(match.group(2), False) or not match.group(1)
+    return keys
+
+
+REQUIRED_ENV = {
+    "SLACK_BOT_TOKEN",
+    "SLACK_APP_TOKEN",
+    "BOT_ADMINS",
+    "EMR_ROLE_ARN",
+    "EMR_EXTERNAL_ID",
+    "EMR_REGION",
+    "EMR_CLUSTER_TAG",
+    "EMR_IDLE_MINUTES",
+    "EMR_END_OF_DAY",
+    "EMR_TIMEZONE",
+    "EMR_WARN_MINUTES",
+    "EMR_NOTIFY_CHANNEL",
+    "EMR_POLL_SECONDS",
+    "EMR_SESSION_SECONDS",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+}
+SET_BY_THE_UNIT = {"EMR_CHATOPS_DATA_DIR"}
+NOT_FOR_OPERATORS = {"EMR_CHATOPS_SLACK_API_URL"}  # the tests' fake-Slack seam (tests/fakeslack.py)
+
+
+def config_env_vars() -> set[str]:
+    """Environment variables config.py reads: ``_env("X")``, ``os.environ.get("X")``,
+    ``os.environ["X"]`` and ``EMR_`` + each of its ``EMR_KEYS``."""
+    tree = ast.parse((REPO / "config.py").read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            func = ast.unparse(node.func)
+            if func in ("_env", "os.environ.get", "os.getenv", "environ.get"):
+                names.add(str(node.args[0].value))
+        elif isinstance(node, ast.Subscript) and ast.unparse(node.value) == "os.environ":
+            if isinstance(node.slice, ast.Constant):
+                names.add(str(node.slice.value))
+        elif isinstance(node, ast.Assign) and any(ast.unparse(t) == "EMR_KEYS" for t in node.targets):
+            names.update(f"EMR_{key}" for key in ast.literal_eval(node.value))
+    return {n for n in names if re.fullmatch(r"[A-Z][A-Z0-9_]*", n)}
+
+
+def test_env_example_documents_every_variable() -> None:
+    keys = env_example_keys()
+    assert set(keys) >= REQUIRED_ENV, sorted(REQUIRED_ENV - set(keys))
+    assert not (SET_BY_THE_UNIT & {k for k, active in keys.items() if active}), "the unit sets it"
+    if not (REPO / "config.py").exists():
+        pytest.skip("config.py not present: cross-check skipped")
+    read_by_config = config_env_vars() - SET_BY_THE_UNIT - NOT_FOR_OPERATORS
+    assert read_by_config, "found no environment variable in config.py: the parser needs updating"
+    assert read_by_config <= set(keys), f"undocumented: {sorted(read_by_config - set(keys))}"
+
+
+def test_env_example_holds_placeholders_only() -> None:
+    text = ENV_EXAMPLE.read_text(encoding="utf-8")
+    assert not re.search(r"xox[abpr]-\d", text), "looks like a real Slack token"
+    assert not re.search(r"xapp-\d", text), "looks like a real Slack app token"
+    assert not re.search(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b", text), "looks like an AWS access key id"
+    assert "REPLACE" in text
+
+
+# --------------------------------------------------------------------------- Slack app manifest
+
+LEGACY_RTM_SCOPES = {"apps", "bot", "bot:basic", "client", "files:write:user", "identify", "post", "read"}
+
+
+def test_slack_manifest_is_socket_mode_with_the_scopes_the_backend_needs() -> None:
+    manifest = yaml.safe_load(MANIFEST.read_text(encoding="utf-8"))
+    settings = manifest["settings"]
+    assert settings["socket_mode_enabled"] is True
+    events = set(settings["event_subscriptions"]["bot_events"])
+    assert {"message.channels", "message.groups", "message.im"} <= events
+    scopes = manifest["oauth_config"]["scopes"]["bot"]
+    assert len(scopes) == len(set(scopes))
+    # What the SlackV3 backend calls: users.info/list, team.info, conversations.info/list/members,
+    # conversations.open, chat.postMessage/update, reactions.add; plus reading message events.
+    needed = {
+        "users:read",
+        "team:read",
+        "channels:read",
+        "groups:read",
+        "im:read",
+        "mpim:read",
+        "im:write",
+        "chat:write",
+        "reactions:write",
+        "channels:history",
+        "groups:history",
+        "im:history",
+        "mpim:history",
+    }
+    assert needed <= set(scopes)
+    # The backend picks the legacy RTM API when the token's scopes are all legacy ones.
+    assert not set(scopes) <= LEGACY_RTM_SCOPES
+    assert manifest["features"]["bot_user"]["display_name"]
