@@ -1,0 +1,185 @@
+"""Safety invariants under random sequences (Hypothesis, stateful), with the real plugin and moto.
+
+Random interleavings of lock / unlock / terminate / time steps / restarts /
+new clusters never terminate an unmanaged cluster, never terminate a cluster
+held by others before its end-of-day time, and always terminate an unheld
+WAITING cluster within IDLE_MINUTES plus one tick.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from tempfile import mkdtemp
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from conftest import MORNING, Chat, Clock, emr_config
+from demo.emulator import Emulator
+
+TICK = timedelta(minutes=2)
+IDLE = timedelta(minutes=30)
+TOKYO = ZoneInfo("Asia/Tokyo")
+USERS = ("alice", "bob", "admin")
+
+
+def end_of_day_between(start: datetime, end: datetime) -> bool:
+    """Is there a local 19:00 in (start, end]?"""
+    day = start.astimezone(TOKYO).date()
+    while True:
+        eod = datetime(day.year, day.month, day.day, 19, 0, tzinfo=TOKYO)
+        if eod > end:
+            return False
+        if eod > start:
+            return True
+        day += timedelta(days=1)
+
+
+@dataclass
+class Model:
+    """What the bot should believe about the current managed cluster."""
+
+    cluster: str
+    idle_since: datetime
+    holds: dict[str, datetime] = field(default_factory=dict)
+    alive: bool = True
+
+
+class BotMachine(RuleBasedStateMachine):
+    emulator: Emulator  # set by the test
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = Clock(MORNING)
+        self.emulator.reset()
+        seeded = self.emulator.seed(managed_names=(), unmanaged_names=("etl-nightly",))
+        self.unmanaged = seeded.unmanaged_id
+        self.chat = Chat(Path(mkdtemp()) / "data", emr_config(self.emulator, POLL_SECONDS=120), self.clock).start()
+        self.model: Model | None = None
+        self.last_step = self.clock.now
+
+    def teardown(self) -> None:
+        self.chat.stop()
+        self.clock.stop()
+
+    @initialize()
+    def start_cluster(self) -> None:
+        self.new_cluster()
+
+    def new_cluster(self) -> None:
+        cluster = self.emulator.run_cluster("analytics")
+        self.chat.tick()  # the bot sees it now
+        self.model = Model(cluster, idle_since=self.clock.now)
+
+    @precondition(lambda self: self.model is not None and not self.model.alive)
+    @rule()
+    def another_cluster(self) -> None:
+        self.new_cluster()
+
+    @precondition(lambda self: self.model is not None and self.model.alive)
+    @rule(user=st.sampled_from(USERS))
+    def lock(self, user: str) -> None:
+        reply = self.chat.say("!emr lock analytics", user=user)
+        assert self.model is not None
+        if reply.startswith("🔒"):
+            self.model.holds[user] = self.clock.now
+        else:
+            assert reply.startswith("✗")
+
+    @precondition(lambda self: self.model is not None and self.model.alive)
+    @rule(user=st.sampled_from(USERS))
+    def unlock(self, user: str) -> None:
+        reply = self.chat.say("!emr unlock analytics", user=user)
+        assert self.model is not None
+        if user in self.model.holds:
+            assert reply.startswith("🔓"), reply
+            del self.model.holds[user]
+            if not self.model.holds:
+                self.model.idle_since = self.clock.now
+        else:
+            assert reply.startswith("✗"), reply
+
+    @precondition(lambda self: self.model is not None and self.model.alive)
+    @rule(user=st.sampled_from(USERS), force=st.booleans())
+    def terminate(self, user: str, force: bool) -> None:
+        assert self.model is not None
+        reply = self.chat.say("!emr terminate analytics" + (" --force" if force else ""), user=user)
+        others = set(self.model.holds) - {user}
+        if others and not (force and user == "admin"):
+            assert reply.startswith("✗"), reply
+            assert self.emulator.cluster_state(self.model.cluster) == "WAITING"
+        elif reply.startswith("🛑"):
+            self.model.alive = False
+            self.model.holds.clear()
+
+    @rule(minutes=st.integers(min_value=1, max_value=45))
+    def time_passes(self, minutes: int) -> None:
+        end = self.clock.now + timedelta(minutes=minutes)
+        while self.clock.now + TICK <= end:
+            self.clock.advance(seconds=TICK.total_seconds())
+            self.chat.tick()
+            self.check_terminations()
+        self.clock.set(end)
+
+    @rule()
+    def restart(self) -> None:
+        self.chat.restart()
+
+    def check_terminations(self) -> None:
+        """After each tick: a termination the model did not ask for must be allowed by a rule."""
+        model = self.model
+        if model is None or not model.alive:
+            return
+        now = self.clock.now
+        if self.emulator.cluster_state(model.cluster) != "TERMINATED":
+            return
+        if model.holds:
+            first_hold = min(model.holds.values())
+            assert end_of_day_between(first_hold, now), f"held cluster terminated at {now} before end of day"
+        else:
+            eod = end_of_day_between(model.idle_since, now)
+            assert eod or now >= model.idle_since + IDLE, f"terminated at {now}, idle only since {model.idle_since}"
+        model.alive = False
+        model.holds.clear()
+
+    @invariant()
+    def unmanaged_cluster_is_never_touched(self) -> None:
+        assert self.emulator.cluster_state(self.unmanaged) == "WAITING"
+
+    @invariant()
+    def an_unheld_waiting_cluster_dies_within_idle_plus_one_tick(self) -> None:
+        model = self.model
+        if model is None or not model.alive or model.holds:
+            return
+        if self.clock.now >= model.idle_since + IDLE + TICK:
+            assert self.emulator.cluster_state(model.cluster) == "TERMINATED", (
+                f"idle since {model.idle_since}, still alive at {self.clock.now}"
+            )
+            model.alive = False
+
+
+@pytest.mark.slow
+def test_safety_invariants_hold_under_random_sequences(emulator: Emulator) -> None:
+    BotMachine.emulator = emulator
+    run_state_machine_as_test(
+        BotMachine,
+        settings=settings(
+            max_examples=12,
+            stateful_step_count=12,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+            database=None,
+        ),
+    )
