@@ -18,7 +18,7 @@ demo: $(BIN)/.installed
 
 ## test: the whole test suite (offline)
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 4 --dist worksteal
 
 ## lint / typecheck: ruff and mypy (strict on the pure rules and the cross-account session)
 lint: $(BIN)/.installed

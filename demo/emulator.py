@@ -44,7 +44,7 @@ Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
 
 
-def _action_of(environ: Environ, body: bytes) -> tuple[str, str]:
+def action_of(environ: Environ, body: bytes) -> tuple[str, str]:
     """(service, action) of an AWS request, for the request counter."""
     target = environ.get("HTTP_X_AMZ_TARGET", "")
     if target:  # JSON protocol, e.g. ElasticMapReduce.ListClusters
@@ -75,7 +75,7 @@ class _Counting:
         environ["wsgi.input"] = io.BytesIO(body)
         if not environ.get("PATH_INFO", "").startswith("/moto-api"):
             with self.lock:
-                self.requests[_action_of(environ, body)] += 1
+                self.requests[action_of(environ, body)] += 1
         return self.app(environ, start_response)
 
 
