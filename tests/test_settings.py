@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, Chat, Clock, emr_config
+from demo.emulator import Emulator
 from emr_errors import ConfigError
 from emr_settings import Settings, from_mapping
 
@@ -107,3 +108,31 @@ def test_the_plugin_does_not_activate_on_a_bad_value(
         assert "EMR config END_OF_DAY: '25:00' is not a time of day" in caplog.text
     finally:
         bot.stop()
+
+
+def test_a_malformed_role_arn_is_rejected_before_any_aws_call(tmp_path: Path, emulator: Emulator, clock: Clock) -> None:
+    from errbot.backends.test import TestBot
+
+    emulator.reset_counts()
+    testbot = TestBot(
+        extra_plugin_dir=str(ROOT / "plugins"),
+        extra_config={
+            "BOT_DATA_DIR": str(tmp_path),
+            "BOT_ADMINS": ("admin",),
+            "EMR": emr_config(emulator, ROLE_ARN="arn:aws:iam::21098765432:role/cre"),
+        },
+    )
+    testbot.start(timeout=10)
+    try:
+        assert not testbot.bot.plugin_manager.get_plugin_obj_by_name("EMR").is_activated
+    finally:
+        testbot.stop()
+    assert sum(emulator.requests.values()) == 0
+
+
+def test_storage_files_are_private(chat: Chat) -> None:
+    chat.say("!emr lock")
+    files = list(chat.data_dir.glob("*.sqlite3*"))
+    assert files, "no SQLite storage file"
+    for path in files:
+        assert path.stat().st_mode & 0o777 == 0o600, path
