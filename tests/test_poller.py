@@ -279,3 +279,18 @@ def test_reload_keeps_state_and_leaves_exactly_one_poller(chat: Chat, clock: Clo
     chat.say("!plugin activate EMR", user="admin")
     assert len(chat.plugin.current_pollers) == 1 and len(poller_threads()) == 1
     assert "alice" in chat.say("!emr status")
+
+
+def test_an_unexpected_error_in_a_tick_is_logged_and_the_next_tick_works(
+    chat: Chat, emulator: Emulator, seeded: Seeded, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    chat.say("!emr status")  # first seen at 10:00
+    adapter = chat.plugin.adapter
+    real = adapter.list_managed
+    adapter.list_managed = lambda: (_ for _ in ()).throw(RuntimeError("boom"))
+    chat.tick()  # must not raise: Errbot's poller would only log it, and nobody in chat would hear
+    assert "EMR poller tick failed" in caplog.text
+    adapter.list_managed = real
+    clock.set(MORNING + timedelta(minutes=31))
+    chat.tick()
+    assert emulator.cluster_state(seeded.managed_id) == "TERMINATED"

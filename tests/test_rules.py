@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from emr_rules import (
+    HISTORY_LIMIT,
     ClusterInfo,
     Policy,
     State,
@@ -221,3 +222,12 @@ def test_a_vanished_cluster_ends_its_holds_and_is_not_resurrected() -> None:
     assert state.history[-1].kind == "gone"
     state, _ = observe(state, waiting(), at(3))  # a stale listing
     assert CID not in state.clusters
+
+
+def test_history_is_bounded_in_storage() -> None:
+    state, _ = observe(State(), waiting(), at(0))
+    for i in range(HISTORY_LIMIT + 50):
+        state = add_hold(state, CID, f"U{i}", f"user{i}", "", at(i / 100))
+    assert len(state.history) == HISTORY_LIMIT
+    assert state.history[-1].who == f"user{HISTORY_LIMIT + 49}"
+    assert len(State.from_dict(state.to_dict()).history) == HISTORY_LIMIT
