@@ -448,7 +448,7 @@ def test_no_acknowledged_write_is_lost_to_kill_9(tmp_path: Path) -> None:
     one database accumulating across kills; after each kill every acknowledged value must be
     there, exactly, and PRAGMA integrity_check must say ok. (bench/storage_kill.py runs the same
     harness against Shelf, which does lose writes.)"""
-    rng = random.Random(20240501)  # noqa: S311 - picks kill points, not secrets
+    rng = random.Random(20240501)
     stats = kill_campaign("SQLite", tmp_path, 50, rng=rng, max_acks_before_kill=30)
     assert stats.kills == 50
     assert stats.acknowledged >= 50
