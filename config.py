@@ -63,6 +63,7 @@ else:
     TEXT_DEMO_MODE = True
 
 BOT_PREFIX = "!"
+AUTOINSTALL_DEPS = False  # never pip-install at start-up: requirements.txt is pinned (and /opt is read-only)
 BOT_DATA_DIR = _env("EMR_CHATOPS_DATA_DIR", str(ROOT / "data"))
 BOT_EXTRA_PLUGIN_DIR = str(ROOT / "plugins")
 BOT_LOG_FILE = _env("EMR_CHATOPS_LOG_FILE", str(Path(BOT_DATA_DIR) / "errbot.log"))
@@ -80,8 +81,10 @@ HIDE_RESTRICTED_ACCESS = False
 DIVERT_TO_PRIVATE = ()
 DIVERT_TO_THREAD = ()
 
-# Who may run what. `!emr terminate --force` on a cluster held by others and
-# `!emr unlock --user NAME` are also checked by the plugin itself (admins only).
+# Who may run what. Errbot's ACLs work per command, not per argument: "allowargs"/"denyargs"
+# would apply to every user alike, so "only admins may `!emr terminate --force` a cluster held
+# by others" and "only admins may `!emr unlock --user NAME`" cannot be said here. The plugin
+# checks those two itself, against BOT_ADMINS.
 ACCESS_CONTROLS_DEFAULT: dict[str, object] = {}
 ACCESS_CONTROLS = {
     "Plugins:*": {"allowusers": BOT_ADMINS},
@@ -91,6 +94,19 @@ ACCESS_CONTROLS = {
     "Help:*": {},
     "TextCmds:*": {"allowusers": BOT_ADMINS},
 }
+# Optional, off: restrict the EMR plugin further. Errbot applies the FIRST pattern that
+# matches a command ("EMR:emr_doctor" is the command `!emr doctor`), so the specific
+# commands come before "EMR:*". On Slack, users are matched by user id (U…) and channels by
+# channel id (C…, from the channel's "About" tab), never by @name or #name. Direct messages
+# stay allowed unless a rule says "allowprivate": False. tests/test_acl.py runs this block.
+# EMR_USERS = ("U0AAAAAAAAA", "U0BBBBBBBBB")  # the data team
+# EMR_ROOMS = ("C0CCCCCCCCC",)  # their channel, e.g. #data
+# ACCESS_CONTROLS.update(
+#     {
+#         "EMR:emr_doctor": {"allowusers": BOT_ADMINS},  # account ids, ARNs, setup details
+#         "EMR:*": {"allowusers": EMR_USERS + BOT_ADMINS, "allowrooms": EMR_ROOMS},
+#     }
+# )
 
 # -- the EMR plugin -----------------------------------------------------------------------
 EMR_KEYS = (

@@ -308,6 +308,11 @@ class CrossAccountSession:
             raise translate_transport_error(error, "sts:GetCallerIdentity", "the bot's own account") from None
         return {"account": str(identity["Account"]), "arn": str(identity["Arn"])}
 
+    def available_regions(self, service: str) -> list[str]:
+        """Regions the SDK knows for *service* in the role's partition (offline endpoint data)."""
+        partition = self.target.role_arn.split(":")[1]
+        return list(self._base.get_available_regions(service, partition))
+
     def token_expiry(self) -> datetime | None:
         """When the stored token expires (None when there is none); never the token itself."""
         stored = self._store.load()

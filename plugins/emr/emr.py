@@ -24,15 +24,18 @@ import re
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from errbot import BotPlugin, botcmd
 
-from crossaccount import CrossAccountSession, RoleTarget, Token, utc_now
+from crossaccount import CrossAccountSession, MemoryTokenStore, RoleTarget, Token, utc_now
 from emr_adapter import EmrAdapter
 from emr_errors import (
+    AccessDeniedError,
     AwsError,
+    AwsUnreachableError,
     ConfigError,
+    CredentialsError,
     EmrChatopsError,
     NoClusterError,
     RefusedError,
@@ -59,7 +62,7 @@ from emr_rules import (
     terminated,
     termination_failed,
 )
-from emr_settings import Settings, from_mapping, parse_hhmm
+from emr_settings import Settings, TagSelector, from_mapping, parse_hhmm
 
 log = logging.getLogger("errbot.plugins.emr")
 
@@ -71,9 +74,17 @@ CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 STATE_KEY = "state"
 TOKEN_KEY = "sts"  # noqa: S105 - a storage key name, not a secret
 RULE_WORDS = {"idle": "idle rule", "end_of_day": "end of day", "overtime": "overtime ended"}
+# Backend modes that speak Slack markup (errbot-backend-slackv3 says "slackv3").
+SLACK_MODES = frozenset({"slack", "slackv3", "slack_rtm"})
+SLACK_MENTION_RE = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
+# Status card colours (Slack attachment side bar): Slack's own good / info / warning / danger.
+COLOR_IDLE = "#2EB886"  # WAITING, nobody holds it: the idle countdown runs
+COLOR_BUSY = "#439FE0"  # a step is running (or the cluster is starting): never idle
+COLOR_HELD = "#DAA038"  # someone holds it
+COLOR_DOOMED = "#A30200"  # being terminated now
 
 
-def answers(method: Callable[..., str]) -> Callable[..., str]:
+def answers(method: Callable[..., str | None]) -> Callable[..., str | None]:
     """Turn domain errors into one-line replies, and anything else into a short apology.
 
     Errbot would otherwise answer an exception with its message (possibly a
@@ -81,7 +92,7 @@ def answers(method: Callable[..., str]) -> Callable[..., str]:
     """
 
     @functools.wraps(method)
-    def wrapper(self: EMR, msg: Any, args: str) -> str:
+    def wrapper(self: EMR, msg: Any, args: str) -> str | None:
         try:
             if len(args) > ARGS_LIMIT:
                 raise UsageError(f"That is {len(args)} characters of arguments; the limit is {ARGS_LIMIT}.")
@@ -264,11 +275,11 @@ class EMR(BotPlugin):
         word = args.split()[0] if args.split() else ""
         if not word:
             raise UsageError("Say what to do: !emr " + " | ".join(SUBCOMMANDS) + " (details: !help EMR).")
-        raise UsageError(f"Unknown subcommand {_quote(word)}: try !emr " + " | ".join(SUBCOMMANDS) + ".")
+        raise UsageError(f"Unknown subcommand {self._inert(word)}: try !emr " + " | ".join(SUBCOMMANDS) + ".")
 
     @botcmd
     @answers
-    def emr_status(self, msg: Any, args: str) -> str:
+    def emr_status(self, msg: Any, args: str) -> str | None:
         """Show each managed cluster: state, uptime, holders, and the next automatic termination. Usage: !emr status [CLUSTER]"""
         words = args.split()
         if len(words) > 1:
@@ -277,7 +288,18 @@ class EMR(BotPlugin):
         if not clusters:
             return self._no_cluster_text()
         shown = [self._resolve(clusters, words[0])] if words else clusters
+        # A listing taken just before a termination may still name a cluster the state forgot.
+        shown = [c for c in shown if c.id in state.clusters]
+        if not shown:
+            return self._no_cluster_text()
         now = self.clock()
+        if self._on_slack:
+            # One card (a Slack attachment) per cluster, in the channel the command came
+            # from (or the DM); send_card(in_reply_to=msg) would open a thread instead.
+            to = msg.to if msg.is_group else msg.frm
+            for cluster in shown:
+                self.send_card(to=to, **self._status_card(state, state.clusters[cluster.id], cluster, now))
+            return None
         return "\n".join(self._status_lines(state, state.clusters[c.id], c, now) for c in shown)
 
     @botcmd
@@ -315,7 +337,7 @@ class EMR(BotPlugin):
             at = words.index("--user")
             if at + 1 >= len(words):
                 raise UsageError("--user needs a name: !emr unlock [CLUSTER] --user NAME")
-            target_name = words[at + 1].lstrip("@")
+            target_name = _user_ref(words[at + 1])
             words = words[:at] + words[at + 2 :]
         self._reject_options(words)
         if len(words) > 1:
@@ -334,7 +356,8 @@ class EMR(BotPlugin):
                 hold = next((h for h in record.holds if target_name in (h.user, h.name, h.user.lstrip("@"))), None)
                 if hold is None:
                     raise RefusedError(
-                        f"{target_name} does not hold {cluster.name}; holders: {self._holders_text(record)}."
+                        f"{self._inert(target_name)} does not hold {cluster.name}; "
+                        f"holders: {self._holders_text(record)}."
                     )
                 now = self.clock()
                 state = drop_hold(state, cluster.id, hold.user, now, by=name)
@@ -380,7 +403,7 @@ class EMR(BotPlugin):
             others = [h for h in record.holds if h.user != user]
             if others and not force:
                 raise RefusedError(
-                    f"{cluster.name} is held by {', '.join(self._hold_text(h) for h in others)}: ask them, "
+                    f"{cluster.name} is held by {', '.join(self._hold_text(h, mention=True) for h in others)}: ask them, "
                     "or an admin can add --force."
                 )
             if others and not self._is_admin(msg):
@@ -452,7 +475,7 @@ class EMR(BotPlugin):
         lines = []
         for e in events:
             who = e.who or (RULE_WORDS.get(e.rule or "", e.rule) if e.rule else "the bot")
-            detail = f" — {_quote(e.detail)}" if e.detail and e.kind in ("hold", "failed") else ""
+            detail = f" — {self._inert(e.detail)}" if e.detail and e.kind in ("hold", "failed") else ""
             if e.kind in ("warning", "overtime") and e.detail:
                 detail = f" — until {self._local(datetime.fromisoformat(e.detail))}"
             elif e.detail and e.kind not in ("hold", "failed"):
@@ -466,32 +489,281 @@ class EMR(BotPlugin):
         """Check the whole chain (identity, AssumeRole, EMR permissions, clusters, config) and say what to fix."""
         if args.split():
             raise UsageError("!emr doctor takes no arguments.")
-        lines = [
-            f"Config: role {self.settings.role_arn}, region {self.settings.region}, tag {self.settings.cluster_tag}"
-        ]
-        ok = True
-        try:
-            identity = self.session.base_identity()
-            lines.append(f"✓ Bot identity: account {identity['account']} ({identity['arn']})")
-        except EmrChatopsError as error:
-            ok = False
-            lines.append(f"✗ Bot identity: {_one_line(str(error))}")
-        try:
-            clusters = self.adapter.list_managed()
-            lines.append(f"✓ AssumeRole into account {self.settings.account_id} and EMR ListClusters/DescribeCluster")
-            names = ", ".join(f"{c.name} ({c.state})" for c in clusters) or "none"
-            lines.append(f"{'✓' if clusters else '✗'} Managed clusters: {names}")
-            if not clusters:
-                lines.append(
-                    f"  fix: tag the cluster {self.settings.cluster_tag}, or check REGION ({self.settings.region})"
-                )
-        except EmrChatopsError as error:
-            ok = False
-            lines.append(f"✗ Cluster account: {_one_line(str(error))}")
-        if self.settings.notify_channel is None:
-            lines.append("✗ NOTIFY_CHANNEL is not set: warnings and automatic terminations are only logged")
-        lines.append("All good." if ok else "Fix the ✗ lines above, then `!plugin reload EMR`.")
+        s = self.settings
+        header = (
+            f"EMR doctor: role {s.role_arn} (ExternalId {'set' if s.external_id else 'not set'}), "
+            f"region {s.region}, tag `{s.cluster_tag}`" + (f", endpoint {s.endpoint_url}" if s.endpoint_url else "")
+        )
+        checks = self._doctor_checks()
+        lines = [header, *(check.render() for check in checks)]
+        problems = sum(check.mark == FAIL for check in checks)
+        if problems:
+            lines.append(
+                f"{problems} problem{'s' if problems > 1 else ''}: fix the ✗ lines (IAM changes apply at once; "
+                "a changed /etc/emr-chatops/env needs `systemctl restart emr-chatops`), then `!emr doctor` again."
+            )
+        else:
+            lines.append("All checks passed.")
         return "\n".join(lines)
+
+    def _doctor_checks(self) -> list[Check]:
+        """Each link of the chain, in order; a link that cannot be reached is "not checked", not failed.
+
+        The AssumeRole is a fresh one on a throw-away session (the cached token would hide a trust
+        policy broken since it was issued); nothing here touches the plugin state or a cluster.
+        """
+        s = self.settings
+        checks: list[Check] = []
+
+        region = self._region_check()
+        checks.append(region)
+        reachable = region.mark != FAIL or s.endpoint_url is not None  # a made-up region has no endpoint
+
+        base: dict[str, str] | None = None
+        title = "Bot identity (account A, sts:GetCallerIdentity)"
+        if not reachable:
+            checks.append(Check(SKIP, title, "not checked: fix REGION first"))
+        else:
+            try:
+                base = self.session.base_identity()
+                checks.append(Check(OK, title, f"account {base['account']}, {base['arn']}"))
+            except EmrChatopsError as error:
+                checks.append(Check(FAIL, title, _one_line(str(error)), self._identity_fix(error)))
+
+        probe = CrossAccountSession(self.session.target, MemoryTokenStore(), clock=lambda: self.clock())
+        title = f"AssumeRole into account {s.account_id}"
+        assumed = False
+        if base is None:
+            checks.append(Check(SKIP, title, "not checked: the bot's own identity must work first"))
+        else:
+            try:
+                # GetCallerIdentity needs no permission: it tests the AssumeRole alone.
+                who = probe.call("sts", "get_caller_identity", "sts:GetCallerIdentity")
+                assumed = True
+                checks.append(Check(OK, title, f"{who['Arn']}, {s.session_seconds} s sessions"))
+            except EmrChatopsError as error:
+                checks.append(Check(FAIL, title, *self._assume_problem(error, base)))
+
+        checks.extend(self._cluster_checks(probe) if assumed else self._skipped(CLUSTER_STEPS, "AssumeRole failed"))
+        checks.extend(self._config_checks())
+        return checks
+
+    def _region_check(self) -> Check:
+        s = self.settings
+        title = f"Region {s.region}"
+        partition = s.role_arn.split(":")[1]
+        regions = set(self.session.available_regions("emr"))  # the SDK's endpoint data, offline
+        if not regions:
+            return Check(SKIP, title, f"not checked: the SDK knows no EMR region in partition {partition}")
+        if s.region not in regions:
+            area = s.region.rsplit("-", 1)[0]  # ap-northeast-9 -> ap-northeast
+            near = sorted(r for r in regions if r.startswith(area + "-")) or sorted(
+                r for r in regions if r.split("-")[0] == area.split("-")[0]
+            )
+            return Check(
+                FAIL,
+                title,
+                f"EMR is not offered in {s.region} (partition {partition})",
+                f"set EMR_REGION to the cluster's region, e.g. {', '.join(near[:4])}",
+            )
+        return Check(OK, title, f"EMR is offered there (partition {partition})")
+
+    def _cluster_checks(self, probe: CrossAccountSession) -> list[Check]:
+        s = self.settings
+        checks: list[Check] = []
+        title = CLUSTER_STEPS[0].format(region=s.region)
+        try:
+            active = EmrAdapter(probe, TagSelector(None, None)).list_managed()  # every active cluster
+        except EmrChatopsError as error:
+            checks.append(Check(FAIL, title, *self._emr_problem(error)))
+            return checks + self._skipped(CLUSTER_STEPS[1:], "ListClusters failed")
+        checks.append(Check(OK, title, f"{len(active)} active cluster{'' if len(active) == 1 else 's'}"))
+
+        title = CLUSTER_STEPS[1]
+        managed = active
+        if s.cluster_tag.matches_all:
+            checks.append(Check(SKIP, title, "not needed: CLUSTER_TAG is `*`"))
+        elif not active:
+            checks.append(Check(SKIP, title, "not checked: no active cluster to describe"))
+        else:
+            try:
+                managed = EmrAdapter(probe, s.cluster_tag).list_managed()  # a fresh tag cache: describes each
+            except EmrChatopsError as error:
+                checks.append(Check(FAIL, title, *self._emr_problem(error)))
+                return checks + self._skipped(CLUSTER_STEPS[2:], "DescribeCluster failed")
+            checks.append(Check(OK, title, f"read the tags of {len(active)} cluster{'' if len(active) == 1 else 's'}"))
+
+        checks.append(self._managed_check(active, managed))
+        checks.append(self._terminate_check())
+        return checks
+
+    def _managed_check(self, active: list[ClusterInfo], managed: list[ClusterInfo]) -> Check:
+        s = self.settings
+        title = CLUSTER_STEPS[2]
+        unmanaged = len(active) - len(managed)
+        if managed:
+            names = ", ".join(f"{c.name} {c.state}" for c in managed)
+            return Check(OK, title, f"{len(managed)} managed ({names}), {unmanaged} unmanaged (not touched)")
+        if active:
+            key, value = s.cluster_tag.key, s.cluster_tag.value
+            return Check(
+                FAIL,
+                title,
+                f"0 managed, {unmanaged} unmanaged (not touched): no active cluster carries the tag {s.cluster_tag}",
+                f"tag the shared cluster (`aws emr add-tags --resource-id j-… --tags {key}={value or 'true'}` "
+                "in account B), or set EMR_CLUSTER_TAG to the tag it has",
+            )
+        return Check(
+            FAIL,
+            title,
+            f"no active cluster at all in account {s.account_id}, {s.region}",
+            f"if the cluster is running, it is in another region (EMR_REGION) or account (EMR_ROLE_ARN); "
+            f"otherwise nothing to do until one starts (tagged {s.cluster_tag})",
+        )
+
+    def _terminate_check(self) -> Check:
+        """TerminateJobFlows cannot be probed (no dry run; a call on a made-up id proves nothing), so:
+        what the poller has seen, or what the shipped policy says."""
+        title = "EMR TerminateJobFlows"
+        with self._lock:
+            state = self._load()
+        for record in state.clusters.values():
+            failure = record.doomed.failure if record.doomed is not None else None
+            if not failure:
+                continue
+            if failure == "AccessDenied":
+                fix = (
+                    "allow elasticmapreduce:TerminateJobFlows in the role's permission policy "
+                    "(deploy/iam/account-b-permissions.json)"
+                )
+            elif failure == "TerminationProtected":
+                fix = (
+                    "turn termination protection off "
+                    "(`aws emr modify-cluster-attributes --cluster-id … --no-termination-protected`)"
+                )
+            else:
+                fix = "see the bot's log and `!emr history`; the poller keeps retrying"
+            return Check(
+                FAIL, title, f"the automatic termination of {record.name} ({record.id}) failed: {failure}", fix
+            )
+        return Check(
+            SKIP,
+            title,
+            "not checked (only terminating a cluster would tell); deploy/iam/account-b-permissions.json allows it, "
+            "and a denial is named by `!emr terminate` and announced by the poller",
+        )
+
+    def _skipped(self, steps: tuple[str, ...], why: str) -> list[Check]:
+        region = self.settings.region
+        return [Check(SKIP, step.format(region=region), f"not checked: {why}") for step in steps] + [
+            self._terminate_check()
+        ]
+
+    def _config_checks(self) -> list[Check]:
+        s = self.settings
+        checks = [self._notify_check()]
+        if s.cluster_tag.matches_all:
+            checks.append(
+                Check(
+                    WARN,
+                    "CLUSTER_TAG `*`",
+                    f"every active cluster of account {s.account_id} in {s.region} is managed, and terminated when idle",
+                    "set EMR_CLUSTER_TAG=emr-chatops=true and tag the shared cluster, unless that is really meant",
+                )
+            )
+        eod = f"end of day {s.end_of_day:%H:%M} {s.timezone.key}" if s.end_of_day else "end of day off"
+        rules = (
+            f"idle {s.idle_minutes} min, {eod}, warning {s.warn_minutes} min before, poll every {s.poll_seconds:g} s"
+        )
+        checks.append(Check(OK, "Rules", rules))
+        if s.end_of_day is None:
+            checks.append(
+                Check(WARN, "END_OF_DAY off", "a held cluster runs all night", "set EMR_END_OF_DAY=19:00 (local time)")
+            )
+        if s.warn_minutes and s.poll_seconds > s.warn_minutes * 60:
+            checks.append(
+                Check(
+                    WARN,
+                    "POLL_SECONDS",
+                    f"{s.poll_seconds:g} s is longer than the {s.warn_minutes} min warning: it may come late",
+                    "lower EMR_POLL_SECONDS",
+                )
+            )
+        return checks
+
+    def _notify_check(self) -> Check:
+        channel = self.settings.notify_channel
+        if channel is None:
+            return Check(
+                FAIL,
+                "NOTIFY_CHANNEL",
+                "not set: warnings and automatic terminations are only logged",
+                "set EMR_NOTIFY_CHANNEL=#emr-alerts (and invite the bot there)",
+            )
+        title = f"NOTIFY_CHANNEL {channel}"
+        if not self._on_slack:
+            return Check(OK, title, "set")
+        try:
+            room = self.build_identifier(channel)
+            joined = getattr(room, "joined", None)
+        except Exception:
+            log.warning("doctor: cannot resolve NOTIFY_CHANNEL %s", channel, exc_info=True)
+            return Check(FAIL, title, "no such channel on Slack", "set EMR_NOTIFY_CHANNEL to an existing #channel")
+        if joined is False:
+            return Check(
+                FAIL,
+                title,
+                "the bot is not a member: it cannot post there",
+                f"`/invite @{self._bot_name()}` in {channel}",
+            )
+        return Check(OK, title, "the bot is a member" if joined else "set")
+
+    def _bot_name(self) -> str:
+        identifier = self._bot.bot_identifier
+        return str(getattr(identifier, "nick", None) or getattr(identifier, "username", None) or "the bot")
+
+    def _identity_fix(self, error: EmrChatopsError) -> str:
+        if isinstance(error, AwsUnreachableError):
+            return (
+                f"the host cannot reach AWS STS in {self.settings.region}: "
+                "check outbound HTTPS (proxy, firewall, VPC endpoint)"
+            )
+        if isinstance(error, CredentialsError) or any(
+            code in str(error) for code in ("InvalidClientTokenId", "SignatureDoesNotMatch", "ExpiredToken")
+        ):
+            return (
+                "give the bot valid credentials of account A: the host's instance profile (preferred), or "
+                "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in /etc/emr-chatops/env; then `systemctl restart emr-chatops`"
+            )
+        return "see the bot's log for the full AWS answer"
+
+    def _assume_problem(self, error: EmrChatopsError, base: dict[str, str]) -> tuple[str, str]:
+        s = self.settings
+        if isinstance(error, AccessDeniedError):
+            return (
+                f"AWS denied sts:AssumeRole on {s.role_arn} to {base['arn']}",
+                f"the role must exist in account {s.account_id} (EMR_ROLE_ARN = the RoleArn output of "
+                "deploy/cloudformation/account-b.yaml), its trust policy must name account "
+                f"{base['account']} and the ExternalId (EMR_EXTERNAL_ID), and account A's policy "
+                "(deploy/cloudformation/account-a.yaml) must allow sts:AssumeRole on exactly this ARN",
+            )
+        if isinstance(error, AwsUnreachableError):
+            return _one_line(str(error)), "check outbound HTTPS from the host to AWS STS"
+        if ":assumed-role/" in base["arn"] and s.session_seconds > 3600:
+            # e.g. an EC2 instance profile: AWS refuses chained sessions longer than an hour.
+            return _one_line(str(error)), "role chaining is capped at one hour: set EMR_SESSION_SECONDS=3600"
+        return _one_line(str(error)), "see the bot's log for the full AWS answer"
+
+    def _emr_problem(self, error: EmrChatopsError) -> tuple[str, str]:
+        if isinstance(error, AccessDeniedError):
+            return (
+                f"AWS denied {error.action}",
+                f"allow {error.action} in the role's permission policy in account {self.settings.account_id} "
+                "(deploy/iam/account-b-permissions.json; the account-b.yaml stack has it)",
+            )
+        if isinstance(error, AwsUnreachableError):
+            return _one_line(str(error)), f"check outbound HTTPS from the host to EMR in {self.settings.region}"
+        return _one_line(str(error)), "see the bot's log for the full AWS answer"
 
     # -- helpers --------------------------------------------------------------------
     def _resolve(self, clusters: list[ClusterInfo], word: str) -> ClusterInfo:
@@ -502,7 +774,7 @@ class EMR(BotPlugin):
         if len(lowered) == 1:
             return lowered[0]
         raise UnknownClusterError(
-            f"No managed cluster called {_quote(word)} is running (managed: "
+            f"No managed cluster called {self._inert(word)} is running (managed: "
             f"{', '.join(c.name for c in clusters) or 'none'}); see !emr status."
         )
 
@@ -519,7 +791,7 @@ class EMR(BotPlugin):
         """``[CLUSTER] [REST…]``: the first word names a cluster when it is one (or looks like an id)."""
         words = args.split(maxsplit=1)
         if words and words[0].startswith("--"):
-            raise UsageError(f"Unknown option {_quote(words[0])}.")
+            raise UsageError(f"Unknown option {self._inert(words[0])}.")
         _, clusters = self._refresh()
         if not clusters:
             raise NoClusterError(self._no_cluster_text())
@@ -535,7 +807,7 @@ class EMR(BotPlugin):
     def _reject_options(self, words: list[str]) -> None:
         unknown = [w for w in words if w.startswith("--")]
         if unknown:
-            raise UsageError(f"Unknown option {_quote(unknown[0])}.")
+            raise UsageError(f"Unknown option {self._inert(unknown[0])}.")
 
     def _no_cluster_text(self) -> str:
         return (
@@ -562,6 +834,47 @@ class EMR(BotPlugin):
                 lines.append(f"  not idle while {record.state}: the idle clock starts when it is WAITING")
         return "\n".join(lines)
 
+    def _status_card(self, state: State, record: ClusterRecord, cluster: ClusterInfo, now: datetime) -> dict[str, Any]:
+        """``send_card`` arguments for one cluster: the same facts as :meth:`_status_lines`.
+
+        The colour says what matters at a glance: red, being terminated; orange, held;
+        blue, busy (never idle); green, WAITING with the idle countdown running.
+        """
+        started = cluster.created_at or record.first_seen
+        holders = "\n".join(self._hold_text(h, mention=True) for h in record.holds) or "nobody"
+        notes = []
+        if record.doomed is not None:
+            color = COLOR_DOOMED
+            next_action = f"being terminated now ({self._rule_text(record.doomed.rule)})"
+        else:
+            color = COLOR_HELD if record.holds else COLOR_BUSY if record.state != "WAITING" else COLOR_IDLE
+            deadline = next_deadline(state, record, self.policy, now)
+            next_action = self._deadline_text(deadline, now) if deadline is not None else "none"
+            if record.state != "WAITING" and not record.holds:
+                notes.append(f"Not idle while {record.state}: the idle clock starts when it is WAITING.")
+        if record.overtime:
+            by = self._mention(record.overtime.by, record.overtime.by)
+            notes.append(f"Overtime until {self._local(record.overtime.until)} (asked by {by}).")
+        return {
+            "title": f"{cluster.name} ({cluster.id})",
+            "link": self._console_link(cluster.id),
+            "body": " ".join(notes),
+            "color": color,
+            "fields": (
+                ("State", cluster.state),
+                ("Up for", _duration(now - started)),
+                ("Holders", holders),
+                ("Next action", next_action),
+            ),
+        }
+
+    def _console_link(self, cluster_id: str) -> str | None:
+        """The cluster's page in the EMR console (account B must be the console's account)."""
+        if self.settings.endpoint_url is not None or not self.settings.role_arn.startswith("arn:aws:"):
+            return None  # an emulator (no console), or a partition with another console domain
+        region = self.settings.region
+        return f"https://{region}.console.aws.amazon.com/emr/home?region={region}#/clusterDetails/{cluster_id}"
+
     def _deadline_text(self, deadline: Deadline, now: datetime) -> str:
         at = self._local(deadline.at, with_day=deadline.at - now > timedelta(hours=20))
         if deadline.rule == "idle":
@@ -570,9 +883,11 @@ class EMR(BotPlugin):
             return f"terminated at {at} (end of day)"
         return f"terminated at {at} (overtime until {at})"
 
-    def _hold_text(self, hold: Any) -> str:
-        reason = f": {_quote(hold.reason, REASON_LIMIT)}" if hold.reason else ""
-        return f"{hold.name} since {self._local(hold.since)}{reason}"
+    def _hold_text(self, hold: Hold, *, mention: bool = False) -> str:
+        """``alice since 10:05: `reason```; *mention* makes the holder a Slack mention (they are pinged)."""
+        reason = f": {self._inert(hold.reason, REASON_LIMIT)}" if hold.reason else ""
+        who = self._mention(hold.user, hold.name) if mention and self._on_slack else hold.name
+        return f"{who} since {self._local(hold.since)}{reason}"
 
     def _holders_text(self, record: ClusterRecord) -> str:
         return ", ".join(self._hold_text(h) for h in record.holds) or "nobody"
@@ -595,10 +910,18 @@ class EMR(BotPlugin):
         who = getattr(msg.frm, "aclattr", None) or str(msg.frm)
         return any(fnmatch.fnmatchcase(str(who), pattern) for pattern in admins)
 
+    @property
+    def _on_slack(self) -> bool:
+        """Replies go to Slack: mentions are ``<@U…>``, status is a card, user text is escaped."""
+        return getattr(self._bot, "mode", "") in SLACK_MODES
+
     def _mention(self, user: str, name: str) -> str:
-        if self._bot.mode == "slack" or self._bot.mode == "slackv3":
-            return f"<@{user}>"
-        return f"@{name}"
+        # On SlackV3 the hold's user is msg.frm.person, the Slack user id (U…).
+        return f"<@{user}>" if self._on_slack else f"@{name}"
+
+    def _inert(self, text: str, limit: int = 60) -> str:
+        """User-supplied text, shown so that chat markup in it does nothing (see :func:`_quote`)."""
+        return _quote(text, limit, slack=self._on_slack)
 
     def _announce(self, text: str) -> None:
         """Post to NOTIFY_CHANNEL (and always log, so nothing depends on chat alone)."""
@@ -612,18 +935,42 @@ class EMR(BotPlugin):
             log.exception("Could not post to NOTIFY_CHANNEL %s", channel)
 
 
+OK, FAIL, WARN, SKIP = "✓", "✗", "⚠", "–"
+CLUSTER_STEPS = ("EMR ListClusters ({region})", "EMR DescribeCluster (reads the tags)", "Clusters")
+
+
+class Check(NamedTuple):
+    """One line of ``!emr doctor``: ✓ fine, ✗ broken (with the fix), ⚠ works but risky, – not checked.
+
+    (A NamedTuple: errbot loads this module outside ``sys.modules``, where ``@dataclass`` fails.)
+    """
+
+    mark: str
+    title: str
+    detail: str
+    fix: str = ""
+
+    def render(self) -> str:
+        line = f"{self.mark} {self.title}: {self.detail}"
+        return line + (f"\n    fix: {self.fix}" if self.fix else "")
+
+
 class _PluginTokenStore:
     """The STS token in the plugin's persistent storage (see :mod:`crossaccount`)."""
 
     def __init__(self, plugin: EMR) -> None:
         self._plugin = plugin
+        # Its own lock, never the plugin's state lock: save() runs inside botocore's
+        # credential refresh lock, and a command holding the state lock (terminate)
+        # may be waiting for that refresh lock — sharing one lock would deadlock.
+        self._lock = threading.Lock()
 
     def load(self) -> Token | None:
         token: Token | None = self._plugin.get(TOKEN_KEY)
         return token
 
     def save(self, token: Token | None) -> None:
-        with self._plugin._lock:
+        with self._lock:
             if token is None:
                 if TOKEN_KEY in self._plugin:
                     del self._plugin[TOKEN_KEY]
@@ -631,12 +978,29 @@ class _PluginTokenStore:
                 self._plugin[TOKEN_KEY] = token
 
 
-def _quote(text: str, limit: int = 60) -> str:
-    """Show user input inert: one line, bounded, in code quotes so chat markup does not apply."""
+def _quote(text: str, limit: int = 60, *, slack: bool = False) -> str:
+    """Show user input inert: one line, bounded, in code quotes so chat markup does not apply.
+
+    For Slack that is not enough: Slack parses ``<!channel>``, ``<@U…>`` and ``<url|text>``
+    everywhere, code spans included, so ``&``, ``<`` and ``>`` become ``&amp;``, ``&lt;`` and
+    ``&gt;`` as Slack asks. (The SlackV3 backend's Markdown pass turns entities back into
+    characters, except inside code spans, hence both.) The backend also posts with
+    ``link_names``, which may turn a bare ``@here`` or ``@group`` into a ping: a word joiner
+    after each ``@`` keeps it a plain, identical-looking character.
+    """
     flat = CONTROL_RE.sub(" ", text)
     if len(flat) > limit:
         flat = flat[: limit - 1] + "…"
-    return "`" + flat.replace("`", "'") + "`"
+    flat = flat.replace("`", "'")
+    if slack:
+        flat = flat.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("@", "@\u2060")
+    return "`" + flat + "`"
+
+
+def _user_ref(word: str) -> str:
+    """A user named in a command: ``alice``, ``@alice``, or a Slack mention ``<@U0ALICE>`` (its id)."""
+    mention = SLACK_MENTION_RE.fullmatch(word)
+    return mention.group(1) if mention else word.lstrip("@")
 
 
 def _duration(delta: timedelta) -> str:

@@ -49,10 +49,14 @@ class AccessDeniedError(AwsError):
 
     def __init__(self, action: str, where: str) -> None:
         self.action = action
-        super().__init__(
-            f"AWS denied {action} ({where}): allow {action} in the role's permission policy "
-            "(see deploy/iam/), then try again."
-        )
+        if action == "sts:AssumeRole":
+            fix = (
+                "allow it in the bot's own policy (account A) and check the role's trust policy and "
+                "ExternalId (account B; see deploy/iam/), then try again."
+            )
+        else:
+            fix = f"allow {action} in the role's permission policy (see deploy/iam/), then try again."
+        super().__init__(f"AWS denied {action} ({where}): {fix}")
 
 
 class TerminationProtectedError(AwsError):

@@ -1,0 +1,240 @@
+"""`!emr doctor` against the emulator: a working chain says all ✓, each broken link says ✗ and the fix.
+
+The broken setups are real ones, made in moto with IAM enforcement where IAM decides: a role ARN
+that account A may not assume, a role missing one EMR action, credentials AWS does not know, a
+region with no EMR, no managed cluster, an unreachable endpoint, risky settings.
+
+What moto cannot show: a real but wrong region. moto's server files every EMR request made through
+an endpoint URL under one region, so the clusters are seen whatever EMR_REGION says. In AWS a
+wrong region looks like "no active cluster at all", which is tested (and whose fix names
+EMR_REGION), and a made-up region is caught offline from the SDK's endpoint data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import Chat, Clock, emr_config
+from demo import policies
+from demo.emulator import ACCOUNT_B, EXTERNAL_ID, Emulator, Seeded
+
+
+def doctor(bot: Chat) -> list[str]:
+    reply = bot.say("!emr doctor", timeout=60)
+    assert EXTERNAL_ID not in reply, "the ExternalId is a shared secret"
+    return reply.splitlines()
+
+
+def line(lines: list[str], start: str) -> str:
+    """The line starting with *start*, with its fix line (if any) appended."""
+    for i, text in enumerate(lines):
+        if text.startswith(start):
+            fix = lines[i + 1] if i + 1 < len(lines) and lines[i + 1].startswith("    fix: ") else ""
+            return text + ("\n" + fix if fix else "")
+    raise AssertionError(f"no line starting with {start!r} in:\n" + "\n".join(lines))
+
+
+def marks(lines: list[str]) -> set[str]:
+    return {text[0] for text in lines[1:-1] if not text.startswith("    fix: ")}
+
+
+@pytest.fixture
+def start_bot(tmp_path: Path, emulator: Emulator, clock: Clock) -> Iterator[Any]:
+    bots: list[Chat] = []
+
+    def start(**overrides: Any) -> Chat:
+        bot = Chat(tmp_path / f"data{len(bots)}", emr_config(emulator, **overrides), clock).start()
+        bots.append(bot)
+        bot.drain()
+        return bot
+
+    try:
+        yield start
+    finally:
+        for bot in bots:
+            bot.stop()
+        emulator.set_iam_enforcement(False)
+
+
+def enforce_iam(emulator: Emulator, monkeypatch: pytest.MonkeyPatch, keys: dict[str, str] | None = None) -> None:
+    """Account A's identity: the IAM user with exactly the shipped AssumeRole policy (or *keys*); IAM on."""
+    keys = keys or emulator.create_bot_user()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", keys["aws_access_key_id"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", keys["aws_secret_access_key"])
+    emulator.set_iam_enforcement(True)
+
+
+def test_a_working_chain_is_all_ticks(start_bot: Any, seeded: Seeded, emulator: Emulator) -> None:
+    lines = doctor(start_bot(POLL_SECONDS=30))
+    assert lines[0].startswith(f"EMR doctor: role arn:aws:iam::{ACCOUNT_B}:role/cre (ExternalId set)")
+    assert lines[-1] == "All checks passed."
+    assert marks(lines) == {"✓", "–"}
+    assert line(lines, "✓ Region ap-northeast-1").endswith("EMR is offered there (partition aws)")
+    assert line(lines, "✓ Bot identity (account A").startswith(
+        "✓ Bot identity (account A, sts:GetCallerIdentity): account 123456789012"
+    )
+    assert f"✓ AssumeRole into account {ACCOUNT_B}: arn:aws:sts::{ACCOUNT_B}:assumed-role/cre/" in line(
+        lines, "✓ AssumeRole"
+    )
+    assert line(lines, "✓ EMR ListClusters") == "✓ EMR ListClusters (ap-northeast-1): 2 active clusters"
+    assert line(lines, "✓ EMR DescribeCluster") == "✓ EMR DescribeCluster (reads the tags): read the tags of 2 clusters"
+    assert line(lines, "✓ Clusters") == "✓ Clusters: 1 managed (analytics WAITING), 1 unmanaged (not touched)"
+    assert line(lines, "– EMR TerminateJobFlows").startswith("– EMR TerminateJobFlows: not checked (only terminating")
+    assert line(lines, "✓ NOTIFY_CHANNEL #emr-alerts")
+    # The doctor looks, never touches: no termination, no state.
+    assert emulator.count("TerminateJobFlows") == 0
+    assert emulator.cluster_state(seeded.managed_id) == "WAITING"
+
+
+def test_the_doctor_assumes_the_role_afresh_instead_of_trusting_the_cached_token(
+    start_bot: Any, seeded: Seeded, emulator: Emulator
+) -> None:
+    bot = start_bot()
+    bot.say("!emr status")
+    assert emulator.count("AssumeRole") == 1
+    doctor(bot)
+    assert emulator.count("AssumeRole") == 2
+    bot.say("!emr status")
+    assert emulator.count("AssumeRole") == 2, "the commands' cached token is untouched"
+
+
+def test_a_role_account_a_may_not_assume_is_named_with_the_fix(
+    start_bot: Any, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emulator.reset()
+    emulator.seed()
+    enforce_iam(emulator, monkeypatch)
+    wrong = f"arn:aws:iam::{ACCOUNT_B}:role/no-such-role"
+    lines = doctor(start_bot(ROLE_ARN=wrong))
+    assert line(lines, "✓ Bot identity").endswith("arn:aws:iam::123456789012:user/emr-chatops-bot")
+    failed = line(lines, f"✗ AssumeRole into account {ACCOUNT_B}")
+    assert f"AWS denied sts:AssumeRole on {wrong} to arn:aws:iam::123456789012:user/emr-chatops-bot" in failed
+    assert "fix: the role must exist" in failed and "RoleArn output of deploy/cloudformation/account-b.yaml" in failed
+    assert "account-a.yaml" in failed and "EMR_EXTERNAL_ID" in failed
+    assert line(lines, "– EMR ListClusters").endswith("not checked: AssumeRole failed")
+    assert lines[-1].startswith("1 problem: fix the ✗ lines")
+
+
+@pytest.mark.parametrize(
+    ("missing", "failed_line", "not_checked"),
+    [
+        ("elasticmapreduce:ListClusters", "✗ EMR ListClusters (ap-northeast-1)", "– EMR DescribeCluster"),
+        ("elasticmapreduce:DescribeCluster", "✗ EMR DescribeCluster (reads the tags)", "– Clusters"),
+    ],
+)
+def test_a_missing_emr_permission_is_named_with_the_fix(
+    start_bot: Any,
+    emulator: Emulator,
+    monkeypatch: pytest.MonkeyPatch,
+    missing: str,
+    failed_line: str,
+    not_checked: str,
+) -> None:
+    emulator.reset()
+    document = policies.permission_policy()
+    for statement in document["Statement"]:
+        statement["Action"] = [a for a in statement["Action"] if a != missing]
+    emulator.seed(permissions=document)
+    enforce_iam(emulator, monkeypatch)
+    lines = doctor(start_bot())
+    assert line(lines, f"✓ AssumeRole into account {ACCOUNT_B}")
+    failed = line(lines, failed_line)
+    assert f": AWS denied {missing}\n" in failed
+    assert f"fix: allow {missing} in the role's permission policy in account {ACCOUNT_B}" in failed
+    assert "deploy/iam/account-b-permissions.json" in failed
+    assert "not checked" in line(lines, not_checked)
+    assert lines[-1].startswith("1 problem")
+
+
+def test_credentials_aws_does_not_know_are_named_and_nothing_further_is_tried(
+    start_bot: Any, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emulator.reset()
+    emulator.seed()
+    emulator.create_bot_user()  # IAM has a user, but not these keys
+    enforce_iam(
+        emulator,
+        monkeypatch,
+        {"aws_access_key_id": "AKIAUNKNOWNKEY000001", "aws_secret_access_key": "not-a-key-aws-knows"},
+    )
+    emulator.reset_counts()
+    lines = doctor(start_bot())
+    failed = line(lines, "✗ Bot identity (account A")
+    assert "InvalidClientTokenId" in failed
+    assert "fix: give the bot valid credentials of account A" in failed and "instance profile" in failed
+    assert line(lines, f"– AssumeRole into account {ACCOUNT_B}").endswith("the bot's own identity must work first")
+    assert emulator.count("AssumeRole") == 0
+    assert "not-a-key-aws-knows" not in "\n".join(lines)
+
+
+def test_a_region_without_emr_is_caught_before_any_call(start_bot: Any, seeded: Seeded) -> None:
+    lines = doctor(start_bot(REGION="ap-northeast-9"))
+    failed = line(lines, "✗ Region ap-northeast-9")
+    assert "EMR is not offered in ap-northeast-9 (partition aws)" in failed
+    assert "fix: set EMR_REGION to the cluster's region, e.g. ap-northeast-1" in failed
+
+
+def test_no_managed_cluster_names_the_tag_to_put_on(start_bot: Any, seeded: Seeded, emulator: Emulator) -> None:
+    emulator.emr_b().terminate_job_flows(JobFlowIds=[seeded.managed_id])
+    lines = doctor(start_bot())
+    failed = line(lines, "✗ Clusters")
+    assert "0 managed, 1 unmanaged (not touched): no active cluster carries the tag emr-chatops=true" in failed
+    assert "aws emr add-tags --resource-id j-… --tags emr-chatops=true" in failed
+    assert emulator.cluster_state(seeded.unmanaged_id) == "WAITING"
+
+
+def test_no_cluster_at_all_points_at_the_region_and_the_account(
+    start_bot: Any, seeded: Seeded, emulator: Emulator
+) -> None:
+    # What a wrong (but real) EMR_REGION looks like in AWS: the account has no cluster there.
+    emulator.emr_b().terminate_job_flows(JobFlowIds=[seeded.managed_id, seeded.unmanaged_id])
+    lines = doctor(start_bot())
+    assert line(lines, "✓ EMR ListClusters") == "✓ EMR ListClusters (ap-northeast-1): 0 active clusters"
+    assert line(lines, "– EMR DescribeCluster").endswith("not checked: no active cluster to describe")
+    failed = line(lines, "✗ Clusters")
+    assert f"no active cluster at all in account {ACCOUNT_B}, ap-northeast-1" in failed
+    assert "another region (EMR_REGION) or account (EMR_ROLE_ARN)" in failed
+
+
+def test_an_unreachable_endpoint_is_one_failure_not_a_cascade(start_bot: Any, seeded: Seeded) -> None:
+    lines = doctor(start_bot(ENDPOINT_URL="http://127.0.0.1:9"))  # discard port: connection refused
+    failed = line(lines, "✗ Bot identity")
+    assert "AWS unreachable" in failed and "fix: the host cannot reach AWS STS" in failed
+    assert line(lines, "– AssumeRole")
+    assert lines[-1].startswith("1 problem")
+
+
+def test_risky_settings_are_flagged(start_bot: Any, seeded: Seeded) -> None:
+    lines = doctor(start_bot(NOTIFY_CHANNEL=None, CLUSTER_TAG="*", END_OF_DAY="off", POLL_SECONDS=30))
+    notify = line(lines, "✗ NOTIFY_CHANNEL")
+    assert "only logged" in notify and "fix: set EMR_NOTIFY_CHANNEL=#emr-alerts" in notify
+    assert f"every active cluster of account {ACCOUNT_B} in ap-northeast-1 is managed" in line(lines, "⚠ CLUSTER_TAG *")
+    assert "a held cluster runs all night" in line(lines, "⚠ END_OF_DAY off")
+    assert line(lines, "– EMR DescribeCluster").endswith("not needed: CLUSTER_TAG is *")
+    assert "2 managed (analytics WAITING, etl-nightly WAITING), 0 unmanaged" in line(lines, "✓ Clusters")
+    assert lines[-1].startswith("1 problem")
+
+
+def test_a_denied_automatic_termination_seen_by_the_poller_is_reported(
+    start_bot: Any, emulator: Emulator, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emulator.reset()
+    document = policies.permission_policy()
+    document["Statement"] = [
+        s for s in document["Statement"] if "elasticmapreduce:TerminateJobFlows" not in s["Action"]
+    ]
+    seeded = emulator.seed(permissions=document)
+    enforce_iam(emulator, monkeypatch)
+    bot = start_bot()
+    bot.tick()
+    clock.advance(minutes=31)
+    bot.tick()  # the idle rule tries, and AWS says no
+    assert emulator.cluster_state(seeded.managed_id) == "WAITING"
+    lines = doctor(bot)
+    failed = line(lines, "✗ EMR TerminateJobFlows")
+    assert f"the automatic termination of analytics ({seeded.managed_id}) failed: AccessDenied" in failed
+    assert "fix: allow elasticmapreduce:TerminateJobFlows" in failed
