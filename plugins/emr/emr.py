@@ -881,7 +881,7 @@ class EMR(BotPlugin):
             return f"terminated at {at} unless someone locks it (idle since {self._local(deadline.idle_since)})"
         if deadline.rule == "end_of_day":
             return f"terminated at {at} (end of day)"
-        return f"terminated at {at} (overtime until {at})"
+        return f"terminated at {at} (when its overtime ends)"
 
     def _hold_text(self, hold: Hold, *, mention: bool = False) -> str:
         """``alice since 10:05: `reason```; *mention* makes the holder a Slack mention (they are pinged)."""
