@@ -176,9 +176,11 @@ class EMR(BotPlugin):
         clusters = self.adapter.list_managed()
         now = self.clock()
         with self._lock:
-            state, vanished = observe(self._load(), clusters, now)
+            old = self._load()
+            state, vanished = observe(old, clusters, now)
             state = self._settle_vanished(state, vanished, now)
-            self._save(state)
+            if state != old:  # a steady-state status or tick writes nothing
+                self._save(state)
         return state, clusters
 
     def _settle_vanished(self, state: State, vanished: list[ClusterRecord], now: datetime) -> State:
@@ -209,8 +211,10 @@ class EMR(BotPlugin):
             self._announce("✓ The EMR poller reaches the cluster account again.")
         now = self.clock()
         with self._lock:
-            state, effects = plan_tick(self._load(), self.policy, now)
-            self._save(state)
+            old = self._load()
+            state, effects = plan_tick(old, self.policy, now)
+            if state != old:
+                self._save(state)
         for effect in effects:
             if isinstance(effect, Warn):
                 self._warn(effect.cluster, effect.deadline)

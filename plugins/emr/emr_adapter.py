@@ -37,6 +37,7 @@ class EmrAdapter:
         self.selector = selector
         self._managed: dict[str, bool] = {}  # cluster id -> carries the tag (ids are never reused)
         self._lock = threading.Lock()
+        self._describe_lock = threading.Lock()
 
     def list_managed(self) -> list[ClusterInfo]:
         """Active clusters carrying the tag, oldest first."""
@@ -60,16 +61,23 @@ class EmrAdapter:
             known = self._managed.get(cluster_id)
         if known is not None:
             return known
-        cluster = self.session.call(
-            "emr", "describe_cluster", "elasticmapreduce:DescribeCluster", ClusterId=cluster_id
-        )["Cluster"]
-        tags = {t["Key"]: t.get("Value", "") for t in cluster.get("Tags", [])}
-        managed = self.selector.matches(tags)
-        with self._lock:
-            if len(self._managed) >= TAG_CACHE_LIMIT:
-                self._managed.clear()
-            self._managed[cluster_id] = managed
-        return managed
+        # Single flight: concurrent commands that miss the cache wait for one
+        # DescribeCluster instead of each asking for the same cluster's tags.
+        with self._describe_lock:
+            with self._lock:
+                known = self._managed.get(cluster_id)
+            if known is not None:
+                return known
+            cluster = self.session.call(
+                "emr", "describe_cluster", "elasticmapreduce:DescribeCluster", ClusterId=cluster_id
+            )["Cluster"]
+            tags = {t["Key"]: t.get("Value", "") for t in cluster.get("Tags", [])}
+            managed = self.selector.matches(tags)
+            with self._lock:
+                if len(self._managed) >= TAG_CACHE_LIMIT:
+                    self._managed.clear()
+                self._managed[cluster_id] = managed
+            return managed
 
     @staticmethod
     def _info(summary: dict[str, Any]) -> ClusterInfo:
