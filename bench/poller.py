@@ -1,0 +1,161 @@
+"""Section 4 — poller economy: AWS requests and CPU per tick, requests per hour.
+
+The account is the scale section's shape, smaller: 5 managed and 15 unmanaged
+active clusters and 200 terminated ones. ``plugin.tick()`` (what Errbot's
+poller thread calls every ``POLL_SECONDS``) is called directly:
+
+* steady state, real time: requests per tick, wall time, and CPU time —
+  ``time.process_time()`` (the whole process, *including the in-process
+  emulator answering the request*) and ``time.thread_time()`` (the ticking
+  thread only: the bot's own share);
+* a new managed cluster appearing: its one DescribeCluster, then none;
+* a simulated run at the default 30 s interval: the process clock is moved
+  30 s before each tick (time-machine, as the test suite does), so the STS
+  token ages and is renewed by the real code; requests per hour are counted,
+  not computed. ``IDLE_MINUTES`` is 1440 and end of day off, so no rule
+  terminates a cluster meanwhile (that would change the steady state).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import time_machine
+
+from bench.harness import Bot, Section, StorageProbe, Summary, Target, emr_config, num, table
+from bench.scale import add_terminated
+from demo.emulator import Emulator
+
+DEFAULT_INTERVAL = 30  # seconds, the plugin's POLL_SECONDS default
+
+
+def _counts(emulator: Emulator) -> Counter[str]:
+    return Counter({a: n for (_, a), n in emulator.requests.items()})
+
+
+def _fmt(counter: Counter[str] | dict[str, Any]) -> str:
+    return ", ".join(f"{a} {num(n)}" for a, n in sorted(counter.items())) or "none"
+
+
+def run(emulator: Emulator, workdir: Path, *, ticks: int, hours: float) -> Section:
+    section = Section("poller", "4. Poller economy: one tick, and an hour of ticks")
+    emulator.reset()
+    emulator.seed(managed_names=[f"team-{i}" for i in range(5)], unmanaged_names=[f"other-{i}" for i in range(15)])
+    add_terminated(emulator, 200, 0)
+    config = emr_config(emulator, IDLE_MINUTES=1440)
+    with Bot(workdir / "poller-data", config) as bot:
+        plugin = bot.plugin
+        emulator.reset_counts()
+        plugin.tick()
+        cold = _counts(emulator)
+        for _ in range(3):
+            plugin.tick()
+
+        probe = StorageProbe(plugin)
+        emulator.reset_counts()
+        wall: list[float] = []
+        process_cpu: list[float] = []
+        thread_cpu: list[float] = []
+        for _ in range(ticks):
+            p0, t0, w0 = time.process_time(), time.thread_time(), time.perf_counter()
+            plugin.tick()
+            wall.append(time.perf_counter() - w0)
+            thread_cpu.append(time.thread_time() - t0)
+            process_cpu.append(time.process_time() - p0)
+        steady = _counts(emulator)
+        per_tick = {a: n / ticks for a, n in steady.items()}
+        writes_per_tick = probe.writes / ticks
+
+        emulator.run_cluster("newcomer", managed=True)
+        emulator.reset_counts()
+        plugin.tick()
+        newcomer_first = _counts(emulator)
+        emulator.reset_counts()
+        plugin.tick()
+        newcomer_next = _counts(emulator)
+
+        simulated_ticks = int(hours * 3600 / DEFAULT_INTERVAL)
+        traveller = time_machine.travel(datetime.now(UTC), tick=True)
+        coordinates = traveller.start()
+        try:
+            emulator.reset_counts()
+            for _ in range(simulated_ticks):
+                coordinates.shift(timedelta(seconds=DEFAULT_INTERVAL))
+                plugin.tick()
+            simulated = _counts(emulator)
+        finally:
+            traveller.stop()
+        managed_left = sum(1 for r in plugin._load().clusters.values() if r.doomed is None)
+
+    per_hour = {a: n / hours for a, n in simulated.items()}
+    wall_s, process_s, thread_s = Summary.of(wall), Summary.of(process_cpu), Summary.of(thread_cpu)
+    section.say(
+        f"{ticks} ticks in steady state (real time), then a simulated {hours:g} h at the default "
+        f"{DEFAULT_INTERVAL} s interval ({simulated_ticks} ticks, clock moved). Account: 5 managed + 15 other "
+        "active clusters, 200 terminated.",
+        "",
+        *table(
+            ["moment", "AWS requests"],
+            [
+                ["first tick (no token, cold tag cache)", _fmt(cold)],
+                ["steady state, per tick", _fmt(per_tick)],
+                ["a new managed cluster: next tick", _fmt(newcomer_first)],
+                ["… and the tick after", _fmt(newcomer_next)],
+                [f"per hour at {DEFAULT_INTERVAL} s (measured over {hours:g} h)", _fmt(per_hour)],
+            ],
+        ),
+        "",
+        *table(
+            ["per tick (steady state)", "median ms", "p95 ms"],
+            [
+                ["wall time", f"{wall_s.median * 1000:.2f}", f"{wall_s.p95 * 1000:.2f}"],
+                [
+                    "CPU, process_time (bot + in-process emulator)",
+                    f"{process_s.median * 1000:.2f}",
+                    f"{process_s.p95 * 1000:.2f}",
+                ],
+                [
+                    "CPU, thread_time (the ticking thread: the bot)",
+                    f"{thread_s.median * 1000:.2f}",
+                    f"{thread_s.p95 * 1000:.2f}",
+                ],
+            ],
+        ),
+        "",
+        f"  state writes per steady-state tick: {writes_per_tick:g} (SQLite commits, each fsynced)",
+        f"  at {DEFAULT_INTERVAL} s: {thread_s.median * 3600 / DEFAULT_INTERVAL:.2f} s of bot CPU per hour "
+        f"({thread_s.median / DEFAULT_INTERVAL * 100:.3f}% of one core); managed clusters still active after the "
+        f"simulated run: {managed_left} of 6",
+    )
+    section.data = {
+        "ticks": ticks,
+        "cold_tick": dict(cold),
+        "steady_per_tick": per_tick,
+        "state_writes_per_tick": writes_per_tick,
+        "new_cluster_tick": dict(newcomer_first),
+        "tick_after_new_cluster": dict(newcomer_next),
+        "simulated_hours": hours,
+        "simulated_ticks": simulated_ticks,
+        "per_hour_at_30s": per_hour,
+        "wall_ms": wall_s.as_ms(),
+        "process_cpu_ms": process_s.as_ms(),
+        "thread_cpu_ms": thread_s.as_ms(),
+    }
+    steady_ok = per_tick == {"ListClusters": 1.0}
+    newcomer_ok = newcomer_first == Counter({"ListClusters": 1, "DescribeCluster": 1}) and newcomer_next == Counter(
+        {"ListClusters": 1}
+    )
+    section.targets.append(
+        Target(
+            "poller: requests per steady-state tick",
+            "one ListClusters; no DescribeCluster for a cluster already seen",
+            f"{_fmt(per_tick)}; new cluster: {_fmt(newcomer_first)}, then {_fmt(newcomer_next)}; "
+            f"{_fmt(per_hour)} per hour at 30 s",
+            steady_ok and newcomer_ok,
+        )
+    )
+    return section
