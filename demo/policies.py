@@ -7,6 +7,7 @@ the tests prove is what an operator deploys.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -20,9 +21,13 @@ def _load(name: str, **values: str) -> dict[str, Any]:
     return document
 
 
-def permission_policy() -> dict[str, Any]:
-    """Account B: the EMR actions the bot calls, and nothing else."""
-    return _load("account-b-permissions.json")
+def permission_policy(*, without: Iterable[str] = ()) -> dict[str, Any]:
+    """Account B: the EMR actions the bot calls, and nothing else (minus *without*, to test denials)."""
+    document = _load("account-b-permissions.json")
+    removed = set(without)
+    statements = [{**s, "Action": [a for a in s["Action"] if a not in removed]} for s in document["Statement"]]
+    document["Statement"] = [s for s in statements if s["Action"]]
+    return document
 
 
 def trust_policy(account_a_id: str, external_id: str) -> dict[str, Any]:

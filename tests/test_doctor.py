@@ -135,10 +135,7 @@ def test_a_missing_emr_permission_is_named_with_the_fix(
     not_checked: str,
 ) -> None:
     emulator.reset()
-    document = policies.permission_policy()
-    for statement in document["Statement"]:
-        statement["Action"] = [a for a in statement["Action"] if a != missing]
-    emulator.seed(permissions=document)
+    emulator.seed(permissions=policies.permission_policy(without=[missing]))
     enforce_iam(emulator, monkeypatch)
     lines = doctor(start_bot())
     assert line(lines, f"✓ AssumeRole into account {ACCOUNT_B}")
@@ -223,11 +220,7 @@ def test_a_denied_automatic_termination_seen_by_the_poller_is_reported(
     start_bot: Any, emulator: Emulator, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     emulator.reset()
-    document = policies.permission_policy()
-    document["Statement"] = [
-        s for s in document["Statement"] if "elasticmapreduce:TerminateJobFlows" not in s["Action"]
-    ]
-    seeded = emulator.seed(permissions=document)
+    seeded = emulator.seed(permissions=policies.permission_policy(without=["elasticmapreduce:TerminateJobFlows"]))
     enforce_iam(emulator, monkeypatch)
     bot = start_bot()
     bot.tick()

@@ -54,11 +54,7 @@ def test_a_role_without_terminate_permission_gets_a_one_line_answer_naming_it(
     tmp_path: Path, emulator: Emulator, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     emulator.reset()
-    document = policies.permission_policy()
-    document["Statement"] = [
-        s for s in document["Statement"] if "elasticmapreduce:TerminateJobFlows" not in s["Action"]
-    ]
-    seeded = emulator.seed(permissions=document)
+    seeded = emulator.seed(permissions=policies.permission_policy(without=["elasticmapreduce:TerminateJobFlows"]))
     bot = iam_bot(tmp_path, emulator, clock, monkeypatch)
     try:
         assert "analytics" in bot.say("!emr status")
@@ -77,10 +73,7 @@ def test_a_role_without_list_permission_is_named_in_status(
     tmp_path: Path, emulator: Emulator, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     emulator.reset()
-    document = policies.permission_policy()
-    for statement in document["Statement"]:
-        statement["Action"] = [a for a in statement["Action"] if a != "elasticmapreduce:ListClusters"]
-    emulator.seed(permissions=document)
+    emulator.seed(permissions=policies.permission_policy(without=["elasticmapreduce:ListClusters"]))
     bot = iam_bot(tmp_path, emulator, clock, monkeypatch)
     try:
         assert bot.say("!emr status").startswith("✗ AWS denied elasticmapreduce:ListClusters")
