@@ -19,14 +19,43 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import functools
+import importlib
 import logging
+import os
 import re
+import sys
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from errbot import BotPlugin, botcmd
+
+_SIBLINGS = ("emr_errors", "emr_settings", "emr_rules", "crossaccount", "emr_adapter")  # dependency order
+
+
+def _reload_siblings_if_changed() -> None:
+    """Make ``!plugin reload EMR`` pick up an upgrade of the whole package.
+
+    Errbot re-executes this file on reload, but the sibling modules are plain
+    top-level imports cached in ``sys.modules``: without this, a reload after
+    ``git pull`` would keep running the old rules, adapter and session code.
+    When any sibling changed on disk since this file last imported it, all of
+    them are reloaded in dependency order (so none keeps another's old classes).
+    """
+    loaded = [sys.modules[name] for name in _SIBLINGS if name in sys.modules]
+    if any(os.path.getmtime(m.__file__ or "") > getattr(m, "_emr_loaded_at", float("inf")) for m in loaded):
+        for module in loaded:
+            importlib.reload(module)
+
+
+def _stamp_siblings() -> None:
+    for name in _SIBLINGS:
+        sys.modules[name]._emr_loaded_at = time.time()  # type: ignore[attr-defined]
+
+
+_reload_siblings_if_changed()
 
 from crossaccount import CrossAccountSession, MemoryTokenStore, RoleTarget, Token, utc_now
 from emr_adapter import EmrAdapter
@@ -63,6 +92,8 @@ from emr_rules import (
     termination_failed,
 )
 from emr_settings import Settings, TagSelector, from_mapping, parse_hhmm
+
+_stamp_siblings()
 
 log = logging.getLogger("errbot.plugins.emr")
 
