@@ -257,27 +257,27 @@ def test_the_poller_survives_an_unreachable_aws_and_says_so_once(
     assert len(chat.announced("⚠️ The EMR poller cannot reach the cluster account")) == 1
 
 
-def poller_threads() -> list[threading.Thread]:
-    """Live poller timers of the EMR plugin (Errbot names them after the plugin class)."""
+def live_timers(chat: Chat) -> list[threading.Thread]:
+    """The plugin's poller timers still alive (a cancelled one takes a moment to end)."""
     deadline = time.monotonic() + 5
     while True:
-        threads = [t for t in threading.enumerate() if t.name == "Poller thread for EMR" and t.is_alive()]
-        if len(threads) <= 1 or time.monotonic() > deadline:
-            return threads
-        time.sleep(0.01)  # a cancelled timer thread takes a moment to end
+        timers = [t for t in chat.plugin.current_timers if t.is_alive()]
+        if len(timers) <= 1 or time.monotonic() > deadline:
+            return timers
+        time.sleep(0.01)
 
 
 def test_reload_keeps_state_and_leaves_exactly_one_poller(chat: Chat, clock: Clock) -> None:
     chat.say("!emr lock", user="alice")
-    assert len(chat.plugin.current_pollers) == 1 and len(poller_threads()) == 1
+    assert len(chat.plugin.current_pollers) == 1 and len(live_timers(chat)) == 1
     reply = chat.say("!plugin reload EMR", user="admin")
     assert "reloaded" in reply.lower()
-    assert len(chat.plugin.current_pollers) == 1 and len(poller_threads()) == 1
+    assert len(chat.plugin.current_pollers) == 1 and len(live_timers(chat)) == 1
     assert "alice" in chat.say("!emr status")
     chat.say("!plugin deactivate EMR", user="admin")
-    assert poller_threads() == []
+    assert live_timers(chat) == []
     chat.say("!plugin activate EMR", user="admin")
-    assert len(chat.plugin.current_pollers) == 1 and len(poller_threads()) == 1
+    assert len(chat.plugin.current_pollers) == 1 and len(live_timers(chat)) == 1
     assert "alice" in chat.say("!emr status")
 
 

@@ -25,7 +25,6 @@ import os
 import re
 import sys
 import threading
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -45,14 +44,20 @@ def _reload_siblings_if_changed() -> None:
     them are reloaded in dependency order (so none keeps another's old classes).
     """
     loaded = [sys.modules[name] for name in _SIBLINGS if name in sys.modules]
-    if any(os.path.getmtime(m.__file__ or "") > getattr(m, "_emr_loaded_at", float("inf")) for m in loaded):
+    # The file's own mtime is compared, not the clock: tests move wall-clock time.
+    if any(_mtime(m) != getattr(m, "_emr_mtime", _mtime(m)) for m in loaded):
         for module in loaded:
             importlib.reload(module)
 
 
+def _mtime(module: Any) -> float:
+    return os.stat(module.__file__).st_mtime
+
+
 def _stamp_siblings() -> None:
     for name in _SIBLINGS:
-        sys.modules[name]._emr_loaded_at = time.time()  # type: ignore[attr-defined]
+        module = sys.modules[name]
+        module.__dict__["_emr_mtime"] = _mtime(module)  # remembered on the module itself
 
 
 _reload_siblings_if_changed()
@@ -160,6 +165,7 @@ class EMR(BotPlugin):
         )
         self._lock = threading.RLock()
         self._poll_failure: str | None = None
+        self._state: State | None = None  # decoded copy of the stored state, see _load
         super().activate()
         target = RoleTarget(
             role_arn=self.settings.role_arn,
@@ -197,10 +203,19 @@ class EMR(BotPlugin):
 
     # -- state ------------------------------------------------------------------------
     def _load(self) -> State:
-        return State.from_dict(self.get(STATE_KEY))
+        """The current state (call under ``self._lock``).
+
+        Storage is the source of truth, but this plugin is its only writer, so
+        the last state saved (or read) is kept decoded: a command then pays for
+        one storage write instead of a read-decode-encode-write round.
+        """
+        if self._state is None:
+            self._state = State.from_dict(self.get(STATE_KEY))
+        return self._state
 
     def _save(self, state: State) -> None:
-        self[STATE_KEY] = state.to_dict()
+        self[STATE_KEY] = state.to_dict()  # written through before anyone sees it
+        self._state = state
 
     def _refresh(self) -> tuple[State, list[ClusterInfo]]:
         """List the managed clusters (outside the lock) and fold them into the state."""
