@@ -1,0 +1,304 @@
+"""``!emr doctor``: check the whole chain and say what to fix.
+
+Each link, in order: the region, the bot's own identity (account A), a fresh
+AssumeRole into account B (on a throw-away session, so the cached token cannot
+hide a trust policy broken since it was issued), EMR ListClusters and
+DescribeCluster, managed vs unmanaged clusters, TerminateJobFlows (as far as
+it can be known without terminating), and the config. A link that cannot be
+reached is "not checked", not failed. Nothing here touches the plugin state or
+a cluster, and no secret is ever shown.
+
+The notify-channel check needs the chat backend, so the plugin makes it and
+passes it in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import NamedTuple
+
+from crossaccount import CrossAccountSession, MemoryTokenStore
+from emr_adapter import EmrAdapter
+from emr_errors import AccessDeniedError, AwsUnreachableError, CredentialsError, EmrChatopsError
+from emr_rules import ClusterInfo, State
+from emr_settings import Settings, TagSelector
+
+OK, FAIL, WARN, SKIP = "✓", "✗", "⚠", "–"
+CLUSTER_STEPS = ("EMR ListClusters ({region})", "EMR DescribeCluster (reads the tags)", "Clusters")
+
+
+class Check(NamedTuple):
+    """One line of ``!emr doctor``: ✓ fine, ✗ broken (with the fix), ⚠ works but risky, – not checked.
+
+    (A NamedTuple, like the plugin's own types: errbot loads emr.py outside ``sys.modules``.)
+    """
+
+    mark: str
+    title: str
+    detail: str
+    fix: str = ""
+
+    def render(self) -> str:
+        line = f"{self.mark} {self.title}: {self.detail}"
+        return line + (f"\n    fix: {self.fix}" if self.fix else "")
+
+
+class Doctor:
+    """Runs the checks for one plugin configuration."""
+
+    def __init__(self, settings: Settings, session: CrossAccountSession, clock: Callable[[], datetime]) -> None:
+        self.settings = settings
+        self.session = session
+        self.clock = clock
+
+    def report(self, state: State, notify: Check) -> str:
+        """The whole reply: a header, one line per check (with its fix), and a verdict."""
+        s = self.settings
+        header = (
+            f"EMR doctor: role {s.role_arn} (ExternalId {'set' if s.external_id else 'not set'}), "
+            f"region {s.region}, tag `{s.cluster_tag}`" + (f", endpoint {s.endpoint_url}" if s.endpoint_url else "")
+        )
+        checks = self.checks(state, notify)
+        lines = [header, *(check.render() for check in checks)]
+        problems = sum(check.mark == FAIL for check in checks)
+        if problems:
+            lines.append(
+                f"{problems} problem{'s' if problems > 1 else ''}: fix the ✗ lines (IAM changes apply at once; "
+                "a changed /etc/emr-chatops/env needs `systemctl restart emr-chatops`), then `!emr doctor` again."
+            )
+        else:
+            lines.append("All checks passed.")
+        return "\n".join(lines)
+
+    def checks(self, state: State, notify: Check) -> list[Check]:
+        """Each link of the chain, in order; a link that cannot be reached is "not checked", not failed.
+
+        The AssumeRole is a fresh one on a throw-away session (the cached token would hide a trust
+        policy broken since it was issued); nothing here touches the plugin state or a cluster.
+        """
+        s = self.settings
+        checks: list[Check] = []
+
+        region = self._region_check()
+        checks.append(region)
+        reachable = region.mark != FAIL or s.endpoint_url is not None  # a made-up region has no endpoint
+
+        base: dict[str, str] | None = None
+        title = "Bot identity (account A, sts:GetCallerIdentity)"
+        if not reachable:
+            checks.append(Check(SKIP, title, "not checked: fix REGION first"))
+        else:
+            try:
+                base = self.session.base_identity()
+                checks.append(Check(OK, title, f"account {base['account']}, {base['arn']}"))
+            except EmrChatopsError as error:
+                checks.append(Check(FAIL, title, _one_line(str(error)), self._identity_fix(error)))
+
+        probe = CrossAccountSession(self.session.target, MemoryTokenStore(), clock=lambda: self.clock())
+        title = f"AssumeRole into account {s.account_id}"
+        assumed = False
+        if base is None:
+            checks.append(Check(SKIP, title, "not checked: the bot's own identity must work first"))
+        else:
+            try:
+                # GetCallerIdentity needs no permission: it tests the AssumeRole alone.
+                who = probe.call("sts", "get_caller_identity", "sts:GetCallerIdentity")
+                assumed = True
+                checks.append(Check(OK, title, f"{who['Arn']}, {s.session_seconds} s sessions"))
+            except EmrChatopsError as error:
+                checks.append(Check(FAIL, title, *self._assume_problem(error, base)))
+
+        checks.extend(
+            self._cluster_checks(probe, state) if assumed else self._skipped(CLUSTER_STEPS, "AssumeRole failed", state)
+        )
+        checks.extend(self._config_checks(notify))
+        return checks
+
+    def _region_check(self) -> Check:
+        s = self.settings
+        title = f"Region {s.region}"
+        partition = s.role_arn.split(":")[1]
+        regions = set(self.session.available_regions("emr"))  # the SDK's endpoint data, offline
+        if not regions:
+            return Check(SKIP, title, f"not checked: the SDK knows no EMR region in partition {partition}")
+        if s.region not in regions:
+            area = s.region.rsplit("-", 1)[0]  # ap-northeast-9 -> ap-northeast
+            near = sorted(r for r in regions if r.startswith(area + "-")) or sorted(
+                r for r in regions if r.split("-")[0] == area.split("-")[0]
+            )
+            return Check(
+                FAIL,
+                title,
+                f"EMR is not offered in {s.region} (partition {partition})",
+                f"set EMR_REGION to the cluster's region, e.g. {', '.join(near[:4])}",
+            )
+        return Check(OK, title, f"EMR is offered there (partition {partition})")
+
+    def _cluster_checks(self, probe: CrossAccountSession, state: State) -> list[Check]:
+        s = self.settings
+        checks: list[Check] = []
+        title = CLUSTER_STEPS[0].format(region=s.region)
+        try:
+            active = EmrAdapter(probe, TagSelector(None, None)).list_managed()  # every active cluster
+        except EmrChatopsError as error:
+            checks.append(Check(FAIL, title, *self._emr_problem(error)))
+            return checks + self._skipped(CLUSTER_STEPS[1:], "ListClusters failed", state)
+        checks.append(Check(OK, title, f"{len(active)} active cluster{'' if len(active) == 1 else 's'}"))
+
+        title = CLUSTER_STEPS[1]
+        managed = active
+        if s.cluster_tag.matches_all:
+            checks.append(Check(SKIP, title, "not needed: CLUSTER_TAG is `*`"))
+        elif not active:
+            checks.append(Check(SKIP, title, "not checked: no active cluster to describe"))
+        else:
+            try:
+                managed = EmrAdapter(probe, s.cluster_tag).list_managed()  # a fresh tag cache: describes each
+            except EmrChatopsError as error:
+                checks.append(Check(FAIL, title, *self._emr_problem(error)))
+                return checks + self._skipped(CLUSTER_STEPS[2:], "DescribeCluster failed", state)
+            checks.append(Check(OK, title, f"read the tags of {len(active)} cluster{'' if len(active) == 1 else 's'}"))
+
+        checks.append(self._managed_check(active, managed))
+        checks.append(self._terminate_check(state))
+        return checks
+
+    def _managed_check(self, active: list[ClusterInfo], managed: list[ClusterInfo]) -> Check:
+        s = self.settings
+        title = CLUSTER_STEPS[2]
+        unmanaged = len(active) - len(managed)
+        if managed:
+            names = ", ".join(f"{c.name} {c.state}" for c in managed)
+            return Check(OK, title, f"{len(managed)} managed ({names}), {unmanaged} unmanaged (not touched)")
+        if active:
+            key, value = s.cluster_tag.key, s.cluster_tag.value
+            return Check(
+                FAIL,
+                title,
+                f"0 managed, {unmanaged} unmanaged (not touched): no active cluster carries the tag {s.cluster_tag}",
+                f"tag the shared cluster (`aws emr add-tags --resource-id j-… --tags {key}={value or 'true'}` "
+                "in account B), or set EMR_CLUSTER_TAG to the tag it has",
+            )
+        return Check(
+            FAIL,
+            title,
+            f"no active cluster at all in account {s.account_id}, {s.region}",
+            f"if the cluster is running, it is in another region (EMR_REGION) or account (EMR_ROLE_ARN); "
+            f"otherwise nothing to do until one starts (tagged {s.cluster_tag})",
+        )
+
+    def _terminate_check(self, state: State) -> Check:
+        """TerminateJobFlows cannot be probed (no dry run; a call on a made-up id proves nothing), so:
+        what the poller has seen, or what the shipped policy says."""
+        title = "EMR TerminateJobFlows"
+        for record in state.clusters.values():
+            failure = record.doomed.failure if record.doomed is not None else None
+            if not failure:
+                continue
+            if failure == "AccessDenied":
+                fix = (
+                    "allow elasticmapreduce:TerminateJobFlows in the role's permission policy "
+                    "(deploy/iam/account-b-permissions.json)"
+                )
+            elif failure == "TerminationProtected":
+                fix = (
+                    "turn termination protection off "
+                    "(`aws emr modify-cluster-attributes --cluster-id … --no-termination-protected`)"
+                )
+            else:
+                fix = "see the bot's log and `!emr history`; the poller keeps retrying"
+            return Check(
+                FAIL, title, f"the automatic termination of {record.name} ({record.id}) failed: {failure}", fix
+            )
+        return Check(
+            SKIP,
+            title,
+            "not checked (only terminating a cluster would tell); deploy/iam/account-b-permissions.json allows it, "
+            "and a denial is named by `!emr terminate` and announced by the poller",
+        )
+
+    def _skipped(self, steps: tuple[str, ...], why: str, state: State) -> list[Check]:
+        region = self.settings.region
+        return [Check(SKIP, step.format(region=region), f"not checked: {why}") for step in steps] + [
+            self._terminate_check(state)
+        ]
+
+    def _config_checks(self, notify: Check) -> list[Check]:
+        s = self.settings
+        checks = [notify]
+        if s.cluster_tag.matches_all:
+            checks.append(
+                Check(
+                    WARN,
+                    "CLUSTER_TAG `*`",
+                    f"every active cluster of account {s.account_id} in {s.region} is managed, and terminated when idle",
+                    "set EMR_CLUSTER_TAG=emr-chatops=true and tag the shared cluster, unless that is really meant",
+                )
+            )
+        eod = f"end of day {s.end_of_day:%H:%M} {s.timezone.key}" if s.end_of_day else "end of day off"
+        rules = (
+            f"idle {s.idle_minutes} min, {eod}, warning {s.warn_minutes} min before, poll every {s.poll_seconds:g} s"
+        )
+        checks.append(Check(OK, "Rules", rules))
+        if s.end_of_day is None:
+            checks.append(
+                Check(WARN, "END_OF_DAY off", "a held cluster runs all night", "set EMR_END_OF_DAY=19:00 (local time)")
+            )
+        if s.warn_minutes and s.poll_seconds > s.warn_minutes * 60:
+            checks.append(
+                Check(
+                    WARN,
+                    "POLL_SECONDS",
+                    f"{s.poll_seconds:g} s is longer than the {s.warn_minutes} min warning: it may come late",
+                    "lower EMR_POLL_SECONDS",
+                )
+            )
+        return checks
+
+    def _identity_fix(self, error: EmrChatopsError) -> str:
+        if isinstance(error, AwsUnreachableError):
+            return (
+                f"the host cannot reach AWS STS in {self.settings.region}: "
+                "check outbound HTTPS (proxy, firewall, VPC endpoint)"
+            )
+        if isinstance(error, CredentialsError) or any(
+            code in str(error) for code in ("InvalidClientTokenId", "SignatureDoesNotMatch", "ExpiredToken")
+        ):
+            return (
+                "give the bot valid credentials of account A: the host's instance profile (preferred), or "
+                "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in /etc/emr-chatops/env; then `systemctl restart emr-chatops`"
+            )
+        return "see the bot's log for the full AWS answer"
+
+    def _assume_problem(self, error: EmrChatopsError, base: dict[str, str]) -> tuple[str, str]:
+        s = self.settings
+        if isinstance(error, AccessDeniedError):
+            return (
+                f"AWS denied sts:AssumeRole on {s.role_arn} to {base['arn']}",
+                f"the role must exist in account {s.account_id} (EMR_ROLE_ARN = the RoleArn output of "
+                "deploy/cloudformation/account-b.yaml), its trust policy must name account "
+                f"{base['account']} and the ExternalId (EMR_EXTERNAL_ID), and account A's policy "
+                "(deploy/cloudformation/account-a.yaml) must allow sts:AssumeRole on exactly this ARN",
+            )
+        if isinstance(error, AwsUnreachableError):
+            return _one_line(str(error)), "check outbound HTTPS from the host to AWS STS"
+        if ":assumed-role/" in base["arn"] and s.session_seconds > 3600:
+            # e.g. an EC2 instance profile: AWS refuses chained sessions longer than an hour.
+            return _one_line(str(error)), "role chaining is capped at one hour: set EMR_SESSION_SECONDS=3600"
+        return _one_line(str(error)), "see the bot's log for the full AWS answer"
+
+    def _emr_problem(self, error: EmrChatopsError) -> tuple[str, str]:
+        if isinstance(error, AccessDeniedError):
+            return (
+                f"AWS denied {error.action}",
+                f"allow {error.action} in the role's permission policy in account {self.settings.account_id} "
+                "(deploy/iam/account-b-permissions.json; the account-b.yaml stack has it)",
+            )
+        if isinstance(error, AwsUnreachableError):
+            return _one_line(str(error)), f"check outbound HTTPS from the host to EMR in {self.settings.region}"
+        return _one_line(str(error)), "see the bot's log for the full AWS answer"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
