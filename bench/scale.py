@@ -48,21 +48,7 @@ def add_terminated(emulator: Emulator, count: int, start: int) -> float:
         ids = []
         for n in range(first, min(first + BATCH, start + count)):
             tag = {"Key": MANAGED_TAG[0], "Value": MANAGED_TAG[1]} if n % 4 == 0 else {"Key": "team", "Value": "old"}
-            ids.append(
-                emr.run_job_flow(
-                    Name=f"old-{n:04d}",
-                    ReleaseLabel="emr-7.5.0",
-                    Instances={
-                        "MasterInstanceType": "m5.xlarge",
-                        "SlaveInstanceType": "m5.xlarge",
-                        "InstanceCount": 3,
-                        "KeepJobFlowAliveWhenNoSteps": True,
-                    },
-                    JobFlowRole="EMR_EC2_DefaultRole",
-                    ServiceRole="EMR_DefaultRole",
-                    Tags=[tag],
-                )["JobFlowId"]
-            )
+            ids.append(emulator.run_cluster(f"old-{n:04d}", tags=[tag]))
         emr.terminate_job_flows(JobFlowIds=ids)
     return time.perf_counter() - started
 

@@ -103,6 +103,7 @@ class Emulator:
             "127.0.0.1", 0, self._counting, threaded=True, request_handler=MotoRequestHandler
         )
         self.url = f"http://127.0.0.1:{self._server.server_port}"
+        self._emr_b: Any = None
         self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
 
     # -- lifecycle -------------------------------------------------------
@@ -153,8 +154,10 @@ class Emulator:
         return client
 
     def emr_b(self) -> Any:
-        """An EMR client in account B, bypassing the bot (to check real cluster state)."""
-        return self.client("emr", ACCOUNT_B)
+        """An EMR client in account B, bypassing the bot (one client, reused: boto3 clients are thread-safe)."""
+        if self._emr_b is None:
+            self._emr_b = self.client("emr", ACCOUNT_B)
+        return self._emr_b
 
     # -- seeding ---------------------------------------------------------
     def seed(
@@ -186,9 +189,15 @@ class Emulator:
         unmanaged = [self.run_cluster(n, managed=False) for n in unmanaged_names]
         return Seeded(managed_id=managed[0] if managed else "", unmanaged_id=unmanaged[0] if unmanaged else "")
 
-    def run_cluster(self, name: str, *, managed: bool = True, protected: bool = False) -> str:
-        """Start a cluster in account B (WAITING at once in moto); return its id."""
-        tags = [{"Key": MANAGED_TAG[0], "Value": MANAGED_TAG[1]}] if managed else [{"Key": "team", "Value": "etl"}]
+    def run_cluster(
+        self, name: str, *, managed: bool = True, protected: bool = False, tags: list[dict[str, str]] | None = None
+    ) -> str:
+        """Start a cluster in account B (WAITING at once in moto); return its id.
+
+        Tagged ``MANAGED_TAG`` when *managed*, else ``team=etl``; *tags* replaces either.
+        """
+        if tags is None:
+            tags = [{"Key": MANAGED_TAG[0], "Value": MANAGED_TAG[1]}] if managed else [{"Key": "team", "Value": "etl"}]
         response = self.emr_b().run_job_flow(
             Name=name,
             ReleaseLabel="emr-7.5.0",
