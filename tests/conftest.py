@@ -122,11 +122,19 @@ def emr_config(emulator: Emulator, **overrides: Any) -> dict[str, Any]:
 class Chat:
     """A running Errbot on the test backend, with helpers to talk as different users."""
 
-    def __init__(self, data_dir: Path, emr: dict[str, Any], clock: Clock, storage: str = "SQLite") -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        emr: dict[str, Any],
+        clock: Clock,
+        storage: str = "SQLite",
+        extra_config: dict[str, Any] | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.emr = emr
         self.clock = clock
         self.storage = storage
+        self.extra_config = extra_config or {}  # more bot config (ACCESS_CONTROLS, BOT_ADMINS …), applied last
         self.sent: list[tuple[str, str]] = []  # (to, body) of everything the bot sent
         self.sent_at: list[datetime] = []  # when (on the moved clock) each was sent
         self._popped = 0  # how many of them were taken off the test backend's queue
@@ -146,6 +154,7 @@ class Chat:
                 "BOT_EXTRA_STORAGE_PLUGINS_DIR": str(ROOT / "storage"),
                 "EMR": dict(self.emr),
                 "CORE_PLUGINS": ("ACLs", "Help", "Plugins", "Utils", "CommandNotFoundFilter"),
+                **self.extra_config,
             },
         )
         self.testbot.start(timeout=10)
@@ -247,6 +256,28 @@ def chat(tmp_path: Path, emulator: Emulator, seeded: Seeded, clock: Clock) -> It
         yield bot
     finally:
         bot.stop()
+
+
+@pytest.fixture
+def start_bot(tmp_path: Path, emulator: Emulator, clock: Clock) -> Iterator[Any]:
+    """Start bots on demand: ``start_bot(extra_config={...}, **EMR overrides)``.
+
+    Every bot is stopped at the end, and moto's IAM enforcement switched off.
+    """
+    bots: list[Chat] = []
+
+    def start(extra_config: dict[str, Any] | None = None, **overrides: Any) -> Chat:
+        bot = Chat(tmp_path / f"data{len(bots)}", emr_config(emulator, **overrides), clock, extra_config=extra_config)
+        bots.append(bot.start())
+        bot.drain()
+        return bot
+
+    try:
+        yield start
+    finally:
+        for bot in bots:
+            bot.stop()
+        emulator.set_iam_enforcement(False)
 
 
 # Termination lateness (tick time - deadline) seen by the scenario tests, reported at the end of the run.

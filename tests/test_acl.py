@@ -8,17 +8,15 @@ cluster held by others, ``unlock --user``) are the plugin's own checks; the comm
 
 from __future__ import annotations
 
-import importlib
 import re
 import sys
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from errbot.backends.base import Message
 
-from conftest import ROOT, Chat, Clock, emr_config
+from conftest import ROOT, Chat
 from demo.emulator import Emulator, Seeded
 
 ADMINS = ("alice",)
@@ -39,33 +37,9 @@ def config_acl_example(**names: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def start_bot(
-    tmp_path: Path, emulator: Emulator, seeded: Seeded, clock: Clock, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Callable[..., Chat]]:
-    """Start the bot with alice as the only admin, plus *extra* bot config (e.g. ACCESS_CONTROLS)."""
-    bots: list[Chat] = []
-
-    def start(**extra: Any) -> Chat:
-        # errbot's backend loader re-imports the test backend, so look the module up each time.
-        module = importlib.import_module("errbot.backends.test")
-
-        class ConfiguredTestBot(module.TestBot):  # type: ignore[misc,name-defined]  # errbot is untyped
-            __test__ = False
-
-            def __init__(self, *args: Any, extra_config: dict[str, Any] | None = None, **kwargs: Any) -> None:
-                super().__init__(*args, extra_config={**(extra_config or {}), "BOT_ADMINS": ADMINS, **extra}, **kwargs)
-
-        monkeypatch.setattr(module, "TestBot", ConfiguredTestBot)
-        bot = Chat(tmp_path / f"data{len(bots)}", emr_config(emulator), clock).start()
-        bots.append(bot)
-        bot.drain()
-        return bot
-
-    try:
-        yield start
-    finally:
-        for bot in bots:
-            bot.stop()
+def start_bot(start_bot: Callable[..., Chat], seeded: Seeded) -> Callable[..., Chat]:
+    """The shared bot starter, with alice as the only admin, plus *extra* bot config (e.g. ACCESS_CONTROLS)."""
+    return lambda **extra: start_bot(extra_config={"BOT_ADMINS": ADMINS, **extra})
 
 
 def say_in_room(bot: Chat, text: str, user: str, room_name: str) -> str:

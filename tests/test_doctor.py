@@ -12,13 +12,11 @@ EMR_REGION), and a made-up region is caught offline from the SDK's endpoint data
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import Chat, Clock, emr_config
+from conftest import Chat, Clock
 from demo import policies
 from demo.emulator import ACCOUNT_B, EXTERNAL_ID, Emulator, Seeded
 
@@ -40,24 +38,6 @@ def line(lines: list[str], start: str) -> str:
 
 def marks(lines: list[str]) -> set[str]:
     return {text[0] for text in lines[1:-1] if not text.startswith("    fix: ")}
-
-
-@pytest.fixture
-def start_bot(tmp_path: Path, emulator: Emulator, clock: Clock) -> Iterator[Any]:
-    bots: list[Chat] = []
-
-    def start(**overrides: Any) -> Chat:
-        bot = Chat(tmp_path / f"data{len(bots)}", emr_config(emulator, **overrides), clock).start()
-        bots.append(bot)
-        bot.drain()
-        return bot
-
-    try:
-        yield start
-    finally:
-        for bot in bots:
-            bot.stop()
-        emulator.set_iam_enforcement(False)
 
 
 def enforce_iam(emulator: Emulator, monkeypatch: pytest.MonkeyPatch, keys: dict[str, str] | None = None) -> None:

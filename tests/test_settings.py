@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT, Chat, Clock, emr_config
 from demo.emulator import Emulator
 from emr_errors import ConfigError
-from emr_settings import Settings, from_mapping
+from emr_settings import KEYS, Settings, from_mapping
 
 ARN = "arn:aws:iam::210987654321:role/cre"
 
@@ -82,6 +82,7 @@ def test_config_py_builds_the_emr_dict_from_environment(monkeypatch: pytest.Monk
     sys.modules.pop("config", None)
     config = importlib.import_module("config")
     try:
+        assert config.EMR_KEYS == KEYS  # every setting can come from the environment
         assert config.EMR == {"ROLE_ARN": ARN, "IDLE_MINUTES": "20"}
         assert config.BACKEND == "Text"
         assert from_mapping(config.EMR).idle_minutes == 20

@@ -190,7 +190,7 @@ class CrossAccountSession:
         self._generation = 0
         self._clients: dict[str, Any] = {}
         self._session = self._new_botocore_session()
-        self.assume_count = 0  # AssumeRole calls made by this process (for `!emr doctor` and tests)
+        self.assume_count = 0  # AssumeRole calls made by this process (reported by the benchmarks)
 
     # -- credentials ---------------------------------------------------------
     def _new_botocore_session(self) -> botocore.session.Session:
@@ -312,11 +312,6 @@ class CrossAccountSession:
         """Regions the SDK knows for *service* in the role's partition (offline endpoint data)."""
         partition = self.target.role_arn.split(":")[1]
         return list(self._base.get_available_regions(service, partition))
-
-    def token_expiry(self) -> datetime | None:
-        """When the stored token expires (None when there is none); never the token itself."""
-        stored = self._store.load()
-        return datetime.fromisoformat(stored["expiry_time"]) if stored else None
 
 
 class _StoredRoleProvider(CredentialProvider):  # type: ignore[misc]  # botocore is untyped
