@@ -20,20 +20,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import memory, overhead, poller, scale, sts
+from bench import hang, lateness, memory, overhead, poller, scale, sts
 from bench.harness import ROOT, Section, hermetic_environment, quiet_errbot_console
 from demo.emulator import Emulator
 
-SECTIONS = ("sts", "overhead", "scale", "poller", "memory")
+SECTIONS = ("sts", "overhead", "scale", "poller", "memory", "lateness", "hang")
 DEFAULT_JSON = ROOT / "bench" / "results" / "latest.json"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="emr-chatops benchmarks against moto's server on loopback (about 7 min; --quick about 75 s).",
+        description="emr-chatops benchmarks against moto's server on loopback (about 9 min; --quick about 2 min).",
     )
-    parser.add_argument("--quick", action="store_true", help="smaller samples and a 30 s memory run (about 75 s)")
+    parser.add_argument("--quick", action="store_true", help="smaller samples and a 30 s memory run (about 2 min)")
     parser.add_argument("--only", action="append", choices=SECTIONS, help="run only this section (repeatable)")
     parser.add_argument(
         "--commands", type=int, help="STS: commands in the burst, and for the naive baseline (default 1000; quick 300)"
@@ -47,6 +47,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ticks", type=int, help="poller: steady-state ticks (default 200; quick 50)")
     parser.add_argument("--hours", type=float, help="poller: simulated hours at 30 s (default 3; quick 1)")
     parser.add_argument("--memory-seconds", type=float, help="memory: demo run time (default 300; quick 30)")
+    parser.add_argument(
+        "--scenarios", type=int, help="lateness: termination scenarios, four kinds in turn (default 40; quick 12)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=lateness.DEFAULT_SEED, help=f"lateness: RNG seed (default {lateness.DEFAULT_SEED})"
+    )
+    parser.add_argument(
+        "--hang-runs", type=int, help="hang: timed commands against a hanging endpoint (default 3; quick 2)"
+    )
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"JSON output (default {DEFAULT_JSON})")
     args = parser.parse_args(argv)
     defaults: dict[str, tuple[Any, Any]] = {
@@ -58,6 +67,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "ticks": (200, 50),
         "hours": (3.0, 1.0),
         "memory_seconds": (300.0, 30.0),
+        "scenarios": (40, 12),
+        "hang_runs": (3, 2),
     }
     for name, (full, quick) in defaults.items():
         if getattr(args, name) is None:
@@ -120,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
                 "scale": lambda: scale.run(emulator, workdir, levels=args.levels, samples=args.scale_samples),
                 "poller": lambda: poller.run(emulator, workdir, ticks=args.ticks, hours=args.hours),
                 "memory": lambda: memory.run(workdir, seconds=args.memory_seconds),
+                "lateness": lambda: lateness.run(emulator, workdir, scenarios=args.scenarios, seed=args.seed),
+                "hang": lambda: hang.run(emulator, workdir, runs=args.hang_runs),
             }
             for key in SECTIONS:
                 if key not in wanted:

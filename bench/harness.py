@@ -19,8 +19,11 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import time_machine
 
 ROOT = Path(__file__).resolve().parent.parent
 for _path in (str(ROOT / "plugins" / "emr"), str(ROOT)):
@@ -268,6 +271,38 @@ def assumed_emr_client(emulator: Emulator) -> Any:
         aws_secret_access_key=credentials["SecretAccessKey"],
         aws_session_token=credentials["SessionToken"],
     )
+
+
+class MovedClock:
+    """The process's wall clock frozen at *start* and moved by hand (time-machine), like ``tests/conftest.Clock``.
+
+    Bot, botocore and the in-process emulator all read it, so token expiry,
+    cluster timelines and the plugin's ``now`` agree. ``time.perf_counter`` and
+    ``time.monotonic`` are not moved: real timeouts and durations still work.
+    """
+
+    def __init__(self, start: datetime) -> None:
+        self._traveller = time_machine.travel(start, tick=False)
+        self._coordinates = self._traveller.start()
+
+    def stop(self) -> None:
+        self._traveller.stop()
+
+    def __enter__(self) -> MovedClock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def set(self, moment: datetime) -> None:
+        self._coordinates.move_to(moment)
+
+    def advance(self, seconds: float) -> None:
+        self._coordinates.shift(timedelta(seconds=seconds))
 
 
 def timed(call: Callable[[], object]) -> float:

@@ -13,7 +13,14 @@ poller thread calls every ``POLL_SECONDS``) is called directly:
   30 s before each tick (time-machine, as the test suite does), so the STS
   token ages and is renewed by the real code; requests per hour are counted,
   not computed. ``IDLE_MINUTES`` is 1440 and end of day off, so no rule
-  terminates a cluster meanwhile (that would change the steady state).
+  terminates a cluster meanwhile (that would change the steady state);
+* API economy per hour at the default 30 s, on a frozen clock moved 30 s
+  before each tick (no other traffic): a fresh account with 1, then 20 managed
+  clusters (no unmanaged ones), each held by a ``!emr lock`` so that the
+  default idle rule (30 min) leaves them up; and 1 unheld cluster, which the
+  idle rule terminates within the hour. The bot starts cold, the locks and a
+  first tick warm it up, then the counter is reset and the requests of
+  ``hours`` hours of ticks are counted by action, as the emulator sees them.
 """
 
 from __future__ import annotations
@@ -26,11 +33,13 @@ from typing import Any
 
 import time_machine
 
-from bench.harness import Bot, Section, StorageProbe, Summary, Target, emr_config, num, table
+from bench.harness import Bot, MovedClock, Section, StorageProbe, Summary, Target, emr_config, num, table
 from bench.scale import add_terminated
 from demo.emulator import Emulator
 
 DEFAULT_INTERVAL = 30  # seconds, the plugin's POLL_SECONDS default
+ECONOMY_ACTIONS = ("ListClusters", "DescribeCluster", "ListSteps", "TerminateJobFlows", "AssumeRole")
+ECONOMY_START = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)  # 10:00 in Tokyo, a Tuesday
 
 
 def _counts(emulator: Emulator) -> Counter[str]:
@@ -39,6 +48,38 @@ def _counts(emulator: Emulator) -> Counter[str]:
 
 def _fmt(counter: Counter[str] | dict[str, Any]) -> str:
     return ", ".join(f"{a} {num(n)}" for a, n in sorted(counter.items())) or "none"
+
+
+def hourly(emulator: Emulator, data_dir: Path, *, managed: int, held: bool, hours: float) -> dict[str, Any]:
+    """AWS requests per hour of ticks at the default interval, for *managed* clusters (held or not)."""
+    names = [f"team-{i}" for i in range(managed)]
+    ticks = round(hours * 3600 / DEFAULT_INTERVAL)
+    with MovedClock(ECONOMY_START) as clock:
+        emulator.reset()
+        emulator.seed(managed_names=[], unmanaged_names=[])  # the role in account B
+        ids = [emulator.run_cluster(name, managed=True) for name in names]
+        with Bot(data_dir, emr_config(emulator)) as bot:  # IDLE_MINUTES: the default (30)
+            if held:
+                for name in names:
+                    reply, _ = bot.say(f"!emr lock {name}")
+                    if not reply.startswith("🔒"):
+                        raise RuntimeError(f"!emr lock {name}: {reply[:200]}")
+            bot.plugin.tick()
+            emulator.reset_counts()
+            for _ in range(ticks):
+                clock.advance(DEFAULT_INTERVAL)
+                bot.plugin.tick()
+            counts = _counts(emulator)
+        still_up = sum(1 for cluster_id in ids if emulator.cluster_state(cluster_id) in ("WAITING", "RUNNING"))
+    return {
+        "managed": managed,
+        "held": held,
+        "hours": hours,
+        "ticks": ticks,
+        "per_hour": {a: counts.get(a, 0) / hours for a in ECONOMY_ACTIONS},
+        "other_per_hour": {a: n / hours for a, n in counts.items() if a not in ECONOMY_ACTIONS},
+        "still_up": still_up,
+    }
 
 
 def run(emulator: Emulator, workdir: Path, *, ticks: int, hours: float) -> Section:
@@ -89,7 +130,15 @@ def run(emulator: Emulator, workdir: Path, *, ticks: int, hours: float) -> Secti
             simulated = _counts(emulator)
         finally:
             traveller.stop()
-        managed_left = sum(1 for r in plugin._load().clusters.values() if r.doomed is None)
+    # Read from the emulator, not the plugin's state (whose internals are not this bench's business).
+    active = emulator.emr_b().list_clusters(ClusterStates=["STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING"])
+    managed_left = sum(1 for c in active["Clusters"] if c["Name"].startswith("team-") or c["Name"] == "newcomer")
+
+    economy = [
+        hourly(emulator, workdir / "economy-1-held", managed=1, held=True, hours=hours),
+        hourly(emulator, workdir / "economy-20-held", managed=20, held=True, hours=hours),
+        hourly(emulator, workdir / "economy-1-unheld", managed=1, held=False, hours=hours),
+    ]
 
     per_hour = {a: n / hours for a, n in simulated.items()}
     wall_s, process_s, thread_s = Summary.of(wall), Summary.of(process_cpu), Summary.of(thread_cpu)
@@ -130,6 +179,22 @@ def run(emulator: Emulator, workdir: Path, *, ticks: int, hours: float) -> Secti
         f"  at {DEFAULT_INTERVAL} s: {thread_s.median * 3600 / DEFAULT_INTERVAL:.2f} s of bot CPU per hour "
         f"({thread_s.median / DEFAULT_INTERVAL * 100:.3f}% of one core); managed clusters still active after the "
         f"simulated run: {managed_left} of 6",
+        "",
+        f"API economy per hour at the default {DEFAULT_INTERVAL} s, clock moved, measured over {hours:g} h "
+        f"({economy[0]['ticks']} ticks) after a warm-up; managed clusters only, IDLE_MINUTES 30 (default):",
+        "",
+        *table(
+            ["managed clusters", *ECONOMY_ACTIONS, "other", "still up"],
+            [
+                [
+                    f"{e['managed']} {'held' if e['held'] else 'unheld'}",
+                    *(num(round(e["per_hour"][a], 2)) for a in ECONOMY_ACTIONS),
+                    _fmt({a: round(n, 2) for a, n in e["other_per_hour"].items()}),
+                    f"{e['still_up']} of {e['managed']}",
+                ]
+                for e in economy
+            ],
+        ),
     )
     section.data = {
         "ticks": ticks,
@@ -144,6 +209,7 @@ def run(emulator: Emulator, workdir: Path, *, ticks: int, hours: float) -> Secti
         "wall_ms": wall_s.as_ms(),
         "process_cpu_ms": process_s.as_ms(),
         "thread_cpu_ms": thread_s.as_ms(),
+        "economy_per_hour_at_30s": economy,
     }
     steady_ok = per_tick == {"ListClusters": 1.0}
     newcomer_ok = newcomer_first == Counter({"ListClusters": 1, "DescribeCluster": 1}) and newcomer_next == Counter(

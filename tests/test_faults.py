@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -81,11 +81,23 @@ def test_connection_refused_is_aws_unreachable(bot: Chat, proxy: FaultProxy) -> 
 
 
 @pytest.mark.slow
-def test_a_hanging_endpoint_answers_within_the_bound_the_user_is_told(bot: Chat, proxy: FaultProxy) -> None:
+def test_a_hanging_endpoint_answers_within_the_bound_the_user_is_told(
+    bot: Chat, proxy: FaultProxy, record_property: Callable[[str, object], None]
+) -> None:
     proxy.inject("hang", "ListClusters")
+    before = proxy.seen["ListClusters"]
     started = time.monotonic()
     reply = bot.say("!emr status", timeout=ANSWER_BOUND_SECONDS + 10)
     elapsed = time.monotonic() - started
+    attempts = proxy.seen["ListClusters"] - before
+    # The measured figure (shown with -s or -rP, and in --junitxml); bench/hang.py times several runs.
+    record_property("answer_seconds", round(elapsed, 2))
+    record_property("stated_bound_seconds", ANSWER_BOUND_SECONDS)
+    record_property("attempts", attempts)
+    print(
+        f"hanging endpoint: answered after {elapsed:.2f} s, {attempts} ListClusters attempts "
+        f"(bound told to the user: {ANSWER_BOUND_SECONDS} s)"
+    )
     assert reply.startswith("✗ AWS unreachable") and f"within {ANSWER_BOUND_SECONDS} s" in reply
     assert elapsed <= ANSWER_BOUND_SECONDS, elapsed
 
