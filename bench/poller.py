@@ -39,6 +39,7 @@ from demo.emulator import Emulator
 
 DEFAULT_INTERVAL = 30  # seconds, the plugin's POLL_SECONDS default
 ECONOMY_ACTIONS = ("ListClusters", "DescribeCluster", "ListSteps", "TerminateJobFlows", "AssumeRole")
+TAG_LIFETIME_MINUTES = 5  # DESIGN §3: a tag added or removed takes effect within 5 minutes
 ECONOMY_START = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)  # 10:00 in Tokyo, a Tuesday
 
 
@@ -218,10 +219,31 @@ def run(emulator: Emulator, workdir: Path, *, ticks: int, hours: float) -> Secti
     section.targets.append(
         Target(
             "poller: requests per steady-state tick",
-            "one ListClusters; no DescribeCluster for a cluster already seen",
-            f"{_fmt(per_tick)}; new cluster: {_fmt(newcomer_first)}, then {_fmt(newcomer_next)}; "
-            f"{_fmt(per_hour)} per hour at 30 s",
+            "one ListClusters; no DescribeCluster for a cluster already seen within the tag lifetime",
+            f"{_fmt(per_tick)}; new cluster: {_fmt(newcomer_first)}, then {_fmt(newcomer_next)}",
             steady_ok and newcomer_ok,
+        )
+    )
+    # DESIGN §3: a tag change takes effect within 5 minutes, so at most one tag read per cluster per 5 minutes
+    # (the whole account is listed per tick: 21 active clusters above), plus one re-read before each termination.
+    reads_allowed = [
+        (
+            f"{e['managed']} {'held' if e['held'] else 'unheld'}",
+            e["per_hour"]["DescribeCluster"],
+            (60 / TAG_LIFETIME_MINUTES) * e["managed"] + e["per_hour"]["TerminateJobFlows"],
+        )
+        for e in economy
+    ]
+    reads_allowed.append(("6 managed + 15 other", per_hour.get("DescribeCluster", 0), (60 / TAG_LIFETIME_MINUTES) * 21))
+    section.targets.append(
+        Target(
+            "poller: tag reads per hour at 30 s",
+            f"DescribeCluster ≤ one per active cluster per {TAG_LIFETIME_MINUTES} min, + one per termination",
+            "; ".join(
+                f"{name}: {num(round(got, 2))} (ceiling {num(round(ceiling, 2))})"
+                for name, got, ceiling in reads_allowed
+            ),
+            all(got <= ceiling for _, got, ceiling in reads_allowed),
         )
     )
     return section
