@@ -109,18 +109,11 @@ ACCESS_CONTROLS = {
 # )
 
 # -- the EMR plugin -----------------------------------------------------------------------
-EMR_KEYS = (
-    "ROLE_ARN",
-    "EXTERNAL_ID",
-    "REGION",
-    "ENDPOINT_URL",
-    "CLUSTER_TAG",
-    "IDLE_MINUTES",
-    "END_OF_DAY",
-    "TIMEZONE",
-    "WARN_MINUTES",
-    "NOTIFY_CHANNEL",
-    "POLL_SECONDS",
-    "SESSION_SECONDS",
-)
-EMR = {key: os.environ[f"EMR_{key}"] for key in EMR_KEYS if f"EMR_{key}" in os.environ}
+# Every EMR_<KEY> variable fills the plugin's EMR dict (EMR_CHATOPS_* are the bot's own, above). The plugin
+# validates the dict and refuses an unknown key by name: a misspelt EMR_IDEL_MINUTES stops activation instead
+# of being ignored, and the list of keys lives in one place (emr_settings.KEYS).
+EMR = {
+    name.removeprefix("EMR_"): value
+    for name, value in os.environ.items()
+    if name.startswith("EMR_") and not name.startswith("EMR_CHATOPS_")
+}

@@ -32,7 +32,7 @@ def test_the_shipped_policy_lists_exactly_the_actions_the_code_calls() -> None:
 
 
 def test_the_whole_flow_passes_with_exactly_the_shipped_policies(
-    tmp_path: Path, emulator: Emulator, clock: Clock, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, emulator: Emulator, clock: Clock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     emulator.reset()
     seeded = emulator.seed()  # role cre: the shipped trust and permission policies
@@ -41,6 +41,10 @@ def test_the_whole_flow_passes_with_exactly_the_shipped_policies(
         assert "analytics" in bot.say("!emr status")
         assert bot.say("!emr lock check enforcement").startswith("🔒 alice holds analytics")
         assert bot.say("!emr unlock").startswith("🔓 You released analytics")
+        clock.advance(minutes=26)  # the idle warning is due: the steps are read first (ListSteps)
+        bot.tick()
+        assert emulator.count("ListSteps") == 1 and "cannot read the steps" not in caplog.text
+        assert [text for text in bot.announcements() if text.startswith("⏳ analytics")]
         assert bot.say("!emr terminate").startswith("🛑 Terminating analytics")
         assert emulator.cluster_state(seeded.managed_id) == "TERMINATED"
         assert emulator.cluster_state(seeded.unmanaged_id) == "WAITING"

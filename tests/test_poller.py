@@ -289,11 +289,11 @@ def test_an_unexpected_error_in_a_tick_is_logged_and_the_next_tick_works(
 ) -> None:
     chat.say("!emr status")  # first seen at 10:00
     adapter = chat.plugin.adapter
-    real = adapter.list_managed
-    adapter.list_managed = lambda: (_ for _ in ()).throw(RuntimeError("boom"))
+    real = adapter.list_clusters
+    adapter.list_clusters = lambda: (_ for _ in ()).throw(RuntimeError("boom"))
     chat.tick()  # must not raise: Errbot's poller would only log it, and nobody in chat would hear
     assert "EMR poller tick failed" in caplog.text
-    adapter.list_managed = real
+    adapter.list_clusters = real
     clock.set(MORNING + timedelta(minutes=31))
     chat.tick()
     assert emulator.cluster_state(seeded.managed_id) == "TERMINATED"

@@ -2,31 +2,43 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from emr_rules import (
-    HISTORY_LIMIT,
+    Cancelled,
     ClusterInfo,
+    Hold,
     Policy,
     State,
     Terminate,
     Warn,
     add_hold,
     drop_hold,
+    needs_step_check,
     next_deadline,
     observe,
+    overtime_night,
     overtime_until,
     plan_tick,
     set_overtime,
+    settle,
+    steps_seen,
     terminated,
     termination_failed,
+    termination_refusal,
+    to_recheck,
 )
+from emr_state import HISTORY_LIMIT, RECORD_LIMIT, UNMANAGED, UNSEEN, migrate
 
 TOKYO = Policy()  # 30 min idle, 5 min warning, 19:00 Asia/Tokyo
 T0 = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)  # 10:00 JST
+EOD = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)  # 19:00 JST
 CID = "j-ANALYTICS0001"
 
 
@@ -38,14 +50,23 @@ def at(minutes: float) -> datetime:
     return T0 + timedelta(minutes=minutes)
 
 
+def jst(day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(2026, 12, day, hour, minute, tzinfo=ZoneInfo("Asia/Tokyo")).astimezone(UTC)
+
+
 def run(state: State, minutes: float, policy: Policy = TOKYO, cluster_state: str = "WAITING") -> tuple[State, list]:
     now = at(minutes)
-    state, _ = observe(state, waiting(cluster_state), now)
+    state = observe(state, waiting(cluster_state), now)
     return plan_tick(state, policy, now)
 
 
+def held_state(now: datetime = T0, cluster_state: str = "RUNNING") -> State:
+    state = observe(State(), waiting(cluster_state), now)
+    return add_hold(state, CID, "U1", "alice", "", now)
+
+
 def test_an_unheld_waiting_cluster_is_warned_at_25_and_terminated_at_30_minutes() -> None:
-    state, _ = observe(State(), waiting(), at(0))
+    state = observe(State(), waiting(), at(0))
     state, effects = run(state, 24.5)
     assert effects == []
     state, effects = run(state, 25)
@@ -54,10 +75,22 @@ def test_an_unheld_waiting_cluster_is_warned_at_25_and_terminated_at_30_minutes(
     assert effects == []  # warned once
     state, effects = run(state, 30)
     assert [type(e) for e in effects] == [Terminate] and effects[0].rule == "idle"
+    assert effects[0].expect == frozenset({"WAITING"})  # re-read before acting: still WAITING, or no
+
+
+def test_warn_minutes_zero_sends_no_warning_and_still_terminates() -> None:
+    policy = Policy(warn_minutes=0)
+    state = observe(State(), waiting(), at(0))
+    for minute in range(30):
+        state, effects = run(state, minute, policy)
+        assert effects == []
+    state, effects = run(state, 30, policy)
+    assert [type(e) for e in effects] == [Terminate]
+    assert not [e for e in state.history if e.kind == "warning"]
 
 
 def test_a_hold_cancels_the_idle_clock_and_the_last_release_restarts_it() -> None:
-    state, _ = observe(State(), waiting(), at(0))
+    state = observe(State(), waiting(), at(0))
     state = add_hold(state, CID, "U1", "alice", "", at(20))
     state, effects = run(state, 60)
     assert effects == []
@@ -70,7 +103,7 @@ def test_a_hold_cancels_the_idle_clock_and_the_last_release_restarts_it() -> Non
 
 
 def test_a_busy_cluster_is_never_idle_and_its_clock_restarts_on_return_to_waiting() -> None:
-    state, _ = observe(State(), waiting("RUNNING"), at(0))
+    state = observe(State(), waiting("RUNNING"), at(0))
     state, effects = run(state, 120, cluster_state="RUNNING")
     assert effects == []
     state, effects = run(state, 125, cluster_state="WAITING")
@@ -80,9 +113,36 @@ def test_a_busy_cluster_is_never_idle_and_its_clock_restarts_on_return_to_waitin
 
 def test_an_old_cluster_first_seen_now_gets_the_full_grace() -> None:
     old = T0 - timedelta(hours=5)
-    state, _ = observe(State(), waiting(ready=old), at(0))
+    state = observe(State(), waiting(ready=old), at(0))
     deadline = next_deadline(state, state.clusters[CID], TOKYO, at(0))
     assert (deadline.at, deadline.idle_since) == (at(30), at(0))
+
+
+# -- steps between two ticks -----------------------------------------------------------------
+
+
+def test_the_steps_are_read_only_when_the_idle_rule_is_about_to_act() -> None:
+    state = observe(State(), waiting(), at(0))
+    record = state.clusters[CID]
+    assert [m for m in range(0, 40) if needs_step_check(state, record, TOKYO, at(m))] == list(range(25, 40))
+    state, _ = run(state, 25)  # the warning is sent: no more reads until the deadline
+    record = state.clusters[CID]
+    assert [m for m in range(25, 40) if needs_step_check(state, record, TOKYO, at(m))] == list(range(30, 40))
+    held = add_hold(state, CID, "U1", "alice", "", at(26))
+    assert not needs_step_check(held, held.clusters[CID], TOKYO, at(31))
+
+
+def test_a_step_that_ended_between_two_ticks_restarts_the_idle_clock() -> None:
+    state = observe(State(), waiting(), at(0))
+    state = steps_seen(state, CID, at(20), busy=False, now=at(30))  # WAITING → RUNNING → WAITING unseen
+    deadline = next_deadline(state, state.clusters[CID], TOKYO, at(30))
+    assert (deadline.at, deadline.idle_since) == (at(50), at(20))
+    assert steps_seen(state, CID, at(10), busy=False, now=at(31)) == state  # an older step changes nothing
+    busy = steps_seen(state, CID, None, busy=True, now=at(31))
+    assert next_deadline(busy, busy.clusters[CID], TOKYO, at(31)).idle_since == at(31)
+
+
+# -- the end of day and overtime ------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -101,7 +161,7 @@ def test_end_of_day_is_local_wall_time_across_dst(zone: str, day: date, expected
 def test_an_end_of_day_inside_the_spring_forward_gap_runs_once() -> None:
     policy = Policy(end_of_day=time(2, 30), timezone=ZoneInfo("America/New_York"))
     start = datetime(2026, 3, 8, 5, 0, tzinfo=UTC)  # 00:00 EST
-    state, _ = observe(State(), [ClusterInfo(CID, "analytics", "RUNNING", start, start)], start)
+    state = observe(State(), [ClusterInfo(CID, "analytics", "RUNNING", start, start)], start)
     passes = []
     now = start
     while now < start + timedelta(hours=6):
@@ -109,32 +169,28 @@ def test_an_end_of_day_inside_the_spring_forward_gap_runs_once() -> None:
         passes += [now for e in effects if isinstance(e, Terminate)]
         if effects and isinstance(effects[-1], Terminate):
             state = terminated(state, CID, now, rule="end_of_day", who=None)
-            state, _ = observe(state, [], now)
+            state = observe(state, [], now)
         now += timedelta(minutes=1)
     # 02:30 does not exist that night: zoneinfo reads it as 03:30 EDT (07:30 UTC).
     assert passes == [datetime(2026, 3, 8, 7, 30, tzinfo=UTC)]
 
 
 def test_end_of_day_terminates_held_clusters_and_mentions_holders_in_the_warning() -> None:
-    state, _ = observe(State(), waiting("RUNNING"), at(0))
-    state = add_hold(state, CID, "U1", "alice", "report", at(1))
-    warn_at = datetime(2026, 12, 1, 9, 55, tzinfo=UTC)  # 18:55 JST
-    state, effects = plan_tick(state, TOKYO, warn_at)
+    state = held_state()
+    state, effects = plan_tick(state, TOKYO, EOD - timedelta(minutes=5))
     assert [type(e) for e in effects] == [Warn]
     assert effects[0].deadline.rule == "end_of_day" and [h.name for h in effects[0].cluster.holds] == ["alice"]
-    state, effects = plan_tick(state, TOKYO, warn_at + timedelta(minutes=5))
+    state, effects = plan_tick(state, TOKYO, EOD)
     assert [(type(e), e.rule) for e in effects] == [(Terminate, "end_of_day")]  # type: ignore[union-attr]
     assert state.end_of_day_done == date(2026, 12, 1)
 
 
 def test_overtime_moves_the_end_of_day_for_that_cluster() -> None:
-    state, _ = observe(State(), waiting("RUNNING"), at(0))
-    state = add_hold(state, CID, "U1", "alice", "", at(1))
-    until, day = overtime_until(TOKYO, state, time(21, 0), at(2))
-    assert until == datetime(2026, 12, 1, 12, 0, tzinfo=UTC) and day == date(2026, 12, 1)
+    state = held_state()
+    until, day = overtime_until(TOKYO, state, state.clusters[CID], time(21, 0), at(2))
+    assert until == jst(1, 21) and day == date(2026, 12, 1)
     state = set_overtime(state, CID, "U1", "alice", until, day, at(2))
-    eod = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
-    state, effects = plan_tick(state, TOKYO, eod)
+    state, effects = plan_tick(state, TOKYO, EOD)
     assert effects == []
     state, effects = plan_tick(state, TOKYO, until - timedelta(minutes=5))
     assert [type(e) for e in effects] == [Warn] and effects[0].deadline.rule == "overtime"
@@ -150,15 +206,69 @@ def test_overtime_moves_the_end_of_day_for_that_cluster() -> None:
     ],
 )
 def test_overtime_is_bounded(hhmm: time, problem: str) -> None:
-    state, _ = observe(State(), waiting(), at(0))
+    state = held_state()
+    record = state.clusters[CID]
     with pytest.raises(ValueError, match=problem):
-        overtime_until(TOKYO, state, hhmm, at(1))
-    assert overtime_until(TOKYO, state, time(1, 0), at(1))[0] == datetime(2026, 12, 1, 16, 0, tzinfo=UTC)
-    assert overtime_until(TOKYO, state, None, at(1))[0] == datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+        overtime_until(TOKYO, state, record, hhmm, at(1))
+    assert overtime_until(TOKYO, state, record, time(1, 0), at(1))[0] == jst(2, 1)
+    assert overtime_until(TOKYO, state, record, None, at(1))[0] == jst(1, 21)
+
+
+def test_overtime_asked_after_midnight_extends_the_same_night() -> None:
+    state = held_state()
+    state = set_overtime(state, CID, "U1", "alice", jst(2, 1), date(2026, 12, 1), jst(1, 18))
+    state, _ = plan_tick(state, TOKYO, jst(1, 19))  # tonight's pass ran; the cluster has overtime
+    record = state.clusters[CID]
+    until, day = overtime_until(TOKYO, state, record, time(1, 30), jst(2, 0, 40))
+    assert (until, day) == (jst(2, 1, 30), date(2026, 12, 1))  # 50 minutes away, not tomorrow night
+    state = set_overtime(state, CID, "U1", "alice", until, day, jst(2, 0, 40))
+    deadline = next_deadline(state, state.clusters[CID], TOKYO, jst(2, 0, 41))
+    assert (deadline.rule, deadline.at) == ("overtime", jst(2, 1, 30))
+
+
+def test_overtime_can_be_extended_while_it_runs_within_the_bound() -> None:
+    state = held_state()
+    state = set_overtime(state, CID, "U1", "alice", jst(1, 21), date(2026, 12, 1), jst(1, 18))
+    state, _ = plan_tick(state, TOKYO, jst(1, 19))
+    until, _ = overtime_until(TOKYO, state, state.clusters[CID], time(23, 0), jst(1, 20, 30))
+    assert until == jst(1, 23)
+    with pytest.raises(ValueError, match="until 03:00 at the latest"):
+        overtime_until(TOKYO, state, state.clusters[CID], time(4, 0), jst(1, 20, 30))
+
+
+def test_overtime_rescues_a_cluster_doomed_by_the_end_of_day() -> None:
+    state = held_state()
+    state, effects = plan_tick(state, TOKYO, EOD)
+    assert [type(e) for e in effects] == [Terminate]
+    state, _ = termination_failed(state, CID, "TerminationProtected", "protected", EOD)
+    until, day = overtime_until(TOKYO, state, state.clusters[CID], None, EOD + timedelta(minutes=1))
+    state = set_overtime(state, CID, "U1", "alice", until, day, EOD + timedelta(minutes=1))
+    assert state.clusters[CID].doomed is None
+    state, effects = plan_tick(state, TOKYO, EOD + timedelta(minutes=2))
+    assert effects == []
+
+
+def test_no_overtime_after_tonights_pass_for_a_cluster_without_it() -> None:
+    state, _ = plan_tick(State(), TOKYO, EOD)  # tonight's pass ran (no cluster then)
+    state = held_state(EOD + timedelta(minutes=20))  # started after the pass
+    state = replace(state, end_of_day_done=date(2026, 12, 1))
+    with pytest.raises(ValueError, match="tonight's end-of-day pass has already run"):
+        overtime_night(TOKYO, state, state.clusters[CID], EOD + timedelta(minutes=30))
+
+
+def test_overtime_with_no_pass_recorded_yet_does_not_raise_a_programming_error() -> None:
+    state = held_state(jst(1, 22))  # the bot started at 22:00: tonight's pass is still to run at its first tick
+    until, day = overtime_until(TOKYO, state, state.clusters[CID], None, jst(1, 22))
+    assert (until, day) == (jst(2, 0), date(2026, 12, 1))
+    with pytest.raises(ValueError, match="21:00 is already past"):
+        overtime_until(TOKYO, state, state.clusters[CID], time(21, 0), jst(1, 22))
+
+
+# -- pending terminations are re-decided ----------------------------------------------------
 
 
 def test_a_failed_termination_is_announced_once_per_cause_and_retried() -> None:
-    state, _ = observe(State(), waiting(), at(0))
+    state = observe(State(), waiting(), at(0))
     state, effects = run(state, 30)
     assert isinstance(effects[0], Terminate)
     state, new = termination_failed(state, CID, "TerminationProtected", "protected", at(30))
@@ -171,63 +281,244 @@ def test_a_failed_termination_is_announced_once_per_cause_and_retried() -> None:
     assert new
 
 
-def test_a_lock_cancels_a_pending_idle_termination() -> None:
-    state, _ = observe(State(), waiting(), at(0))
-    state, effects = run(state, 30)
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ("hold", "someone holds it"),
+        ("busy", "it is busy (RUNNING)"),
+        ("step", "it did work since"),
+    ],
+)
+def test_a_pending_idle_termination_is_dropped_when_its_reason_goes(change: str, why: str) -> None:
+    state = observe(State(), waiting(), at(0))
+    state, _ = run(state, 30)
     state, _ = termination_failed(state, CID, "Unreachable", "timeout", at(30))
-    state = add_hold(state, CID, "U1", "alice", "", at(31))
-    state, effects = run(state, 32)
+    cluster_state = "WAITING"
+    if change == "hold":  # a hold recorded while the doom stands (a restored state, say): the doom goes
+        record = state.clusters[CID]
+        state = state.with_cluster(replace(record, holds=(Hold("U1", "alice", at(31)),)))
+    elif change == "busy":
+        cluster_state = "RUNNING"
+    else:
+        state = steps_seen(state, CID, at(29), busy=False, now=at(31))
+    state, effects = run(state, 32, cluster_state=cluster_state)
+    assert [type(e) for e in effects] == [Cancelled] and effects[0].why == why
+    assert state.clusters[CID].doomed is None and state.history[-1].kind == "cancelled"
+
+
+def test_a_pending_end_of_day_termination_is_dropped_when_the_night_is_over() -> None:
+    state = held_state()
+    state, _ = plan_tick(state, TOKYO, EOD)
+    state, _ = termination_failed(state, CID, "TerminationProtected", "protected", EOD)
+    state, effects = plan_tick(state, TOKYO, jst(2, 2, 59))  # still that night: retried
+    assert [type(e) for e in effects] == [Terminate]
+    state, effects = plan_tick(state, TOKYO, jst(2, 9))  # tomorrow's morning is not tonight's end of day
+    assert [type(e) for e in effects] == [Cancelled] and effects[0].why == "that working night is over"
+    state, effects = plan_tick(state, TOKYO, jst(2, 9, 1))
     assert effects == []
 
 
 def test_the_missed_pass_of_yesterday_does_not_run_today() -> None:
-    state, _ = observe(State(), waiting("RUNNING"), at(0))
-    state = add_hold(state, CID, "U1", "alice", "", at(1))
-    after_midnight = datetime(2026, 12, 1, 15, 10, tzinfo=UTC)  # 00:10 JST on Dec 2
+    state = held_state()
+    after_midnight = jst(2, 0, 10)
     state, effects = plan_tick(state, TOKYO, after_midnight)
     assert effects == []
-    assert next_deadline(state, state.clusters[CID], TOKYO, after_midnight).at == datetime(
-        2026, 12, 2, 10, 0, tzinfo=UTC
-    )
+    assert next_deadline(state, state.clusters[CID], TOKYO, after_midnight).at == jst(2, 19)
 
 
 def test_a_cluster_started_after_the_pass_is_left_to_the_idle_rule_until_tomorrow() -> None:
-    after = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
-    state, _ = plan_tick(State(), TOKYO, after)  # the pass runs (no cluster)
-    late = after + timedelta(minutes=20)
-    state, _ = observe(state, [ClusterInfo(CID, "late", "WAITING", late, late)], late)
+    state, _ = plan_tick(State(), TOKYO, EOD)  # the pass runs (no cluster)
+    late = EOD + timedelta(minutes=20)
+    state = observe(state, [ClusterInfo(CID, "late", "WAITING", late, late)], late)
     state = add_hold(state, CID, "U1", "alice", "", late)
     state, effects = plan_tick(state, TOKYO, late + timedelta(hours=2))
     assert effects == []
     deadline = next_deadline(state, state.clusters[CID], TOKYO, late)
-    assert (deadline.rule, deadline.at) == ("end_of_day", datetime(2026, 12, 2, 10, 0, tzinfo=UTC))
+    assert (deadline.rule, deadline.at) == ("end_of_day", jst(2, 19))
+
+
+@pytest.mark.parametrize(
+    ("fresh_state", "managed", "expect", "refusal"),
+    [
+        ("WAITING", True, {"WAITING"}, None),
+        ("RUNNING", True, {"WAITING"}, "it is RUNNING now (was WAITING)"),
+        ("RUNNING", True, {"WAITING", "RUNNING"}, None),
+        ("WAITING", False, {"WAITING"}, "it no longer carries the managed tag"),
+        ("TERMINATING", True, {"WAITING"}, "it is already TERMINATING"),
+        ("TERMINATED", False, {"WAITING"}, "it is already TERMINATED"),
+    ],
+)
+def test_a_termination_goes_ahead_only_if_aws_still_shows_what_it_was_decided_on(
+    fresh_state: str, managed: bool, expect: set[str], refusal: str | None
+) -> None:
+    record = observe(State(), waiting(), at(0)).clusters[CID]
+    fresh = ClusterInfo(CID, "analytics", fresh_state, managed=managed)
+    assert termination_refusal(record, fresh, expect) == refusal
+
+
+# -- the state: absence proves nothing ------------------------------------------------------
+
+
+def test_a_cluster_missing_from_one_listing_keeps_its_record_and_holds() -> None:
+    state = held_state(cluster_state="WAITING")
+    state = observe(state, [], at(2))  # a stale listing, a wrong CLUSTER_TAG for a while, …
+    record = state.clusters[CID]
+    assert (record.absent, record.unseen_since, [h.name for h in record.holds]) == (UNSEEN, at(2), ["alice"])
+    state, effects = plan_tick(state, TOKYO, EOD + timedelta(minutes=1))
+    assert effects == []  # never acted on while unseen
+    state = observe(state, waiting(), at(3))
+    assert state.clusters[CID].listed and [h.name for h in state.clusters[CID].holds] == ["alice"]
+
+
+def test_only_aws_saying_it_ended_removes_a_cluster() -> None:
+    state = held_state(cluster_state="WAITING")
+    state = observe(state, [], at(2))
+    assert to_recheck(state, {}, at(2)) == [CID]
+    assert to_recheck(state, {CID: at(2)}, at(6)) == []  # re-read every five minutes, not every tick
+    assert to_recheck(state, {CID: at(2)}, at(7)) == [CID]
+    state, settled = settle(state, ClusterInfo(CID, "analytics", "WAITING", managed=True), at(3))
+    assert settled.kind == "unchanged" and CID in state.clusters
+    state, settled = settle(
+        state, ClusterInfo(CID, "analytics", "TERMINATED", managed=True, reason="User request"), at(4)
+    )
+    assert settled.kind == "ended" and state.clusters == {}
+    assert [h.name for h in settled.record.holds] == ["alice"]
+    event = state.history[-1]
+    assert (event.kind, event.detail) == ("ended", "outside the bot (User request); holders: alice")
+
+
+def test_an_untagged_cluster_keeps_its_holds_is_never_terminated_and_comes_back_with_a_fresh_clock() -> None:
+    state = held_state(cluster_state="WAITING")
+    state = observe(state, [], at(2))
+    state, settled = settle(state, ClusterInfo(CID, "analytics", "WAITING", managed=False), at(3))
+    assert settled.kind == "unmanaged" and state.clusters[CID].absent == UNMANAGED
+    state, again = settle(state, ClusterInfo(CID, "analytics", "WAITING", managed=False), at(8))
+    assert again.kind == "unchanged"  # announced once
+    state = drop_hold(state, CID, "U1", at(9))
+    state, effects = plan_tick(state, TOKYO, at(200))
+    assert effects == []
+    state = observe(state, waiting(), at(300))  # tagged again
+    record = state.clusters[CID]
+    assert record.listed and next_deadline(state, record, TOKYO, at(300)).idle_since == at(300)
+    assert state.history[-1].kind == "managed"
+
+
+def test_a_terminated_cluster_is_not_resurrected_by_a_listing_taken_before() -> None:
+    state = held_state(cluster_state="WAITING")
+    state = terminated(state, CID, at(5), rule=None, who="alice")
+    assert not state.clusters[CID].listed and state.clusters[CID].holds == ()
+    state = observe(state, waiting(), at(6))  # listed before the termination, folded after
+    assert not state.clusters[CID].listed
+    state, settled = settle(state, ClusterInfo(CID, "analytics", "TERMINATING"), at(7))
+    assert settled.kind == "ended" and state.clusters == {}
+    assert [e.kind for e in state.history][-1] == "terminated"  # said once, by whom it was
+
+
+def test_remembered_clusters_are_bounded() -> None:
+    state = State()
+    for i in range(RECORD_LIMIT + 50):
+        state = observe(state, [ClusterInfo(f"j-{i:013d}", f"c{i}", "WAITING")], at(i))
+    assert len(state.clusters) == RECORD_LIMIT
+    assert f"j-{RECORD_LIMIT + 49:013d}" in state.clusters
 
 
 def test_state_round_trips_through_plain_data() -> None:
-    state, _ = observe(State(), waiting(), at(0))
+    state = observe(State(), waiting(), at(0))
     state = add_hold(state, CID, "U1", "alice", "解析 🚀", at(1))
-    until, day = overtime_until(TOKYO, state, time(20, 0), at(2))
+    until, day = overtime_until(TOKYO, state, state.clusters[CID], time(20, 0), at(2))
     state = set_overtime(state, CID, "U1", "alice", until, day, at(2))
     state, _ = run(state, 3)
+    state = observe(state, [], at(4))
     assert State.from_dict(state.to_dict()) == state
     with pytest.raises(ValueError, match="unsupported state version"):
-        State.from_dict({"version": 99})
+        State.from_dict({"version": 0})
 
 
-def test_a_vanished_cluster_ends_its_holds_and_is_not_resurrected() -> None:
-    state, _ = observe(State(), waiting(), at(0))
-    state = add_hold(state, CID, "U1", "alice", "", at(1))
-    state, vanished = observe(state, [], at(2))
-    assert [r.id for r in vanished] == [CID] and state.clusters == {}
-    assert state.history[-1].kind == "gone"
-    state, _ = observe(state, waiting(), at(3))  # a stale listing
-    assert CID not in state.clusters
+def test_a_part_one_state_is_migrated_and_a_newer_one_refused() -> None:
+    v1 = {
+        "version": 1,
+        "clusters": {
+            CID: {
+                "name": "analytics",
+                "state": "WAITING",
+                "first_seen": at(0).isoformat(),
+                "ready_at": None,
+                "waiting_since": None,
+                "last_release": None,
+                "holds": [{"user": "U1", "name": "alice", "since": at(1).isoformat(), "reason": "q"}],
+                "warned": [],
+                "overtime": None,
+                "doomed": {"rule": "end_of_day", "since": EOD.isoformat(), "failure": "AccessDenied"},
+            }
+        },
+        "end_of_day_done": "2026-12-01",
+        "gone": ["j-OLD0000000001"],
+        "history": [],
+    }
+    state = State.from_dict(v1)
+    record = state.clusters[CID]
+    assert record.listed and [h.reason for h in record.holds] == ["q"] and record.doomed.day is None
+    assert "gone" not in state.to_dict()
+    _, effects = plan_tick(state, TOKYO, EOD + timedelta(minutes=1))  # a v1 doom still knows its night
+    assert [type(e) for e in effects] == [Terminate]
+    with pytest.raises(ValueError, match="newer than this code reads"):
+        migrate({"version": 3})
 
 
 def test_history_is_bounded_in_storage() -> None:
-    state, _ = observe(State(), waiting(), at(0))
+    state = observe(State(), waiting(), at(0))
     for i in range(HISTORY_LIMIT + 50):
         state = add_hold(state, CID, f"U{i}", f"user{i}", "", at(i / 100))
     assert len(state.history) == HISTORY_LIMIT
     assert state.history[-1].who == f"user{HISTORY_LIMIT + 49}"
     assert len(State.from_dict(state.to_dict()).history) == HISTORY_LIMIT
+
+
+# -- invariants (Hypothesis) ------------------------------------------------------------------
+
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("list"), st.booleans(), st.sampled_from(["WAITING", "RUNNING"])),
+        st.tuples(st.just("settle"), st.sampled_from(["WAITING", "TERMINATED"]), st.booleans()),
+        st.tuples(st.just("hold"), st.sampled_from(["U1", "U2"]), st.none()),
+        st.tuples(st.just("release"), st.sampled_from(["U1", "U2"]), st.none()),
+        st.tuples(st.just("tick"), st.integers(1, 180), st.none()),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(steps=steps)
+def test_holds_survive_until_aws_says_the_cluster_ended_and_unseen_clusters_are_never_doomed(steps: list) -> None:
+    state = observe(State(), waiting(), at(0))
+    now = at(0)
+    acknowledged: set[str] = set()
+    for kind, a, b in steps:
+        now += timedelta(minutes=1)
+        record = state.clusters.get(CID)
+        if kind == "list":
+            state = observe(state, waiting(b) if a else [], now)
+        elif kind == "settle":
+            state, _ = settle(state, ClusterInfo(CID, "analytics", a, managed=b), now)
+            if a == "TERMINATED":
+                acknowledged.clear()
+        elif kind == "hold" and record is not None and record.listed:
+            state = add_hold(state, CID, a, a, "", now)
+            acknowledged.add(a)
+        elif kind == "release" and record is not None and record.listed:
+            state = drop_hold(state, CID, a, now)
+            acknowledged.discard(a)
+        elif kind == "tick":
+            now += timedelta(minutes=a)
+            state, effects = plan_tick(state, TOKYO, now)
+            for effect in effects:
+                if isinstance(effect, Terminate):
+                    assert effect.cluster.listed, "a cluster the latest listing did not show was doomed"
+                    if effect.rule == "idle":
+                        assert not effect.cluster.holds, "the idle rule doomed a held cluster"
+                    state = terminated(state, CID, now, rule=effect.rule, who=None)
+                    acknowledged.clear()
+        record = state.clusters.get(CID)
+        held = {h.user for h in record.holds} if record else set()
+        assert acknowledged <= held, "an acknowledged hold was lost"

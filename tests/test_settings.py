@@ -82,10 +82,24 @@ def test_config_py_builds_the_emr_dict_from_environment(monkeypatch: pytest.Monk
     sys.modules.pop("config", None)
     config = importlib.import_module("config")
     try:
-        assert config.EMR_KEYS == KEYS  # every setting can come from the environment
-        assert config.EMR == {"ROLE_ARN": ARN, "IDLE_MINUTES": "20"}
+        assert config.EMR == {"ROLE_ARN": ARN, "IDLE_MINUTES": "20"}  # EMR_CHATOPS_* are the bot's own
         assert config.BACKEND == "Text"
         assert from_mapping(config.EMR).idle_minutes == 20
+    finally:
+        sys.modules.pop("config", None)
+
+
+def test_a_misspelt_environment_variable_is_refused_by_name(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("EMR_ROLE_ARN", ARN)
+    monkeypatch.setenv("EMR_IDEL_MINUTES", "20")
+    monkeypatch.setenv("EMR_CHATOPS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.syspath_prepend(str(ROOT))
+    sys.modules.pop("config", None)
+    config = importlib.import_module("config")
+    try:
+        with pytest.raises(ConfigError, match="EMR config IDEL_MINUTES: unknown key"):
+            from_mapping(config.EMR)
+        assert set(KEYS) >= {"ROLE_ARN", "IDLE_MINUTES"}  # the one list of keys: emr_settings.KEYS
     finally:
         sys.modules.pop("config", None)
 

@@ -1,16 +1,19 @@
 """EMR: share the team's Amazon EMR cluster from chat.
 
-The plugin only wires collaborators and words the replies:
+The plugin is Errbot wiring: a command parses its arguments, asks one
+decision or transition of the pure layers, and hands the result to the view.
 
 * :mod:`emr_settings` validates the ``EMR`` dict of the bot config;
 * :mod:`crossaccount` holds the AssumeRole session into the cluster account,
   its token kept in this plugin's storage;
-* :mod:`emr_adapter` lists managed clusters and terminates them;
-* :mod:`emr_rules` decides (pure functions of state and ``now``).
+* :mod:`emr_adapter` lists, re-reads and terminates clusters, and reads steps;
+* :mod:`emr_state`, :mod:`emr_rules`, :mod:`emr_decisions` decide (pure
+  functions of state, words and ``now``);
+* :mod:`emr_view` words and renders every reply and announcement;
 * :mod:`emr_doctor` runs the checks of ``!emr doctor``.
 
 All state lives in the plugin storage under ``state`` (versioned plain data,
-see :class:`emr_rules.State`) and ``sts`` (the temporary credentials). Every
+see :class:`emr_state.State`) and ``sts`` (the temporary credentials). Every
 read-modify-write of it happens under ``self._lock``: commands run on Errbot's
 thread pool and the poller on its own thread.
 """
@@ -21,18 +24,30 @@ import contextlib
 import fnmatch
 import functools
 import importlib
+import itertools
 import logging
 import os
 import re
 import sys
 import threading
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 from errbot import BotPlugin, botcmd
 
-_SIBLINGS = ("emr_errors", "emr_settings", "emr_rules", "crossaccount", "emr_adapter", "emr_doctor")  # dependency order
+# Dependency order: a module comes after the ones it imports.
+_SIBLINGS = (
+    "emr_errors",
+    "emr_settings",
+    "emr_state",
+    "emr_rules",
+    "emr_decisions",
+    "crossaccount",
+    "emr_adapter",
+    "emr_view",
+    "emr_doctor",
+)
 
 
 def _reload_siblings_if_changed() -> None:
@@ -41,14 +56,16 @@ def _reload_siblings_if_changed() -> None:
     Errbot re-executes this file on reload, but the sibling modules are plain
     top-level imports cached in ``sys.modules``: without this, a reload after
     ``git pull`` would keep running the old rules, adapter and session code.
-    When any sibling changed on disk since this file last imported it, all of
-    them are reloaded in dependency order (so none keeps another's old classes).
+    When any sibling changed on disk since this file last imported it (or a
+    new sibling appeared), all of them are reloaded in dependency order (so
+    none keeps another's old classes).
     """
     loaded = [sys.modules[name] for name in _SIBLINGS if name in sys.modules]
     # The file's own mtime is compared, not the clock: tests move wall-clock time.
     if any(_mtime(m) != getattr(m, "_emr_mtime", _mtime(m)) for m in loaded):
-        for module in loaded:
-            importlib.reload(module)
+        for name in _SIBLINGS:
+            if name in sys.modules:
+                importlib.reload(sys.modules[name])
 
 
 def _mtime(module: Any) -> float:
@@ -64,7 +81,16 @@ def _stamp_siblings() -> None:
 _reload_siblings_if_changed()
 
 from crossaccount import CrossAccountSession, RoleTarget, Token, utc_now
-from emr_adapter import EmrAdapter
+from emr_adapter import EmrAdapter, Listing
+from emr_decisions import (
+    Denied,
+    NameProblem,
+    NoneRunning,
+    hold_to_release,
+    may_ask_overtime,
+    may_terminate,
+    name_cluster,
+)
 from emr_doctor import FAIL, OK, Check, Doctor
 from emr_errors import (
     AwsError,
@@ -74,28 +100,32 @@ from emr_errors import (
     RefusedError,
     UnknownClusterError,
     UsageError,
+    one_line,
 )
 from emr_rules import (
-    REASON_LIMIT,
-    ClusterInfo,
-    ClusterRecord,
-    Deadline,
-    Hold,
+    Cancelled,
     Policy,
-    State,
     Terminate,
     Warn,
     add_hold,
     drop_hold,
-    next_deadline,
+    needs_step_check,
     observe,
+    overtime_night,
     overtime_until,
     plan_tick,
+    refused_termination,
     set_overtime,
+    settle,
+    steps_seen,
     terminated,
     termination_failed,
+    termination_refusal,
+    to_recheck,
 )
 from emr_settings import Settings, from_mapping, parse_hhmm
+from emr_state import REASON_LIMIT, ClusterInfo, ClusterRecord, State
+from emr_view import View
 
 _stamp_siblings()
 
@@ -105,18 +135,13 @@ SUBCOMMANDS = ("status", "lock", "unlock", "terminate", "overtime", "history", "
 HISTORY_DEFAULT = 10
 HISTORY_MAX = 50
 ARGS_LIMIT = 1000
-CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 STATE_KEY = "state"
 TOKEN_KEY = "sts"  # noqa: S105 - a storage key name, not a secret
-RULE_WORDS = {"idle": "idle rule", "end_of_day": "end of day", "overtime": "overtime ended"}
 # Backend modes that speak Slack markup (errbot-backend-slackv3 says "slackv3").
 SLACK_MODES = frozenset({"slack", "slackv3", "slack_rtm"})
 SLACK_MENTION_RE = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
-# Status card colours (Slack attachment side bar): Slack's own good / info / warning / danger.
-COLOR_IDLE = "#2EB886"  # WAITING, nobody holds it: the idle countdown runs
-COLOR_BUSY = "#439FE0"  # a step is running (or the cluster is starting): never idle
-COLOR_HELD = "#DAA038"  # someone holds it
-COLOR_DOOMED = "#A30200"  # being terminated now
+HHMM_WORD_RE = re.compile(r"[0-9]{1,2}:[0-9]{2}")  # ASCII digits only: int() takes other scripts' digits too
+COUNT_WORD_RE = re.compile(r"[0-9]{1,3}")
 
 
 def answers(method: Callable[..., str | None]) -> Callable[..., str | None]:
@@ -133,16 +158,12 @@ def answers(method: Callable[..., str | None]) -> Callable[..., str | None]:
                 raise UsageError(f"That is {len(args)} characters of arguments; the limit is {ARGS_LIMIT}.")
             return method(self, msg, args)
         except EmrChatopsError as error:
-            return f"✗ {_one_line(str(error))}"
+            return f"✗ {one_line(str(error))}"
         except Exception:
             log.exception("!emr command failed: %s", method.__name__)
             return "✗ Something unexpected went wrong (details are in the bot's log); nothing was changed."
 
     return wrapper
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 class EMR(BotPlugin):
@@ -165,6 +186,11 @@ class EMR(BotPlugin):
         self._lock = threading.RLock()
         self._poll_failure: str | None = None
         self._state: State | None = None  # decoded copy of the stored state, see _load
+        # Listings are numbered when they start; one older than the last folded is stale (see _refresh).
+        self._listings = itertools.count(1)
+        self._folded = 0
+        self._rechecked: dict[str, datetime] = {}  # cluster id -> last DescribeCluster of an unlisted record
+        self._generation = getattr(self, "_generation", 0) + 1  # this activation's poller (see tick)
         super().activate()
         target = RoleTarget(
             role_arn=self.settings.role_arn,
@@ -174,10 +200,10 @@ class EMR(BotPlugin):
             session_seconds=self.settings.session_seconds,
         )
         self.session = CrossAccountSession(target, _PluginTokenStore(self), clock=lambda: self.clock())
-        self.adapter = EmrAdapter(self.session, self.settings.cluster_tag)
+        self.adapter = EmrAdapter(self.session, self.settings.cluster_tag, clock=lambda: self.clock())
         with self._lock:
-            State.from_dict(self.get(STATE_KEY))  # refuse to start on state we cannot read
-        self.start_poller(self.settings.poll_seconds, self.tick)
+            State.from_dict(self.get(STATE_KEY))  # refuse to start on state we cannot read (or a newer format)
+        self.start_poller(self.settings.poll_seconds, self.tick, args=(self._generation,))
         log.info(
             "EMR plugin active: role %s, region %s, tag %s, poll every %ss",
             self.settings.role_arn,
@@ -187,15 +213,15 @@ class EMR(BotPlugin):
         )
 
     def deactivate(self) -> None:
-        with contextlib.suppress(ValueError):  # activation failed before the poller started
-            self.stop_poller(self.tick)
+        with contextlib.suppress(ValueError, AttributeError):  # activation failed before the poller started
+            self.stop_poller(self.tick, args=(self._generation,))
         # Errbot only cancels the timers when pollers are left over; stop_poller
         # just emptied that list, so cancel the pending timer here ourselves.
         for timer in list(self.current_timers):
             timer.cancel()
         lock = getattr(self, "_lock", None)
         if lock is not None:
-            with lock:  # let a tick in flight finish before the storage closes
+            with lock:  # let a tick in flight finish its state change before the storage closes
                 super().deactivate()
         else:
             super().deactivate()
@@ -216,35 +242,65 @@ class EMR(BotPlugin):
         self[STATE_KEY] = state.to_dict()  # written through before anyone sees it
         self._state = state
 
-    def _refresh(self) -> tuple[State, list[ClusterInfo]]:
-        """List the managed clusters (outside the lock) and fold them into the state."""
-        clusters = self.adapter.list_managed()
+    def _refresh(self) -> tuple[State, Listing]:
+        """List the clusters (outside the lock) and fold the listing into the state, unless it is stale.
+
+        A tick and a command may list at the same time; the one that started
+        listing first may finish last. Folding that older listing would undo
+        what the newer one (and a command in between) recorded, so a listing
+        is folded only if it started after the last one folded.
+        """
+        number = next(self._listings)
+        listing = self.adapter.list_clusters()
         now = self.clock()
         with self._lock:
             old = self._load()
-            state, vanished = observe(old, clusters, now)
-            state = self._settle_vanished(state, vanished, now)
+            if number < self._folded:
+                return old, listing
+            self._folded = number
+            state = observe(old, listing.managed, now)
             if state != old:  # a steady-state status or tick writes nothing
                 self._save(state)
-        return state, clusters
+        return state, listing
 
-    def _settle_vanished(self, state: State, vanished: list[ClusterRecord], now: datetime) -> State:
-        """A cluster that was being terminated and is now gone: announce it (once)."""
-        for record in vanished:
-            if record.doomed is not None:
-                state = terminated(state.with_cluster(record), record.id, now, rule=record.doomed.rule, who=None)
-                self._announce(f"🛑 {record.name} ({record.id}) was terminated: {self._rule_text(record.doomed.rule)}.")
-        return state
+    def _target(self, words: str, *, rest_allowed: bool = False) -> tuple[ClusterInfo, str]:
+        """The managed cluster some words name (and the words after its name); refusals as domain errors."""
+        state, listing = self._refresh()
+        listed = [c for c in listing.managed if c.id in state.clusters and state.clusters[c.id].listed]
+        try:
+            return name_cluster(words, listed, listing.others, rest_allowed=rest_allowed)
+        except NoneRunning:
+            raise NoClusterError(self.view.no_cluster(state)) from None
+        except NameProblem as problem:
+            raise UnknownClusterError(self.view.name_problem(problem)) from None
+
+    @contextlib.contextmanager
+    def _editing(self, cluster: ClusterInfo) -> Iterator[tuple[State, ClusterRecord]]:
+        """Under the state lock: the current state and the cluster's record, or a refusal if it is gone meanwhile."""
+        with self._lock:
+            state = self._load()
+            record = state.clusters.get(cluster.id)
+            if record is None or not record.listed:
+                raise UnknownClusterError(self.view.gone_meanwhile(cluster))
+            yield state, record
 
     # -- the poller -------------------------------------------------------------------
-    def tick(self) -> None:
-        """One pass of the automatic rules. Never raises: the poller must survive everything."""
+    def tick(self, generation: int | None = None) -> None:
+        """One pass of the automatic rules. Never raises: the poller must survive everything.
+
+        *generation* identifies the activation that started this poller: after a
+        deactivate + activate while a tick was in flight, Errbot would re-arm the
+        old timer when that tick returns (its (method, args) is listed again), so
+        the poller carries its activation's number and a stale one stops.
+        """
+        if generation is not None and generation != self._generation:
+            return
         try:
             self._tick()
         except AwsError as error:
             if self._poll_failure != error.code:
                 self._poll_failure = error.code
-                self._announce(f"⚠️ The EMR poller cannot reach the cluster account: {_one_line(str(error))}")
+                self._announce(self.view.poller_down(str(error)))
             log.warning("EMR poller tick failed: %s", error)
         except Exception:
             log.exception("EMR poller tick failed")
@@ -253,7 +309,9 @@ class EMR(BotPlugin):
         state, _ = self._refresh()
         if self._poll_failure is not None:
             self._poll_failure = None
-            self._announce("✓ The EMR poller reaches the cluster account again.")
+            self._announce(self.view.poller_back)
+        self._recheck_unlisted(state)
+        self._read_steps_where_due()
         now = self.clock()
         with self._lock:
             old = self._load()
@@ -262,59 +320,84 @@ class EMR(BotPlugin):
                 self._save(state)
         for effect in effects:
             if isinstance(effect, Warn):
-                self._warn(effect.cluster, effect.deadline)
+                self._announce(self.view.warning(effect.cluster, effect.deadline))
+            elif isinstance(effect, Cancelled):
+                self._announce(self.view.termination_called_off(effect.cluster, effect.rule, effect.why))
             elif isinstance(effect, Terminate):
-                self._terminate_by_rule(effect.cluster.id, effect.rule)
+                self._terminate_by_rule(effect)
 
-    def _warn(self, record: ClusterRecord, deadline: Deadline) -> None:
-        at = self._local(deadline.at)
-        holders = " ".join(self._mention(h.user, h.name) for h in record.holds)
-        if deadline.rule == "idle":
-            text = (
-                f"⏳ {record.name} ({record.id}) has been idle since {self._local(deadline.idle_since)} "
-                f"and will be terminated at {at} unless someone says `!emr lock`."
-            )
-        elif deadline.rule == "end_of_day":
-            text = f"⏳ End of day: {record.name} ({record.id}) will be terminated at {at}"
-            text += f", although {holders} still hold it" if holders else ""
-            text += ". A holder can keep it longer with `!emr overtime [HH:MM]`."
-        else:
-            text = f"⏳ Overtime ends: {record.name} ({record.id}) will be terminated at {at}."
-            text += f" Holders: {holders}." if holders else ""
-        self._announce(text)
+    def _recheck_unlisted(self, state: State) -> None:
+        """Ask AWS about remembered clusters the listing did not show: ended, untagged, or just not listed."""
+        now = self.clock()
+        for cluster_id in to_recheck(state, self._rechecked, now):
+            self._rechecked[cluster_id] = now
+            try:
+                info = self.adapter.describe(cluster_id)
+            except AwsError as error:  # kept as it is: absence proves nothing
+                log.warning("EMR poller: cannot re-read %s: %s", cluster_id, error)
+                continue
+            with self._lock:
+                old = self._load()
+                new, settled = settle(old, info, self.clock())
+                if new != old:
+                    self._save(new)
+            if settled.kind == "ended":
+                self._rechecked.pop(cluster_id, None)
+                record = settled.record
+                if record.ending is None and (record.holds or record.doomed is not None):
+                    self._announce(self.view.ended(record, info))
+            elif settled.kind == "unmanaged":
+                self._announce(self.view.unmanaged(settled.record))
 
-    def _terminate_by_rule(self, cluster_id: str, rule: str) -> None:
+    def _read_steps_where_due(self) -> None:
+        """Before the idle rule warns or terminates, fold in steps that listings cannot show."""
+        now = self.clock()
+        with self._lock:
+            state = self._load()
+            due = [r.id for r in state.listed() if needs_step_check(state, r, self.policy, now)]
+        for cluster_id in due:
+            try:
+                last_end, busy = self.adapter.latest_step(cluster_id)
+            except AwsError as error:  # the idle rule then goes by the cluster state alone
+                log.warning("EMR poller: cannot read the steps of %s: %s", cluster_id, error)
+                continue
+            with self._lock:
+                old = self._load()
+                new = steps_seen(old, cluster_id, last_end, busy, now)
+                if new != old:
+                    self._save(new)
+
+    def _terminate_by_rule(self, effect: Terminate) -> None:
+        cluster_id, rule = effect.cluster.id, effect.rule
+        # The state lock is held across the re-read and TerminateJobFlows on purpose: a
+        # `!emr lock` arriving in between must either land before the decision (and
+        # cancel it) or after the termination (and be refused) — never be acknowledged
+        # and then have its cluster terminated. Commands wait at most one AWS round trip.
         with self._lock:
             state = self._load()
             record = state.clusters.get(cluster_id)
-            if record is None or record.doomed is None:
+            if record is None or record.doomed is None or not record.listed:
                 return  # a hold cancelled it, or it is already gone
             now = self.clock()
             try:
-                self.adapter.terminate(record)
+                fresh = self.adapter.describe(cluster_id)
+                why = termination_refusal(record, fresh, effect.expect)
+                if why is None:
+                    self.adapter.terminate(record)
             except AwsError as error:
                 state, is_new = termination_failed(state, cluster_id, error.code, str(error), now)
                 self._save(state)
                 if is_new:
-                    self._announce(
-                        f"⚠️ Could not terminate {record.name} ({record.id}) ({self._rule_text(rule)}): "
-                        f"{_one_line(str(error))} I will keep trying."
-                    )
+                    self._announce(self.view.termination_failed(record, rule, str(error)))
                 return
-            self._save(terminated(state, cluster_id, now, rule=rule, who=None))
-        holders = " ".join(self._mention(h.user, h.name) for h in record.holds)
-        text = f"🛑 Terminated {record.name} ({record.id}): {self._rule_text(rule)}."
-        self._announce(text + (f" It was held by {holders}." if holders else ""))
-
-    def _rule_text(self, rule: str | None) -> str:
-        if rule == "idle":
-            return f"nobody held it for {self.settings.idle_minutes} minutes"
-        if rule == "end_of_day":
-            eod = self.settings.end_of_day
-            return f"end of day ({eod:%H:%M})" if eod else "end of day"
-        if rule == "overtime":
-            return "its overtime ended"
-        return rule or "terminated"
+            if why is not None:
+                self._save(refused_termination(state, cluster_id, fresh, why, now))
+            else:
+                self._save(terminated(state, cluster_id, now, rule=rule, who=None))
+        if why is not None:
+            self._announce(self.view.termination_called_off(record, rule, why))
+        else:
+            self._announce(self.view.terminated_by_rule(record, rule))
 
     # -- commands ---------------------------------------------------------------------
     @botcmd
@@ -324,112 +407,81 @@ class EMR(BotPlugin):
         word = args.split()[0] if args.split() else ""
         if not word:
             raise UsageError("Say what to do: !emr " + " | ".join(SUBCOMMANDS) + " (details: !help EMR).")
-        raise UsageError(f"Unknown subcommand {self._inert(word)}: try !emr " + " | ".join(SUBCOMMANDS) + ".")
+        raise UsageError(f"Unknown subcommand {self.view.inert(word)}: try !emr " + " | ".join(SUBCOMMANDS) + ".")
 
     @botcmd
     @answers
     def emr_status(self, msg: Any, args: str) -> str | None:
         """Show each managed cluster: state, uptime, holders, and the next automatic termination. Usage: !emr status [CLUSTER]"""
-        words = args.split()
-        if len(words) > 1:
-            raise UsageError("!emr status takes at most one cluster name or id.")
-        state, clusters = self._refresh()
-        if not clusters:
-            return self._no_cluster_text()
-        shown = [self._resolve(clusters, words[0])] if words else clusters
-        # A listing taken just before a termination may still name a cluster the state forgot.
-        shown = [c for c in shown if c.id in state.clusters]
-        if not shown:
-            return self._no_cluster_text()
+        _reject_options(args.split(), self.view)
+        shown = [self._target(args)[0]] if args.strip() else self._refresh()[1].managed
         now = self.clock()
+        with self._lock:
+            state = self._load()
+        # A listing may be older than the state (a termination in between): show what both agree on.
+        records = [(state.clusters[c.id], c) for c in shown if c.id in state.clusters and state.clusters[c.id].listed]
+        if not records:
+            return self.view.no_cluster(state)
         if self._on_slack:
             # One card (a Slack attachment) per cluster, in the channel the command came
             # from (or the DM); send_card(in_reply_to=msg) would open a thread instead.
             to = msg.to if msg.is_group else msg.frm
-            for cluster in shown:
-                self.send_card(to=to, **self._status_card(state, state.clusters[cluster.id], cluster, now))
+            for record, cluster in records:
+                self.send_card(to=to, **self.view.status_card(state, record, cluster, now))
             return None
-        return "\n".join(self._status_lines(state, state.clusters[c.id], c, now) for c in shown)
+        return "\n".join(self.view.status_lines(state, record, cluster, now) for record, cluster in records)
 
     @botcmd
     @answers
     def emr_lock(self, msg: Any, args: str) -> str:
         """Hold a cluster while you use it (several people can hold it); cancels the idle countdown. Usage: !emr lock [CLUSTER] [REASON…]"""
-        cluster, reason = self._cluster_and_rest(args)
+        first = args.split()[0] if args.split() else ""
+        if first.startswith("--"):
+            raise UsageError(f"Unknown option {self.view.inert(first)}.")
+        cluster, reason = self._target(args, rest_allowed=True)
         reason = " ".join(reason.split())
         if len(reason) > REASON_LIMIT:
             raise UsageError(f"The reason is {len(reason)} characters long; keep it under {REASON_LIMIT}.")
         user, name = self._who(msg)
-        with self._lock:
-            state = self._load()
-            if cluster.id not in state.clusters:
-                raise UnknownClusterError(f"{cluster.name} ({cluster.id}) is no longer running; see !emr status.")
+        with self._editing(cluster) as (state, _):
             now = self.clock()
             state = add_hold(state, cluster.id, user, name, reason, now)
             self._save(state)
         record = state.clusters[cluster.id]
-        text = f"🔒 {name} holds {cluster.name} ({cluster.id}). Holders: {self._holders_text(record)}."
-        deadline = next_deadline(state, record, self.policy, now)
-        if record.doomed is not None:
-            text += " ⚠️ It is being terminated for the end of day; a holder can still ask for `!emr overtime`."
-        elif deadline is not None:
-            text += f" Next: {self._deadline_text(deadline, now)}."
-        return text
+        return self.view.locked(state, record, name, now, overtime_possible=self._overtime_possible(state, record, now))
+
+    def _overtime_possible(self, state: State, record: ClusterRecord, now: datetime) -> bool:
+        """Whether `!emr overtime` would be accepted now (so a reply never promises what it refuses)."""
+        try:
+            overtime_night(self.policy, state, record, now)
+        except ValueError:
+            return False
+        return True
 
     @botcmd
     @answers
     def emr_unlock(self, msg: Any, args: str) -> str:
         """Release your hold on a cluster; admins can release someone else's with --user NAME. Usage: !emr unlock [CLUSTER] [--user NAME]"""
         words = args.split()
-        target_name: str | None = None
+        target: str | None = None
         if "--user" in words:
             at = words.index("--user")
             if at + 1 >= len(words):
                 raise UsageError("--user needs a name: !emr unlock [CLUSTER] --user NAME")
-            target_name = _user_ref(words[at + 1])
+            target = _user_ref(words[at + 1])
             words = words[:at] + words[at + 2 :]
-        self._reject_options(words)
-        if len(words) > 1:
-            raise UsageError("!emr unlock takes at most one cluster name or id (and --user NAME for admins).")
-        _, clusters = self._refresh()
-        cluster = self._pick(clusters, words[0] if words else None)
+        _reject_options(words, self.view)
+        cluster, _ = self._target(" ".join(words))
         user, name = self._who(msg)
-        with self._lock:
-            state = self._load()
-            record = state.clusters.get(cluster.id)
-            if record is None:
-                raise UnknownClusterError(f"{cluster.name} ({cluster.id}) is no longer running; see !emr status.")
-            if target_name is not None and target_name not in (user, name):
-                if not self._is_admin(msg):
-                    raise RefusedError("Only admins can release someone else's hold.")
-                hold = next((h for h in record.holds if target_name in (h.user, h.name, h.user.lstrip("@"))), None)
-                if hold is None:
-                    raise RefusedError(
-                        f"{self._inert(target_name)} does not hold {cluster.name}; "
-                        f"holders: {self._holders_text(record)}."
-                    )
-                now = self.clock()
-                state = drop_hold(state, cluster.id, hold.user, now, by=name)
-                self._save(state)
-                released: Hold = hold
-            else:
-                own = record.holder(user)
-                if own is None:
-                    raise RefusedError(f"You don't hold {cluster.name}; holders: {self._holders_text(record)}.")
-                now = self.clock()
-                released = own
-                state = drop_hold(state, cluster.id, user, now)
-                self._save(state)
-        record = state.clusters[cluster.id]
-        who = "You" if released.user == user else self._mention(released.user, released.name)
-        text = f"🔓 {who} released {cluster.name} ({cluster.id})"
-        if released.user != user:
-            text += f" (released by {name})"
-        if record.holds:
-            return text + f". Still held by {self._holders_text(record)}."
-        deadline = next_deadline(state, record, self.policy, now)
-        tail = f" Nobody holds it now: {self._deadline_text(deadline, now)}." if deadline else " Nobody holds it now."
-        return text + "." + tail
+        with self._editing(cluster) as (state, record):
+            decision = hold_to_release(record, user, name, target, admin=self._is_admin(msg))
+            if isinstance(decision, Denied):
+                raise RefusedError(self.view.denied(decision, record))
+            now = self.clock()
+            by = name if decision.user != user else None
+            state = drop_hold(state, cluster.id, decision.user, now, by=by)
+            self._save(state)
+        return self.view.released(state, state.clusters[cluster.id], decision, user, name, now)
 
     @botcmd
     @answers
@@ -438,72 +490,52 @@ class EMR(BotPlugin):
         words = args.split()
         force = "--force" in words
         words = [w for w in words if w != "--force"]
-        self._reject_options(words)
-        if len(words) > 1:
-            raise UsageError("!emr terminate takes at most one cluster name or id, and --force.")
-        _, clusters = self._refresh()
-        cluster = self._pick(clusters, words[0] if words else None)
+        _reject_options(words, self.view)
+        cluster, _ = self._target(" ".join(words))
         user, name = self._who(msg)
-        with self._lock:
-            state = self._load()
-            record = state.clusters.get(cluster.id)
-            if record is None:
-                raise UnknownClusterError(f"{cluster.name} ({cluster.id}) is no longer running; see !emr status.")
-            others = [h for h in record.holds if h.user != user]
-            if others and not force:
-                raise RefusedError(
-                    f"{cluster.name} is held by {', '.join(self._hold_text(h, mention=True) for h in others)}: ask them, "
-                    "or an admin can add --force."
-                )
-            if others and not self._is_admin(msg):
-                raise RefusedError(
-                    f"Only admins can --force the termination of a cluster held by others ({cluster.name})."
-                )
+        # The lock is held across the re-read and TerminateJobFlows: see _terminate_by_rule.
+        with self._editing(cluster) as (state, record):
+            denied = may_terminate(record, user, force=force, admin=self._is_admin(msg))
+            if denied is not None:
+                raise RefusedError(self.view.denied(denied, record))
+            fresh = self.adapter.describe(cluster.id)
+            why = termination_refusal(record, fresh, {"STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING"})
+            if why is not None:
+                raise RefusedError(self.view.not_terminated(record, why))
             self.adapter.terminate(record)
             now = self.clock()
             self._save(terminated(state, cluster.id, now, rule=None, who=name))
-        text = f"🛑 Terminating {cluster.name} ({cluster.id}) at {name}'s request."
+        others = [h for h in record.holds if h.user != user]
         if others:
-            text += " Its holders were " + " ".join(self._mention(h.user, h.name) for h in others) + "."
-            self._announce(
-                f"🛑 {name} force-terminated {cluster.name} ({cluster.id}), held by "
-                + " ".join(self._mention(h.user, h.name) for h in others)
-                + "."
-            )
-        return text
+            self._announce(self.view.force_terminated(record, name, others))
+        return self.view.terminating(record, name, others)
 
     @botcmd
     @answers
     def emr_overtime(self, msg: Any, args: str) -> str:
         """Keep a cluster you hold past tonight's end of day, until HH:MM (default 2 h later). Usage: !emr overtime [CLUSTER] [HH:MM]"""
         words = args.split()
-        self._reject_options(words)
+        _reject_options(words, self.view)
         hhmm = None
-        if words and re.fullmatch(r"\d{1,2}:\d{2}", words[-1]):
+        if words and HHMM_WORD_RE.fullmatch(words[-1]):
             try:
                 hhmm = parse_hhmm("HH:MM", words.pop())
             except ConfigError:
                 raise UsageError("The time must be HH:MM, 00:00–23:59.") from None
-        if len(words) > 1:
-            raise UsageError("!emr overtime takes at most one cluster name or id, and a time HH:MM.")
-        _, clusters = self._refresh()
-        cluster = self._pick(clusters, words[0] if words else None)
+        cluster, _ = self._target(" ".join(words))
         user, name = self._who(msg)
-        with self._lock:
-            state = self._load()
-            record = state.clusters.get(cluster.id)
-            if record is None:
-                raise UnknownClusterError(f"{cluster.name} ({cluster.id}) is no longer running; see !emr status.")
-            if record.holder(user) is None:
-                raise RefusedError(f"Only holders can ask for overtime: `!emr lock {cluster.name}` first.")
+        with self._editing(cluster) as (state, record):
+            denied = may_ask_overtime(record, user)
+            if denied is not None:
+                raise RefusedError(self.view.denied(denied, record))
             now = self.clock()
             try:
-                until, day = overtime_until(self.policy, state, hhmm, now)
+                until, day = overtime_until(self.policy, state, record, hhmm, now)
             except ValueError as problem:
                 raise RefusedError(f"No overtime: {problem}.") from None
             state = set_overtime(state, cluster.id, user, name, until, day, now)
             self._save(state)
-        text = f"🌙 {cluster.name} ({cluster.id}) stays past end of day until {self._local(until)} ({name}'s overtime)."
+        text = self.view.overtime_set(record, name, until)
         self._announce(text)
         return text
 
@@ -512,25 +544,14 @@ class EMR(BotPlugin):
     def emr_history(self, msg: Any, args: str) -> str:
         """The last N events (holds, releases, warnings, overtime, terminations). Usage: !emr history [N]"""
         words = args.split()
-        if len(words) > 1 or (words and not words[0].isdigit()):
+        if len(words) > 1 or (words and not COUNT_WORD_RE.fullmatch(words[0])):
             raise UsageError(f"!emr history takes one number N (1–{HISTORY_MAX}).")
         count = int(words[0]) if words else HISTORY_DEFAULT
         if not 1 <= count <= HISTORY_MAX:
             raise UsageError(f"N must be between 1 and {HISTORY_MAX}.")
         with self._lock:
             events = self._load().history[-count:]
-        if not events:
-            return "No events yet."
-        lines = []
-        for e in events:
-            who = e.who or (RULE_WORDS.get(e.rule or "", e.rule) if e.rule else "the bot")
-            detail = f" — {self._inert(e.detail)}" if e.detail and e.kind in ("hold", "failed") else ""
-            if e.kind in ("warning", "overtime") and e.detail:
-                detail = f" — until {self._local(datetime.fromisoformat(e.detail))}"
-            elif e.detail and e.kind not in ("hold", "failed"):
-                detail = f" — {e.detail}"
-            lines.append(f"{self._local(e.at, with_day=True)} {e.kind} {e.name} ({e.cluster}) by {who}{detail}")
-        return "\n".join(lines)
+        return self.view.history(events)
 
     @botcmd
     @answers
@@ -573,139 +594,7 @@ class EMR(BotPlugin):
         identifier = self._bot.bot_identifier
         return str(getattr(identifier, "nick", None) or getattr(identifier, "username", None) or "the bot")
 
-    # -- helpers --------------------------------------------------------------------
-    def _resolve(self, clusters: list[ClusterInfo], word: str) -> ClusterInfo:
-        for cluster in clusters:
-            if word in (cluster.id, cluster.name):
-                return cluster
-        lowered = [c for c in clusters if c.name.lower() == word.lower()]
-        if len(lowered) == 1:
-            return lowered[0]
-        raise UnknownClusterError(
-            f"No managed cluster called {self._inert(word)} is running (managed: "
-            f"{', '.join(c.name for c in clusters) or 'none'}); see !emr status."
-        )
-
-    def _pick(self, clusters: list[ClusterInfo], word: str | None) -> ClusterInfo:
-        if not clusters:
-            raise NoClusterError(self._no_cluster_text())
-        if word is not None:
-            return self._resolve(clusters, word)
-        if len(clusters) > 1:
-            raise UsageError(f"Several clusters are running ({', '.join(c.name for c in clusters)}): name one.")
-        return clusters[0]
-
-    def _cluster_and_rest(self, args: str) -> tuple[ClusterInfo, str]:
-        """``[CLUSTER] [REST…]``: the first word names a cluster when it is one (or looks like an id)."""
-        words = args.split(maxsplit=1)
-        if words and words[0].startswith("--"):
-            raise UsageError(f"Unknown option {self._inert(words[0])}.")
-        _, clusters = self._refresh()
-        if not clusters:
-            raise NoClusterError(self._no_cluster_text())
-        if words:
-            first = words[0]
-            match = [c for c in clusters if first in (c.id, c.name)]
-            if match:
-                return match[0], words[1] if len(words) > 1 else ""
-            if re.fullmatch(r"j-[A-Z0-9]{8,}", first):
-                self._resolve(clusters, first)  # raises: an id, but not of a managed cluster
-        return self._pick(clusters, None), args
-
-    def _reject_options(self, words: list[str]) -> None:
-        unknown = [w for w in words if w.startswith("--")]
-        if unknown:
-            raise UsageError(f"Unknown option {self._inert(unknown[0])}.")
-
-    def _no_cluster_text(self) -> str:
-        return (
-            f"No managed EMR cluster is running in account {self.settings.account_id} "
-            f"({self.settings.region}, tag {self.settings.cluster_tag})."
-        )
-
-    def _status_lines(self, state: State, record: ClusterRecord, cluster: ClusterInfo, now: datetime) -> str:
-        started = cluster.created_at or record.first_seen
-        lines = [f"{cluster.name} ({cluster.id}) — {cluster.state}, up {_duration(now - started)}"]
-        if record.holds:
-            lines.append("  held by " + "; ".join(self._hold_text(h) for h in record.holds))
-        else:
-            lines.append("  held by nobody")
-        if record.overtime:
-            lines.append(f"  overtime until {self._local(record.overtime.until)} (asked by {record.overtime.by})")
-        if record.doomed is not None:
-            lines.append(f"  next: being terminated now ({self._rule_text(record.doomed.rule)})")
-        else:
-            deadline = next_deadline(state, record, self.policy, now)
-            if deadline is not None:
-                lines.append(f"  next: {self._deadline_text(deadline, now)}")
-            if record.state != "WAITING" and not record.holds:
-                lines.append(f"  not idle while {record.state}: the idle clock starts when it is WAITING")
-        return "\n".join(lines)
-
-    def _status_card(self, state: State, record: ClusterRecord, cluster: ClusterInfo, now: datetime) -> dict[str, Any]:
-        """``send_card`` arguments for one cluster: the same facts as :meth:`_status_lines`.
-
-        The colour says what matters at a glance: red, being terminated; orange, held;
-        blue, busy (never idle); green, WAITING with the idle countdown running.
-        """
-        started = cluster.created_at or record.first_seen
-        holders = "\n".join(self._hold_text(h, mention=True) for h in record.holds) or "nobody"
-        notes = []
-        if record.doomed is not None:
-            color = COLOR_DOOMED
-            next_action = f"being terminated now ({self._rule_text(record.doomed.rule)})"
-        else:
-            color = COLOR_HELD if record.holds else COLOR_BUSY if record.state != "WAITING" else COLOR_IDLE
-            deadline = next_deadline(state, record, self.policy, now)
-            next_action = self._deadline_text(deadline, now) if deadline is not None else "none"
-            if record.state != "WAITING" and not record.holds:
-                notes.append(f"Not idle while {record.state}: the idle clock starts when it is WAITING.")
-        if record.overtime:
-            by = self._mention(record.overtime.by, record.overtime.by)
-            notes.append(f"Overtime until {self._local(record.overtime.until)} (asked by {by}).")
-        return {
-            "title": f"{cluster.name} ({cluster.id})",
-            "link": self._console_link(cluster.id),
-            "body": " ".join(notes),
-            "color": color,
-            "fields": (
-                ("State", cluster.state),
-                ("Up for", _duration(now - started)),
-                ("Holders", holders),
-                ("Next action", next_action),
-            ),
-        }
-
-    def _console_link(self, cluster_id: str) -> str | None:
-        """The cluster's page in the EMR console (account B must be the console's account)."""
-        if self.settings.endpoint_url is not None or not self.settings.role_arn.startswith("arn:aws:"):
-            return None  # an emulator (no console), or a partition with another console domain
-        region = self.settings.region
-        return f"https://{region}.console.aws.amazon.com/emr/home?region={region}#/clusterDetails/{cluster_id}"
-
-    def _deadline_text(self, deadline: Deadline, now: datetime) -> str:
-        at = self._local(deadline.at, with_day=deadline.at - now > timedelta(hours=20))
-        if deadline.rule == "idle":
-            return f"terminated at {at} unless someone locks it (idle since {self._local(deadline.idle_since)})"
-        if deadline.rule == "end_of_day":
-            return f"terminated at {at} (end of day)"
-        return f"terminated at {at} (when its overtime ends)"
-
-    def _hold_text(self, hold: Hold, *, mention: bool = False) -> str:
-        """``alice since 10:05: `reason```; *mention* makes the holder a Slack mention (they are pinged)."""
-        reason = f": {self._inert(hold.reason, REASON_LIMIT)}" if hold.reason else ""
-        who = self._mention(hold.user, hold.name) if mention and self._on_slack else hold.name
-        return f"{who} since {self._local(hold.since)}{reason}"
-
-    def _holders_text(self, record: ClusterRecord) -> str:
-        return ", ".join(self._hold_text(h) for h in record.holds) or "nobody"
-
-    def _local(self, moment: datetime | None, *, with_day: bool = False) -> str:
-        if moment is None:
-            return "?"
-        local = moment.astimezone(self.settings.timezone)
-        return local.strftime("%m-%d %H:%M") if with_day else local.strftime("%H:%M")
-
+    # -- chat glue ----------------------------------------------------------------------
     def _who(self, msg: Any) -> tuple[str, str]:
         """(stable identity, display name) of the sender."""
         frm = msg.frm
@@ -719,17 +608,14 @@ class EMR(BotPlugin):
         return any(fnmatch.fnmatchcase(str(who), pattern) for pattern in admins)
 
     @property
+    def view(self) -> View:
+        """The wording, rendered for the chat this bot is on."""
+        return View(self.settings, self.policy, slack=self._on_slack)
+
+    @property
     def _on_slack(self) -> bool:
         """Replies go to Slack: mentions are ``<@U…>``, status is a card, user text is escaped."""
         return getattr(self._bot, "mode", "") in SLACK_MODES
-
-    def _mention(self, user: str, name: str) -> str:
-        # On SlackV3 the hold's user is msg.frm.person, the Slack user id (U…).
-        return f"<@{user}>" if self._on_slack else f"@{name}"
-
-    def _inert(self, text: str, limit: int = 60) -> str:
-        """User-supplied text, shown so that chat markup in it does nothing (see :func:`_quote`)."""
-        return _quote(text, limit, slack=self._on_slack)
 
     def _announce(self, text: str) -> None:
         """Post to NOTIFY_CHANNEL (and always log, so nothing depends on chat alone)."""
@@ -766,23 +652,10 @@ class _PluginTokenStore:
                 self._plugin[TOKEN_KEY] = token
 
 
-def _quote(text: str, limit: int = 60, *, slack: bool = False) -> str:
-    """Show user input inert: one line, bounded, in code quotes so chat markup does not apply.
-
-    For Slack that is not enough: Slack parses ``<!channel>``, ``<@U…>`` and ``<url|text>``
-    everywhere, code spans included, so ``&``, ``<`` and ``>`` become ``&amp;``, ``&lt;`` and
-    ``&gt;`` as Slack asks. (The SlackV3 backend's Markdown pass turns entities back into
-    characters, except inside code spans, hence both.) The backend also posts with
-    ``link_names``, which may turn a bare ``@here`` or ``@group`` into a ping: a word joiner
-    after each ``@`` keeps it a plain, identical-looking character.
-    """
-    flat = CONTROL_RE.sub(" ", text)
-    if len(flat) > limit:
-        flat = flat[: limit - 1] + "…"
-    flat = flat.replace("`", "'")
-    if slack:
-        flat = flat.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("@", "@\u2060")
-    return "`" + flat + "`"
+def _reject_options(words: list[str], view: View) -> None:
+    unknown = [w for w in words if w.startswith("--")]
+    if unknown:
+        raise UsageError(f"Unknown option {view.inert(unknown[0])}.")
 
 
 def _user_ref(word: str) -> str:
@@ -791,10 +664,4 @@ def _user_ref(word: str) -> str:
     return mention.group(1) if mention else word.lstrip("@")
 
 
-def _duration(delta: timedelta) -> str:
-    minutes = max(0, int(delta.total_seconds() // 60))
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m"
-
-
-__all__ = ["EMR", "UTC"]
+__all__ = ["EMR"]

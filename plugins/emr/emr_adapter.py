@@ -1,10 +1,17 @@
 """The EMR adapter: the only place that knows EMR's API shapes.
 
-It lists the *managed* clusters of account B (active states, carrying
-``CLUSTER_TAG``) and terminates them, through a
-:class:`~crossaccount.CrossAccountSession`. A cluster's tags are read once per
-cluster id (``DescribeCluster``) and cached, so a steady-state poll costs one
-``ListClusters`` (filtered by state on the server) and nothing more.
+It lists the clusters of account B (active states; *managed* ones carry
+``CLUSTER_TAG``), re-reads one cluster right before a termination, reads a
+cluster's latest steps, and terminates, all through a
+:class:`~crossaccount.CrossAccountSession`.
+
+Tags are not in ``ListClusters``: a cluster's tags are read with
+``DescribeCluster`` and the answer is kept for :data:`TAG_TTL` (5 minutes), so
+a tag added or removed while the bot runs takes effect within that time, and a
+steady-state poll costs one ``ListClusters`` plus one ``DescribeCluster`` per
+active cluster every 5 minutes (12 per cluster per hour). Right before any
+termination :meth:`EmrAdapter.describe` reads the cluster afresh, whatever the
+cache says.
 
 Every IAM action this module needs is listed in :data:`PERMISSIONS`, so the
 policy shipped in ``deploy/iam/`` can be checked against the code.
@@ -13,34 +20,55 @@ policy shipped in ``deploy/iam/`` can be checked against the code.
 from __future__ import annotations
 
 import threading
-from datetime import datetime
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from crossaccount import CrossAccountSession
 from emr_errors import AwsError, TerminationProtectedError
-from emr_rules import ACTIVE_STATES, ClusterInfo
 from emr_settings import TagSelector
+from emr_state import ACTIVE_STATES, ClusterInfo
 
 PERMISSIONS = (
     "elasticmapreduce:ListClusters",
     "elasticmapreduce:DescribeCluster",
+    "elasticmapreduce:ListSteps",
     "elasticmapreduce:TerminateJobFlows",
 )
+TAG_TTL = timedelta(minutes=5)
 TAG_CACHE_LIMIT = 10_000
+STEP_BUSY_STATES = ("PENDING", "RUNNING", "CANCEL_PENDING")
+EARLIEST = datetime.min.replace(tzinfo=UTC)  # sorts clusters without a creation time first, on any host
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One ``ListClusters`` of the active clusters: the managed ones, and the others (for their names)."""
+
+    managed: list[ClusterInfo]
+    others: list[ClusterInfo]
 
 
 class EmrAdapter:
-    """Managed clusters of the cluster account, and their termination."""
+    """Clusters of the cluster account: list, describe, steps, terminate."""
 
-    def __init__(self, session: CrossAccountSession, selector: TagSelector) -> None:
+    def __init__(
+        self,
+        session: CrossAccountSession,
+        selector: TagSelector,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.session = session
         self.selector = selector
-        self._managed: dict[str, bool] = {}  # cluster id -> carries the tag (ids are never reused)
+        self.clock = clock
+        self._managed: dict[str, tuple[bool, datetime]] = {}  # cluster id -> (carries the tag, read at)
         self._lock = threading.Lock()
         self._describe_lock = threading.Lock()
 
-    def list_managed(self) -> list[ClusterInfo]:
-        """Active clusters carrying the tag, oldest first."""
+    # -- listing ---------------------------------------------------------------------
+    def list_clusters(self) -> Listing:
+        """Active clusters, oldest first, split into managed and not managed."""
         summaries: list[dict[str, Any]] = []
         params: dict[str, Any] = {"ClusterStates": list(ACTIVE_STATES)}
         while True:
@@ -50,49 +78,76 @@ class EmrAdapter:
             if not marker:
                 break
             params["Marker"] = marker
-        clusters = [self._info(s) for s in summaries if s.get("Status", {}).get("State") in ACTIVE_STATES]
-        managed = [c for c in clusters if self._is_managed(c.id)]
-        return sorted(managed, key=lambda c: (c.created_at or datetime.min.astimezone(), c.name, c.id))
+        clusters = [_info(s) for s in summaries if s.get("Status", {}).get("State") in ACTIVE_STATES]
+        clusters.sort(key=lambda c: (c.created_at or EARLIEST, c.name, c.id))
+        managed: list[ClusterInfo] = []
+        others: list[ClusterInfo] = []
+        for cluster in clusters:
+            (managed if self._is_managed(cluster.id) else others).append(cluster)
+        return Listing(managed, others)
+
+    def list_managed(self) -> list[ClusterInfo]:
+        """Active clusters carrying the tag, oldest first."""
+        return self.list_clusters().managed
 
     def _is_managed(self, cluster_id: str) -> bool:
         if self.selector.matches_all:
             return True
-        with self._lock:
-            known = self._managed.get(cluster_id)
-        if known is not None:
-            return known
+        cached = self._cached(cluster_id)
+        if cached is not None:
+            return cached
         # Single flight: concurrent commands that miss the cache wait for one
         # DescribeCluster instead of each asking for the same cluster's tags.
         with self._describe_lock:
-            with self._lock:
-                known = self._managed.get(cluster_id)
-            if known is not None:
-                return known
-            cluster = self.session.call(
-                "emr", "describe_cluster", "elasticmapreduce:DescribeCluster", ClusterId=cluster_id
-            )["Cluster"]
-            tags = {t["Key"]: t.get("Value", "") for t in cluster.get("Tags", [])}
-            managed = self.selector.matches(tags)
-            with self._lock:
-                if len(self._managed) >= TAG_CACHE_LIMIT:
-                    self._managed.clear()
-                self._managed[cluster_id] = managed
-            return managed
+            cached = self._cached(cluster_id)
+            if cached is not None:
+                return cached
+            return self.describe(cluster_id).managed
 
-    @staticmethod
-    def _info(summary: dict[str, Any]) -> ClusterInfo:
-        status = summary.get("Status", {})
-        timeline = status.get("Timeline", {})
-        return ClusterInfo(
-            id=summary["Id"],
-            name=summary.get("Name", summary["Id"]),
-            state=status.get("State", "UNKNOWN"),
-            created_at=_aware(timeline.get("CreationDateTime")),
-            ready_at=_aware(timeline.get("ReadyDateTime")),
-        )
+    def _cached(self, cluster_id: str) -> bool | None:
+        with self._lock:
+            entry = self._managed.get(cluster_id)
+        if entry is None:
+            return None
+        managed, read_at = entry
+        now = self.clock()
+        if not read_at <= now < read_at + TAG_TTL:  # expired (or the clock went back)
+            return None
+        return managed
+
+    # -- one cluster -----------------------------------------------------------------
+    def describe(self, cluster_id: str) -> ClusterInfo:
+        """The cluster as AWS sees it now (state, tags → managed); refreshes the tag cache."""
+        cluster = self.session.call(
+            "emr", "describe_cluster", "elasticmapreduce:DescribeCluster", ClusterId=cluster_id
+        )["Cluster"]
+        tags = {t["Key"]: t.get("Value", "") for t in cluster.get("Tags", [])}
+        managed = self.selector.matches(tags)
+        with self._lock:
+            if len(self._managed) >= TAG_CACHE_LIMIT:
+                self._managed.clear()
+            self._managed[cluster_id] = (managed, self.clock())
+        return _info(cluster, managed=managed)
+
+    def latest_step(self, cluster_id: str) -> tuple[datetime | None, bool]:
+        """(end of the latest finished step, whether a step is pending or running) — one ListSteps.
+
+        EMR lists steps newest first, so the first page holds the latest ones.
+        """
+        page = self.session.call("emr", "list_steps", "elasticmapreduce:ListSteps", ClusterId=cluster_id)
+        ends: list[datetime] = []
+        busy = False
+        for step in page.get("Steps", []):
+            status = step.get("Status", {})
+            if status.get("State") in STEP_BUSY_STATES:
+                busy = True
+            end = _aware(status.get("Timeline", {}).get("EndDateTime"))
+            if end is not None:
+                ends.append(end)
+        return (max(ends) if ends else None), busy
 
     def terminate(self, cluster: ClusterInfo | Any) -> None:
-        """Terminate one managed cluster; protection and IAM denials become clear errors."""
+        """Terminate one cluster; protection and IAM denials become clear errors."""
         try:
             self.session.call(
                 "emr", "terminate_job_flows", "elasticmapreduce:TerminateJobFlows", JobFlowIds=[cluster.id]
@@ -103,7 +158,23 @@ class EmrAdapter:
             raise
 
 
+def _info(summary: dict[str, Any], *, managed: bool = True) -> ClusterInfo:
+    status = summary.get("Status", {})
+    timeline = status.get("Timeline", {})
+    reason = status.get("StateChangeReason", {}) or {}
+    return ClusterInfo(
+        id=summary["Id"],
+        name=summary.get("Name") or summary["Id"],
+        state=status.get("State", "UNKNOWN"),
+        created_at=_aware(timeline.get("CreationDateTime")),
+        ready_at=_aware(timeline.get("ReadyDateTime")),
+        managed=managed,
+        ended_at=_aware(timeline.get("EndDateTime")),
+        reason=str(reason.get("Message") or reason.get("Code") or ""),
+    )
+
+
 def _aware(value: datetime | None) -> datetime | None:
     if value is None:
         return None
-    return value if value.tzinfo else value.astimezone()
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -20,12 +20,17 @@ from typing import NamedTuple
 
 from crossaccount import CrossAccountSession, MemoryTokenStore
 from emr_adapter import EmrAdapter
-from emr_errors import AccessDeniedError, AwsUnreachableError, CredentialsError, EmrChatopsError
+from emr_errors import AccessDeniedError, AwsUnreachableError, CredentialsError, EmrChatopsError, one_line
 from emr_rules import ClusterInfo, State
 from emr_settings import Settings, TagSelector
 
 OK, FAIL, WARN, SKIP = "✓", "✗", "⚠", "–"
-CLUSTER_STEPS = ("EMR ListClusters ({region})", "EMR DescribeCluster (reads the tags)", "Clusters")
+CLUSTER_STEPS = (
+    "EMR ListClusters ({region})",
+    "EMR DescribeCluster (reads the tags)",
+    "Clusters",
+    "EMR ListSteps (steps between two ticks)",
+)
 
 
 class Check(NamedTuple):
@@ -93,7 +98,7 @@ class Doctor:
                 base = self.session.base_identity()
                 checks.append(Check(OK, title, f"account {base['account']}, {base['arn']}"))
             except EmrChatopsError as error:
-                checks.append(Check(FAIL, title, _one_line(str(error)), self._identity_fix(error)))
+                checks.append(Check(FAIL, title, one_line(str(error)), self._identity_fix(error)))
 
         probe = CrossAccountSession(self.session.target, MemoryTokenStore(), clock=lambda: self.clock())
         title = f"AssumeRole into account {s.account_id}"
@@ -161,8 +166,21 @@ class Doctor:
             checks.append(Check(OK, title, f"read the tags of {len(active)} cluster{'' if len(active) == 1 else 's'}"))
 
         checks.append(self._managed_check(active, managed))
+        checks.append(self._steps_check(probe, managed))
         checks.append(self._terminate_check(state))
         return checks
+
+    def _steps_check(self, probe: CrossAccountSession, managed: list[ClusterInfo]) -> Check:
+        title = CLUSTER_STEPS[3]
+        if not managed:
+            return Check(SKIP, title, "not checked: no managed cluster to read the steps of")
+        try:
+            EmrAdapter(probe, self.settings.cluster_tag).latest_step(managed[0].id)
+        except EmrChatopsError as error:
+            return Check(FAIL, title, *self._emr_problem(error))
+        return Check(
+            OK, title, f"read the steps of {managed[0].name}: a step between two ticks restarts the idle clock"
+        )
 
     def _managed_check(self, active: list[ClusterInfo], managed: list[ClusterInfo]) -> Check:
         s = self.settings
@@ -282,11 +300,11 @@ class Doctor:
                 "(deploy/cloudformation/account-a.yaml) must allow sts:AssumeRole on exactly this ARN",
             )
         if isinstance(error, AwsUnreachableError):
-            return _one_line(str(error)), "check outbound HTTPS from the host to AWS STS"
+            return one_line(str(error)), "check outbound HTTPS from the host to AWS STS"
         if ":assumed-role/" in base["arn"] and s.session_seconds > 3600:
             # e.g. an EC2 instance profile: AWS refuses chained sessions longer than an hour.
-            return _one_line(str(error)), "role chaining is capped at one hour: set EMR_SESSION_SECONDS=3600"
-        return _one_line(str(error)), "see the bot's log for the full AWS answer"
+            return one_line(str(error)), "role chaining is capped at one hour: set EMR_SESSION_SECONDS=3600"
+        return one_line(str(error)), "see the bot's log for the full AWS answer"
 
     def _emr_problem(self, error: EmrChatopsError) -> tuple[str, str]:
         if isinstance(error, AccessDeniedError):
@@ -296,9 +314,5 @@ class Doctor:
                 "(deploy/iam/account-b-permissions.json; the account-b.yaml stack has it)",
             )
         if isinstance(error, AwsUnreachableError):
-            return _one_line(str(error)), f"check outbound HTTPS from the host to EMR in {self.settings.region}"
-        return _one_line(str(error)), "see the bot's log for the full AWS answer"
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
+            return one_line(str(error)), f"check outbound HTTPS from the host to EMR in {self.settings.region}"
+        return one_line(str(error)), "see the bot's log for the full AWS answer"

@@ -8,6 +8,11 @@ knows about botocore or errbot.
 from __future__ import annotations
 
 
+def one_line(text: str) -> str:
+    """Any text as one line (replies are one line: botocore messages are not)."""
+    return " ".join(text.split())
+
+
 class EmrChatopsError(Exception):
     """Base class: ``str(error)`` is a complete, one-line, user-facing answer."""
 

@@ -1,47 +1,65 @@
-"""The pure rules: holds, the idle rule, the end-of-day rule, overtime, history.
+"""The pure rules: the idle rule, the end-of-day rule, overtime, and the state transitions.
 
 Nothing here imports boto3 or errbot, and nothing reads the clock: every
-function takes ``now`` (an aware UTC datetime). The plugin keeps the state as
-plain data (:meth:`State.to_dict`) in Errbot's storage and converts it at the
-edge with :meth:`State.from_dict`; every function here returns a new
-:class:`State` instead of mutating one.
+function takes ``now`` (an aware UTC datetime) and returns a new
+:class:`~emr_state.State` instead of mutating one.
 
 The rules (DESIGN §6):
 
 * **Idle rule** — a managed cluster in ``WAITING`` with no holds is idle since
   the latest of its ready time, its last release, the moment the bot first saw
-  it, and the moment it came back to ``WAITING`` from a busy state. It is
-  terminated ``idle_minutes`` after that, warned ``warn_minutes`` before.
+  it (or saw it again after an absence), and the end of its latest work
+  (a return to ``WAITING`` from a busy state, or the end of its latest step).
+  It is terminated ``idle_minutes`` after that, warned ``warn_minutes`` before.
 * **End-of-day rule** — once per local day, at the first tick at or after
   ``end_of_day`` in ``timezone``, every managed cluster is terminated, held or
-  not, unless it has overtime for that day (then at the overtime time). A
-  cluster started after that day's pass is left to the idle rule.
-* A termination that fails stays *doomed* and is retried every tick; each
-  distinct failure is announced once.
+  not, unless it has overtime for that working night (then at the overtime
+  time). A cluster started after that day's pass is left to the idle rule.
+* **The working night** of day D runs from D's end of day for
+  :data:`NIGHT_LENGTH` (the longest overtime): ``!emr overtime 01:30`` asked
+  at 00:40 belongs to the night that began the evening before.
+* A termination that fails stays *doomed* and is retried every tick while its
+  reason holds (idle: still WAITING, unheld and past the deadline; end of day
+  and overtime: still that working night); each distinct failure is announced
+  once. Right before any termination the plugin re-reads the cluster from AWS
+  and :func:`termination_refusal` decides whether the decision still stands.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo
 
-STATE_VERSION = 1
-ACTIVE_STATES = ("STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING")
-BUSY_STATES = frozenset({"STARTING", "BOOTSTRAPPING", "RUNNING"})
-HISTORY_LIMIT = 200
-GONE_LIMIT = 100
-WARNED_LIMIT = 20
-REASON_LIMIT = 200
+from emr_state import (
+    ACTIVE_STATES,
+    BUSY_STATES,
+    ENDED_STATES,
+    REASON_LIMIT,
+    UNMANAGED,
+    UNSEEN,
+    WARNED_LIMIT,
+    ClusterInfo,
+    ClusterRecord,
+    Doom,
+    Ending,
+    Event,
+    Hold,
+    Overtime,
+    State,
+)
+
 OVERTIME_DEFAULT = timedelta(hours=2)
 OVERTIME_LIMIT = timedelta(hours=8)
+NIGHT_LENGTH = OVERTIME_LIMIT  # a working night ends when the longest overtime would
+RECHECK = timedelta(minutes=5)  # how often a remembered cluster missing from listings is re-read
 
 Rule = Literal["idle", "end_of_day", "overtime"]
 
 
-# -- small frozen types ----------------------------------------------------------
+# -- parameters -------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -70,123 +88,22 @@ class Policy:
         local = datetime.combine(day, self.end_of_day, tzinfo=self.timezone)
         return local.astimezone(UTC)
 
+    def night_of(self, now: datetime) -> date | None:
+        """The day whose working night *now* is in (END_OF_DAY … + NIGHT_LENGTH), or None."""
+        if self.end_of_day is None:
+            return None
+        today = self.local_day(now)
+        for day in (today, today - timedelta(days=1)):
+            start = self.end_of_day_at(day)
+            if start <= now < start + NIGHT_LENGTH:
+                return day
+        return None
 
-@dataclass(frozen=True)
-class ClusterInfo:
-    """A managed, active cluster as AWS reports it (the adapter's output)."""
-
-    id: str
-    name: str
-    state: str
-    created_at: datetime | None = None
-    ready_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Hold:
-    """Someone declared they are using a cluster."""
-
-    user: str  # the chat identity (``msg.frm.person``): stable, used for mentions
-    name: str  # how to show them
-    since: datetime
-    reason: str = ""
+    def night_over(self, day: date, now: datetime) -> bool:
+        return self.end_of_day is None or now >= self.end_of_day_at(day) + NIGHT_LENGTH
 
 
-@dataclass(frozen=True)
-class Overtime:
-    """A holder asked to keep the cluster past *day*'s end of day, until *until*."""
-
-    until: datetime
-    day: date
-    by: str
-
-
-@dataclass(frozen=True)
-class Doom:
-    """The cluster is due for termination by *rule*; retried until it is gone."""
-
-    rule: str
-    since: datetime
-    failure: str | None = None  # the last failure code already announced
-
-
-@dataclass(frozen=True)
-class ClusterRecord:
-    """What the bot remembers about one active managed cluster."""
-
-    id: str
-    name: str
-    state: str
-    first_seen: datetime
-    ready_at: datetime | None = None
-    waiting_since: datetime | None = None
-    last_release: datetime | None = None
-    holds: tuple[Hold, ...] = ()
-    warned: tuple[str, ...] = ()
-    overtime: Overtime | None = None
-    doomed: Doom | None = None
-
-    def holder(self, user: str) -> Hold | None:
-        return next((h for h in self.holds if h.user == user), None)
-
-
-@dataclass(frozen=True)
-class Event:
-    """One line of ``!emr history``."""
-
-    at: datetime
-    kind: str  # hold, release, warning, overtime, terminated, failed, gone
-    cluster: str
-    name: str
-    who: str | None = None
-    rule: str | None = None
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class State:
-    """Everything the rules remember; persisted as plain data."""
-
-    clusters: Mapping[str, ClusterRecord] = field(default_factory=dict)
-    end_of_day_done: date | None = None
-    gone: tuple[str, ...] = ()
-    history: tuple[Event, ...] = ()
-
-    # -- plain data ---------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "version": STATE_VERSION,
-            "clusters": {cid: _record_to_dict(r) for cid, r in self.clusters.items()},
-            "end_of_day_done": self.end_of_day_done.isoformat() if self.end_of_day_done else None,
-            "gone": list(self.gone),
-            "history": [_event_to_dict(e) for e in self.history],
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> State:
-        if not data:
-            return cls()
-        version = data.get("version")
-        if version != STATE_VERSION:
-            raise ValueError(f"unsupported state version {version!r} (this code reads {STATE_VERSION})")
-        done = data.get("end_of_day_done")
-        return cls(
-            clusters={cid: _record_from_dict(r, cid) for cid, r in data.get("clusters", {}).items()},
-            end_of_day_done=date.fromisoformat(done) if done else None,
-            gone=tuple(data.get("gone", ())),
-            history=tuple(_event_from_dict(e) for e in data.get("history", ())),
-        )
-
-    def record(self, event: Event) -> State:
-        return replace(self, history=(*self.history, event)[-HISTORY_LIMIT:])
-
-    def with_cluster(self, record: ClusterRecord) -> State:
-        return replace(self, clusters={**self.clusters, record.id: record})
-
-    def without_cluster(self, cluster_id: str) -> State:
-        clusters = {cid: r for cid, r in self.clusters.items() if cid != cluster_id}
-        gone = (*(g for g in self.gone if g != cluster_id), cluster_id)[-GONE_LIMIT:]
-        return replace(self, clusters=clusters, gone=gone)
+# -- effects ------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -211,56 +128,117 @@ class Warn:
 
 @dataclass(frozen=True)
 class Terminate:
-    """Effect: terminate *cluster* now, because of *rule*."""
+    """Effect: terminate *cluster* now, because of *rule*, if AWS still shows it in one of *expect*."""
 
     cluster: ClusterRecord
     rule: str
+    expect: frozenset[str] = frozenset(ACTIVE_STATES)
 
 
-Effect = Warn | Terminate
+@dataclass(frozen=True)
+class Cancelled:
+    """Effect: a pending termination was dropped because its reason no longer holds."""
+
+    cluster: ClusterRecord
+    rule: str
+    why: str
+
+
+Effect = Warn | Terminate | Cancelled
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What a fresh read of a remembered cluster that listings no longer show meant."""
+
+    kind: Literal["ended", "unmanaged", "unchanged"]
+    record: ClusterRecord
+    info: ClusterInfo | None = None
 
 
 # -- observing AWS ------------------------------------------------------------------
 
 
-def observe(state: State, clusters: Iterable[ClusterInfo], now: datetime) -> tuple[State, list[ClusterRecord]]:
-    """Fold the current list of managed active clusters into the state.
+def observe(state: State, clusters: Iterable[ClusterInfo], now: datetime) -> State:
+    """Fold a fresh listing of the managed active clusters into the state.
 
-    New clusters get ``first_seen = now``; a cluster coming back to WAITING
-    from a busy state restarts its idle clock; a cluster already known as gone
-    is ignored (a listing taken just before it was terminated). Clusters no longer listed are
-    dropped (their holds end with them) and returned, so the caller can
-    announce the ones that were being terminated.
+    New clusters get ``first_seen = now``; a cluster coming back to WAITING from
+    a busy state, or listed again after an absence, restarts its idle clock. A
+    remembered cluster missing from the listing is only marked *unseen*: it
+    keeps its holds until AWS says it ended (:func:`settle`). The caller must
+    not fold a listing older than one already folded (see the plugin).
     """
-    seen: dict[str, ClusterRecord] = {}
-    for info in clusters:
-        if info.id in state.gone:
-            continue  # a listing taken before its termination: cluster ids never come back
+    clusters_by_id = {c.id: c for c in clusters}
+    new = dict(state.clusters)
+    events: list[Event] = []
+    for info in clusters_by_id.values():
         old = state.clusters.get(info.id)
         if old is None:
-            record = ClusterRecord(
-                id=info.id,
-                name=info.name,
-                state=info.state,
-                first_seen=now,
-                ready_at=info.ready_at,
-                waiting_since=None,
+            new[info.id] = ClusterRecord(
+                id=info.id, name=info.name, state=info.state, first_seen=now, ready_at=info.ready_at
             )
-        else:
-            waiting_since = old.waiting_since
-            if info.state == "WAITING" and old.state in BUSY_STATES:
-                waiting_since = now
-            record = replace(old, name=info.name, state=info.state, ready_at=info.ready_at, waiting_since=waiting_since)
-        seen[info.id] = record
-    vanished = [r for cid, r in state.clusters.items() if cid not in seen]
-    new_state = replace(state, clusters=seen)
-    for record in vanished:
-        new_state = replace(new_state, gone=(*new_state.gone, record.id)[-GONE_LIMIT:])
-        if record.doomed is None:
-            new_state = new_state.record(
-                Event(now, "gone", record.id, record.name, detail="terminated outside the bot")
-            )
-    return new_state, vanished
+            continue
+        if old.ending is not None:
+            continue  # AWS accepted its termination; a listing may lag behind
+        waiting_since = old.waiting_since
+        if old.absent or (info.state == "WAITING" and old.state in BUSY_STATES):
+            waiting_since = now
+        if old.absent == UNMANAGED:
+            events.append(Event(now, "managed", info.id, info.name, detail="carries the tag again"))
+        new[info.id] = replace(
+            old,
+            name=info.name,
+            state=info.state,
+            ready_at=info.ready_at,
+            waiting_since=waiting_since,
+            absent="",
+            unseen_since=None,
+        )
+    for cid, record in state.clusters.items():
+        if cid not in clusters_by_id and record.ending is None and not record.absent:
+            new[cid] = replace(record, absent=UNSEEN, unseen_since=now)
+    result = replace(state, clusters=new)
+    for event in events:
+        result = result.record(event)
+    return result.bounded()
+
+
+def to_recheck(state: State, checked: Mapping[str, datetime], now: datetime) -> list[str]:
+    """Remembered clusters missing from the listings that AWS should be asked about now.
+
+    A newly missing one at once; then every :data:`RECHECK` (a wrong config may
+    hide a cluster for hours: asking every tick would cost a request per tick).
+    """
+    due = []
+    for record in state.clusters.values():
+        if record.listed:
+            continue
+        last = checked.get(record.id)
+        if last is None or now - last >= RECHECK:
+            due.append(record.id)
+    return due
+
+
+def settle(state: State, info: ClusterInfo, now: datetime) -> tuple[State, Settled]:
+    """Fold a fresh DescribeCluster of a remembered cluster that the listings no longer show."""
+    record = state.clusters.get(info.id)
+    if record is None:
+        return state, Settled("unchanged", ClusterRecord(info.id, info.name, info.state, now), info)
+    if info.state in ENDED_STATES:
+        state = state.without_cluster(record.id)
+        if record.ending is None:
+            holders = ", ".join(h.name for h in record.holds)
+            detail = f"outside the bot ({info.reason or info.state})" + (f"; holders: {holders}" if holders else "")
+            rule = record.doomed.rule if record.doomed else None
+            state = state.record(Event(now, "ended", record.id, record.name, rule=rule, detail=detail))
+        return state, Settled("ended", record, info)
+    if not info.managed and info.active:
+        if record.absent == UNMANAGED:
+            return state, Settled("unchanged", record, info)
+        updated = replace(record, absent=UNMANAGED, doomed=None, state=info.state, ending=None)
+        event = Event(now, "unmanaged", record.id, record.name, detail="no longer carries the tag")
+        return state.with_cluster(updated).record(event), Settled("unmanaged", updated, info)
+    return state, Settled("unchanged", record, info)
 
 
 # -- deadlines ------------------------------------------------------------------------
@@ -291,31 +269,100 @@ def next_deadline(state: State, record: ClusterRecord, policy: Policy, now: date
     day = next_end_of_day_day(state, policy, now)
     if day is not None and not (record.overtime and record.overtime.day == day):
         candidates.append(Deadline(policy.end_of_day_at(day), "end_of_day"))
-    if record.overtime is not None:
+    if record.overtime is not None and not policy.night_over(record.overtime.day, now):
         candidates.append(Deadline(record.overtime.until, "overtime"))
     return min(candidates, key=lambda d: d.at) if candidates else None
 
 
-def plan_tick(state: State, policy: Policy, now: datetime) -> tuple[State, list[Effect]]:
-    """One poller tick: which warnings to send and which clusters to terminate.
+def needs_step_check(state: State, record: ClusterRecord, policy: Policy, now: datetime) -> bool:
+    """Must the idle clock be checked against the cluster's steps before this tick acts?
 
-    The returned state already records the warnings as sent and the doomed
-    clusters, so it must be stored *before* the effects are carried out: a
-    crash then loses a warning rather than sending it twice.
+    A step that ran between two ticks (WAITING → RUNNING → WAITING) or while the
+    bot was down is invisible in listings. It only matters when the idle rule is
+    about to act, so the steps are read then: when the warning is due and when
+    the termination is due (at most two ListSteps per idle period).
+    """
+    if not record.listed or record.doomed is not None:
+        return False
+    deadline = next_deadline(state, record, policy, now)
+    if deadline is None or deadline.rule != "idle":
+        return False
+    if now >= deadline.at:
+        return True
+    return (
+        bool(policy.warn_minutes) and now >= deadline.at - policy.warn and deadline.warning_key() not in record.warned
+    )
+
+
+def steps_seen(state: State, cluster_id: str, last_end: datetime | None, busy: bool, now: datetime) -> State:
+    """Fold what ListSteps said: a step still running, or one that ended later than the idle clock knew."""
+    record = state.clusters.get(cluster_id)
+    if record is None:
+        return state
+    moment = now if busy else last_end
+    if moment is None or (record.waiting_since is not None and record.waiting_since >= moment):
+        return state
+    return state.with_cluster(replace(record, waiting_since=min(moment, now)))
+
+
+def doom_reason_gone(state: State, record: ClusterRecord, policy: Policy, now: datetime) -> str | None:
+    """Why a pending termination no longer holds, or None when it still does."""
+    doom = record.doomed
+    assert doom is not None
+    if doom.rule == "idle":
+        if record.holds:
+            return "someone holds it"
+        if record.state != "WAITING":
+            return f"it is busy ({record.state})"
+        since = idle_since(record)
+        if since is not None and since + policy.idle > now:
+            return "it did work since"
+        return None
+    day = doom.day or policy.night_of(doom.since) or policy.local_day(doom.since)
+    if policy.end_of_day is None:
+        return "the end-of-day rule is off"
+    if policy.night_over(day, now):
+        return "that working night is over"
+    if doom.rule == "end_of_day" and record.overtime is not None and record.overtime.day == day:
+        return "it has overtime"
+    if doom.rule == "overtime" and (record.overtime is None or record.overtime.until > now):
+        return "its overtime was extended"
+    return None
+
+
+def plan_tick(state: State, policy: Policy, now: datetime) -> tuple[State, list[Effect]]:
+    """One poller tick: which warnings to send, which clusters to terminate, which pending terminations to drop.
+
+    Only clusters in the latest listing are considered (an unseen one may be
+    stale or no longer managed). The returned state already records warnings
+    as sent and clusters as doomed, so it must be stored *before* the effects
+    are carried out: a crash then loses a warning rather than sending it twice.
     """
     effects: list[Effect] = []
     new_state = state
-    for record in state.clusters.values():
+    for record in state.listed():
         if record.doomed is not None:
-            effects.append(Terminate(record, record.doomed.rule))
+            why = doom_reason_gone(state, record, policy, now)
+            if why is None:
+                expect = frozenset({"WAITING"}) if record.doomed.rule == "idle" else frozenset(ACTIVE_STATES)
+                effects.append(Terminate(record, record.doomed.rule, expect))
+            else:
+                kept = replace(record, doomed=None)
+                event = Event(now, "cancelled", record.id, record.name, rule=record.doomed.rule, detail=why)
+                new_state = new_state.with_cluster(kept).record(event)
+                effects.append(Cancelled(kept, record.doomed.rule, why))
             continue
         deadline = next_deadline(state, record, policy, now)
         if deadline is None:
             continue
         if now >= deadline.at:
-            doomed = replace(record, doomed=Doom(deadline.rule, now))
+            day = None
+            if deadline.rule != "idle":
+                day = record.overtime.day if deadline.rule == "overtime" and record.overtime else policy.local_day(now)
+            doomed = replace(record, doomed=Doom(deadline.rule, now, day=day))
             new_state = new_state.with_cluster(doomed)
-            effects.append(Terminate(doomed, deadline.rule))
+            expect = frozenset({"WAITING"}) if deadline.rule == "idle" else frozenset(ACTIVE_STATES)
+            effects.append(Terminate(doomed, deadline.rule, expect))
         elif policy.warn_minutes and now >= deadline.at - policy.warn and deadline.warning_key() not in record.warned:
             warned = replace(record, warned=(*record.warned, deadline.warning_key())[-WARNED_LIMIT:])
             new_state = new_state.with_cluster(warned).record(
@@ -327,6 +374,21 @@ def plan_tick(state: State, policy: Policy, now: datetime) -> tuple[State, list[
         if state.end_of_day_done != today and now >= policy.end_of_day_at(today):
             new_state = replace(new_state, end_of_day_done=today)
     return new_state, effects
+
+
+def termination_refusal(record: ClusterRecord, fresh: ClusterInfo, expect: Iterable[str]) -> str | None:
+    """Re-read right before a termination: why it must not go ahead, or None.
+
+    The decision was made on *record* (what the bot remembered); *fresh* is
+    what DescribeCluster says now.
+    """
+    if fresh.state in ENDED_STATES:
+        return f"it is already {fresh.state}"
+    if not fresh.managed:
+        return "it no longer carries the managed tag"
+    if fresh.state not in expect:
+        return f"it is {fresh.state} now (was {record.state})"
+    return None
 
 
 # -- commands as state transitions ----------------------------------------------
@@ -355,54 +417,85 @@ def drop_hold(state: State, cluster_id: str, user: str, now: datetime, *, by: st
     return state.with_cluster(replace(record, holds=holds, last_release=last_release)).record(event)
 
 
-def overtime_until(policy: Policy, state: State, hhmm: time | None, now: datetime) -> tuple[datetime, date]:
-    """Resolve ``!emr overtime [HH:MM]`` to an absolute time and the day it extends.
+def overtime_night(policy: Policy, state: State, record: ClusterRecord, now: datetime) -> date:
+    """The working night ``!emr overtime`` on *record* would extend; ValueError says why there is none.
 
-    The time is the first HH:MM after tonight's end of day (so ``01:00`` means
-    after midnight). Raises ValueError with a user-facing message when it is
-    in the past, not after the end of day, or beyond the bound.
+    Before tonight's end of day: tonight. During a working night (also after
+    midnight): that night, if its pass is still to run today, or the cluster
+    already has overtime for it (an extension), or it is being terminated by
+    that night's pass (overtime rescues it).
     """
-    day = next_end_of_day_day(state, policy, now)
-    if day is None:
+    if policy.end_of_day is None:
         raise ValueError("the end-of-day rule is off (END_OF_DAY is not set): there is nothing to extend")
-    if day != policy.local_day(now):
-        raise ValueError("tonight's end-of-day pass has already run; this cluster is now only under the idle rule")
-    end = policy.end_of_day_at(day)
+    night = policy.night_of(now)
+    if night is None:
+        day = next_end_of_day_day(state, policy, now)
+        assert day is not None
+        return day
+    has_overtime = record.overtime is not None and record.overtime.day == night
+    doomed_tonight = (
+        record.doomed is not None and record.doomed.rule in ("end_of_day", "overtime") and record.doomed.day == night
+    )
+    pass_to_come = state.end_of_day_done != night and policy.local_day(now) == night
+    if has_overtime or doomed_tonight or pass_to_come:
+        return night
+    if state.end_of_day_done != night:
+        raise ValueError("last night's end-of-day pass did not run (the bot was down then): there is nothing to extend")
+    raise ValueError("tonight's end-of-day pass has already run; this cluster is only under the idle rule tonight")
+
+
+def overtime_until(
+    policy: Policy, state: State, record: ClusterRecord, hhmm: time | None, now: datetime
+) -> tuple[datetime, date]:
+    """Resolve ``!emr overtime [HH:MM]`` to an absolute time and the working night it extends.
+
+    HH:MM is the first such time after that night's end of day (so ``01:00``
+    means after midnight, and asked at 00:40 it is 20 minutes away). The
+    default is two hours after the end of day, or two hours from now when
+    that has passed. Raises ValueError with a user-facing message when there
+    is no night to extend, the time is past, or it is beyond the bound.
+    """
+    night = overtime_night(policy, state, record, now)
+    end = policy.end_of_day_at(night)
     limit = end + OVERTIME_LIMIT
     if hhmm is None:
-        until = end + OVERTIME_DEFAULT
+        until = max(end, now) + OVERTIME_DEFAULT
+        until = min(until, limit)
+        if until <= now:
+            raise ValueError("the working night is over")  # pragma: no cover - night_of excludes it
     else:
-        local = datetime.combine(day, hhmm, tzinfo=policy.timezone)
+        local = datetime.combine(night, hhmm, tzinfo=policy.timezone)
         if local.astimezone(UTC) <= end:
-            local = datetime.combine(day + timedelta(days=1), hhmm, tzinfo=policy.timezone)
+            local = datetime.combine(night + timedelta(days=1), hhmm, tzinfo=policy.timezone)
         until = local.astimezone(UTC)
-    if until <= now:
-        raise ValueError(f"{hhmm:%H:%M} is already past")  # pragma: no cover - after end only
-    if until > limit:
-        last = limit.astimezone(policy.timezone)
-        raise ValueError(f"overtime can last until {last:%H:%M} at the latest ({OVERTIME_LIMIT} after end of day)")
-    return until, day
+        if until > limit:
+            last = limit.astimezone(policy.timezone)
+            raise ValueError(f"overtime can last until {last:%H:%M} at the latest ({OVERTIME_LIMIT} after end of day)")
+        if until <= now:
+            raise ValueError(f"{hhmm:%H:%M} is already past")
+    return until, night
 
 
 def set_overtime(
     state: State, cluster_id: str, user: str, name: str, until: datetime, day: date, now: datetime
 ) -> State:
+    """Record overtime for the working night *day*; rescues a cluster doomed by that night's rules."""
     record = state.clusters[cluster_id]
-    doomed = None if record.doomed and record.doomed.rule == "end_of_day" else record.doomed
+    doomed = None if record.doomed and record.doomed.rule in ("end_of_day", "overtime") else record.doomed
     event = Event(now, "overtime", cluster_id, record.name, who=name, detail=until.isoformat())
     updated = replace(record, overtime=Overtime(until=until, day=day, by=user), doomed=doomed)
     return state.with_cluster(updated).record(event)
 
 
 def terminated(state: State, cluster_id: str, now: datetime, *, rule: str | None, who: str | None) -> State:
-    """The cluster was terminated (by a rule or a person): forget it, remember why."""
-    record = state.clusters.get(cluster_id)
-    name = record.name if record else cluster_id
-    detail = ", ".join(h.name for h in record.holds) if record and record.holds else ""
+    """AWS accepted the termination (by a rule or a person): holds end; the record waits for AWS to confirm."""
+    record = state.clusters[cluster_id]
+    detail = ", ".join(h.name for h in record.holds)
     event = Event(
-        now, "terminated", cluster_id, name, who=who, rule=rule, detail=f"holders: {detail}" if detail else ""
+        now, "terminated", cluster_id, record.name, who=who, rule=rule, detail=f"holders: {detail}" if detail else ""
     )
-    return state.without_cluster(cluster_id).record(event)
+    ending = replace(record, holds=(), doomed=None, overtime=None, ending=Ending(now, who, rule), state="TERMINATING")
+    return state.with_cluster(ending).record(event)
 
 
 def termination_failed(state: State, cluster_id: str, code: str, message: str, now: datetime) -> tuple[State, bool]:
@@ -417,88 +510,49 @@ def termination_failed(state: State, cluster_id: str, code: str, message: str, n
     return state.with_cluster(updated).record(event), True
 
 
-# -- plain-data converters -----------------------------------------------------
+def refused_termination(state: State, cluster_id: str, fresh: ClusterInfo, why: str, now: datetime) -> State:
+    """A re-read refused an automatic termination: drop the doom, take AWS's state, say why in history."""
+    record = state.clusters.get(cluster_id)
+    if record is None:
+        return state
+    updated = replace(record, doomed=None, state=fresh.state if fresh.active else record.state)
+    if fresh.state == "WAITING" and record.state in BUSY_STATES:
+        updated = replace(updated, waiting_since=now)
+    if fresh.active and not fresh.managed:
+        updated = replace(updated, absent=UNMANAGED)
+    rule = record.doomed.rule if record.doomed else None
+    event = Event(now, "cancelled", cluster_id, record.name, rule=rule, detail=why)
+    return state.with_cluster(updated).record(event)
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def _dt(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
-def _record_to_dict(r: ClusterRecord) -> dict[str, Any]:
-    return {
-        "name": r.name,
-        "state": r.state,
-        "first_seen": r.first_seen.isoformat(),
-        "ready_at": _iso(r.ready_at),
-        "waiting_since": _iso(r.waiting_since),
-        "last_release": _iso(r.last_release),
-        "holds": [{"user": h.user, "name": h.name, "since": h.since.isoformat(), "reason": h.reason} for h in r.holds],
-        "warned": list(r.warned),
-        "overtime": (
-            {"until": r.overtime.until.isoformat(), "day": r.overtime.day.isoformat(), "by": r.overtime.by}
-            if r.overtime
-            else None
-        ),
-        "doomed": (
-            {"rule": r.doomed.rule, "since": r.doomed.since.isoformat(), "failure": r.doomed.failure}
-            if r.doomed
-            else None
-        ),
-    }
-
-
-def _record_from_dict(d: Mapping[str, Any], cluster_id: str | None = None) -> ClusterRecord:
-    overtime = d.get("overtime")
-    doomed = d.get("doomed")
-    first_seen = _dt(d["first_seen"])
-    assert first_seen is not None
-    return ClusterRecord(
-        id=cluster_id or d.get("id", ""),
-        name=d["name"],
-        state=d["state"],
-        first_seen=first_seen,
-        ready_at=_dt(d.get("ready_at")),
-        waiting_since=_dt(d.get("waiting_since")),
-        last_release=_dt(d.get("last_release")),
-        holds=tuple(
-            Hold(user=h["user"], name=h["name"], since=datetime.fromisoformat(h["since"]), reason=h.get("reason", ""))
-            for h in d.get("holds", ())
-        ),
-        warned=tuple(d.get("warned", ())),
-        overtime=(
-            Overtime(datetime.fromisoformat(overtime["until"]), date.fromisoformat(overtime["day"]), overtime["by"])
-            if overtime
-            else None
-        ),
-        doomed=(
-            Doom(doomed["rule"], datetime.fromisoformat(doomed["since"]), doomed.get("failure")) if doomed else None
-        ),
-    )
-
-
-def _event_to_dict(e: Event) -> dict[str, Any]:
-    return {
-        "at": e.at.isoformat(),
-        "kind": e.kind,
-        "cluster": e.cluster,
-        "name": e.name,
-        "who": e.who,
-        "rule": e.rule,
-        "detail": e.detail,
-    }
-
-
-def _event_from_dict(d: Mapping[str, Any]) -> Event:
-    return Event(
-        at=datetime.fromisoformat(d["at"]),
-        kind=d["kind"],
-        cluster=d["cluster"],
-        name=d["name"],
-        who=d.get("who"),
-        rule=d.get("rule"),
-        detail=d.get("detail", ""),
-    )
+__all__ = [
+    "ACTIVE_STATES",
+    "REASON_LIMIT",
+    "Cancelled",
+    "ClusterInfo",
+    "ClusterRecord",
+    "Deadline",
+    "Effect",
+    "Hold",
+    "Policy",
+    "Settled",
+    "State",
+    "Terminate",
+    "Warn",
+    "add_hold",
+    "drop_hold",
+    "needs_step_check",
+    "next_deadline",
+    "observe",
+    "overtime_night",
+    "overtime_until",
+    "plan_tick",
+    "refused_termination",
+    "set_overtime",
+    "settle",
+    "steps_seen",
+    "terminated",
+    "termination_failed",
+    "termination_refusal",
+    "to_recheck",
+]

@@ -170,18 +170,23 @@ def from_mapping(raw: Mapping[str, Any]) -> Settings:
         if not re.match(r"^https?://[^\s/]+(?:/\S*)?$", endpoint_url):
             raise ConfigError("ENDPOINT_URL", f"{endpoint_url!r} is not an http(s) URL")
 
-    cluster_tag = parse_tag(raw.get("CLUSTER_TAG", "emr-chatops=true"))
+    cluster_tag = parse_tag(raw.get("CLUSTER_TAG", str(Settings.cluster_tag)))
 
-    idle_minutes = int(_number("IDLE_MINUTES", raw.get("IDLE_MINUTES", 30), minimum=1, maximum=1440, integer=True))
-    warn_minutes = int(_number("WARN_MINUTES", raw.get("WARN_MINUTES", 5), minimum=0, maximum=120, integer=True))
+    idle_minutes = int(
+        _number("IDLE_MINUTES", raw.get("IDLE_MINUTES", Settings.idle_minutes), minimum=1, maximum=1440, integer=True)
+    )
+    warn_minutes = int(
+        _number("WARN_MINUTES", raw.get("WARN_MINUTES", Settings.warn_minutes), minimum=0, maximum=120, integer=True)
+    )
     if warn_minutes >= idle_minutes:
         raise ConfigError("WARN_MINUTES", f"{warn_minutes} must be less than IDLE_MINUTES ({idle_minutes})")
 
     end_of_day: time | None = None
-    if not _optional_text(raw.get("END_OF_DAY", "19:00")):
-        end_of_day = parse_hhmm("END_OF_DAY", raw.get("END_OF_DAY", "19:00"))
+    raw_end = raw.get("END_OF_DAY", Settings.end_of_day)
+    if not _optional_text(raw_end):
+        end_of_day = parse_hhmm("END_OF_DAY", raw_end)
 
-    zone_name = _text("TIMEZONE", raw.get("TIMEZONE", "Asia/Tokyo"))
+    zone_name = _text("TIMEZONE", raw.get("TIMEZONE", Settings.timezone.key))
     try:
         timezone = ZoneInfo(zone_name)
     except (ZoneInfoNotFoundError, ValueError):
@@ -191,10 +196,18 @@ def from_mapping(raw: Mapping[str, Any]) -> Settings:
     if not _optional_text(raw.get("NOTIFY_CHANNEL")):
         notify_channel = _text("NOTIFY_CHANNEL", raw["NOTIFY_CHANNEL"])
 
-    poll_seconds = _number("POLL_SECONDS", raw.get("POLL_SECONDS", 30), minimum=0.05, maximum=3600, integer=False)
+    poll_seconds = _number(
+        "POLL_SECONDS", raw.get("POLL_SECONDS", Settings.poll_seconds), minimum=0.05, maximum=3600, integer=False
+    )
     # Below 900 s, botocore's 15-minute refresh window would renew the token on every call.
     session_seconds = int(
-        _number("SESSION_SECONDS", raw.get("SESSION_SECONDS", 3600), minimum=1800, maximum=43200, integer=True)
+        _number(
+            "SESSION_SECONDS",
+            raw.get("SESSION_SECONDS", Settings.session_seconds),
+            minimum=1800,
+            maximum=43200,
+            integer=True,
+        )
     )
     return Settings(
         role_arn=role_arn,

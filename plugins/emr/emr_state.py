@@ -1,0 +1,317 @@
+"""The bot's memory: small frozen types, and the versioned plain data they are stored as.
+
+Nothing here imports boto3 or errbot, and nothing reads the clock. The plugin
+keeps the state in Errbot's storage as plain data (:meth:`State.to_dict`:
+str/int/ISO-8601 strings, dicts, lists) and converts it at the edge with
+:meth:`State.from_dict`, which also migrates the formats of earlier releases
+and refuses, rather than drops, a format newer than this code knows.
+
+A cluster is remembered from the first listing that shows it managed until
+AWS itself says it has ended (a terminal state in ``DescribeCluster``):
+absence from one listing proves nothing (a stale listing, a wrong
+``CLUSTER_TAG`` for a while), so such a record is only marked *unseen* and
+keeps its holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from typing import Any
+
+STATE_VERSION = 2
+ACTIVE_STATES = ("STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING")
+BUSY_STATES = frozenset({"STARTING", "BOOTSTRAPPING", "RUNNING"})
+ENDED_STATES = frozenset({"TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS"})
+HISTORY_LIMIT = 200
+WARNED_LIMIT = 20
+REASON_LIMIT = 200
+RECORD_LIMIT = 200  # clusters remembered at once (active ones are far fewer; see State.bounded)
+
+# Why a remembered cluster is missing from the latest listing of managed clusters.
+UNSEEN = "unseen"  # not in the listing; AWS not asked yet, or could not answer
+UNMANAGED = "unmanaged"  # AWS says it is active but it no longer carries CLUSTER_TAG
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """A cluster as AWS reports it (the adapter's output)."""
+
+    id: str
+    name: str
+    state: str
+    created_at: datetime | None = None
+    ready_at: datetime | None = None
+    managed: bool = True  # carries CLUSTER_TAG (listings only return managed clusters)
+    ended_at: datetime | None = None
+    reason: str = ""  # EMR's state-change reason, e.g. "User request"
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Someone declared they are using a cluster."""
+
+    user: str  # the chat identity (``msg.frm.person``): stable, used for mentions
+    name: str  # how to show them
+    since: datetime
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Overtime:
+    """A holder asked to keep the cluster through the working night of *day*, until *until*."""
+
+    until: datetime
+    day: date
+    by: str
+
+
+@dataclass(frozen=True)
+class Doom:
+    """The cluster is due for termination by *rule*; retried while the reason holds.
+
+    *day* is the working night an end-of-day or overtime termination belongs to.
+    """
+
+    rule: str
+    since: datetime
+    failure: str | None = None  # the last failure code already announced
+    day: date | None = None
+
+
+@dataclass(frozen=True)
+class Ending:
+    """AWS accepted a termination (by *who*, or by *rule*); the record leaves when AWS says it ended."""
+
+    at: datetime
+    who: str | None = None
+    rule: str | None = None
+
+
+@dataclass(frozen=True)
+class ClusterRecord:
+    """What the bot remembers about one managed cluster."""
+
+    id: str
+    name: str
+    state: str
+    first_seen: datetime
+    ready_at: datetime | None = None
+    waiting_since: datetime | None = None  # back to WAITING from work, or seen again after an absence
+    last_release: datetime | None = None
+    holds: tuple[Hold, ...] = ()
+    warned: tuple[str, ...] = ()
+    overtime: Overtime | None = None
+    doomed: Doom | None = None
+    absent: str = ""  # "", UNSEEN or UNMANAGED
+    unseen_since: datetime | None = None
+    ending: Ending | None = None
+
+    def holder(self, user: str) -> Hold | None:
+        return next((h for h in self.holds if h.user == user), None)
+
+    @property
+    def listed(self) -> bool:
+        """In the latest listing of managed clusters and not being terminated: the rules and commands apply."""
+        return not self.absent and self.ending is None
+
+
+@dataclass(frozen=True)
+class Event:
+    """One line of ``!emr history``."""
+
+    at: datetime
+    kind: str  # hold, release, expired, warning, overtime, terminated, failed, cancelled, ended, unmanaged, managed
+    cluster: str
+    name: str
+    who: str | None = None
+    rule: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class State:
+    """Everything the rules remember; persisted as plain data."""
+
+    clusters: Mapping[str, ClusterRecord] = field(default_factory=dict)
+    end_of_day_done: date | None = None
+    history: tuple[Event, ...] = ()
+
+    # -- plain data ---------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "clusters": {cid: _record_to_dict(r) for cid, r in self.clusters.items()},
+            "end_of_day_done": self.end_of_day_done.isoformat() if self.end_of_day_done else None,
+            "history": [_event_to_dict(e) for e in self.history],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> State:
+        """Decode stored state, migrating earlier formats; a newer format is refused (ValueError)."""
+        if not data:
+            return cls()
+        data = migrate(data)
+        done = data.get("end_of_day_done")
+        return cls(
+            clusters={cid: _record_from_dict(r, cid) for cid, r in data.get("clusters", {}).items()},
+            end_of_day_done=date.fromisoformat(done) if done else None,
+            history=tuple(_event_from_dict(e) for e in data.get("history", ())),
+        )
+
+    # -- small helpers ---------------------------------------------------------
+    def record(self, event: Event) -> State:
+        return replace(self, history=(*self.history, event)[-HISTORY_LIMIT:])
+
+    def with_cluster(self, record: ClusterRecord) -> State:
+        return replace(self, clusters={**self.clusters, record.id: record})
+
+    def without_cluster(self, cluster_id: str) -> State:
+        return replace(self, clusters={cid: r for cid, r in self.clusters.items() if cid != cluster_id})
+
+    def listed(self) -> list[ClusterRecord]:
+        return [r for r in self.clusters.values() if r.listed]
+
+    def bounded(self) -> State:
+        """At most RECORD_LIMIT records: the oldest unheld ones that are not listed go first."""
+        if len(self.clusters) <= RECORD_LIMIT:
+            return self
+        spare = sorted((r for r in self.clusters.values() if not r.listed and not r.holds), key=lambda r: r.first_seen)
+        excess = len(self.clusters) - RECORD_LIMIT
+        drop = {r.id for r in spare[:excess]}
+        return replace(self, clusters={cid: r for cid, r in self.clusters.items() if cid not in drop})
+
+
+def migrate(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Bring stored state of an earlier release to :data:`STATE_VERSION`.
+
+    * version 1 (part one) kept a list ``gone`` of cluster ids never to be seen
+      again; remembering a cluster as gone forever is what lost clusters and
+      holds after one stale listing, so it is dropped. Records gain ``absent``,
+      ``unseen_since`` and ``ending`` (all empty).
+    """
+    version = data.get("version")
+    if isinstance(version, int) and version > STATE_VERSION:
+        raise ValueError(
+            f"the stored state is version {version}, newer than this code reads ({STATE_VERSION}): "
+            "upgrade the plugin (nothing was changed)"
+        )
+    if version == 1:
+        data = {k: v for k, v in data.items() if k != "gone"} | {"version": 2}
+        version = 2
+    if version != STATE_VERSION:
+        raise ValueError(f"unsupported state version {version!r} (this code reads {STATE_VERSION})")
+    return data
+
+
+# -- plain-data converters -----------------------------------------------------
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _record_to_dict(r: ClusterRecord) -> dict[str, Any]:
+    return {
+        "name": r.name,
+        "state": r.state,
+        "first_seen": r.first_seen.isoformat(),
+        "ready_at": _iso(r.ready_at),
+        "waiting_since": _iso(r.waiting_since),
+        "last_release": _iso(r.last_release),
+        "holds": [{"user": h.user, "name": h.name, "since": h.since.isoformat(), "reason": h.reason} for h in r.holds],
+        "warned": list(r.warned),
+        "overtime": (
+            {"until": r.overtime.until.isoformat(), "day": r.overtime.day.isoformat(), "by": r.overtime.by}
+            if r.overtime
+            else None
+        ),
+        "doomed": (
+            {
+                "rule": r.doomed.rule,
+                "since": r.doomed.since.isoformat(),
+                "failure": r.doomed.failure,
+                "day": r.doomed.day.isoformat() if r.doomed.day else None,
+            }
+            if r.doomed
+            else None
+        ),
+        "absent": r.absent,
+        "unseen_since": _iso(r.unseen_since),
+        "ending": ({"at": r.ending.at.isoformat(), "who": r.ending.who, "rule": r.ending.rule} if r.ending else None),
+    }
+
+
+def _record_from_dict(d: Mapping[str, Any], cluster_id: str) -> ClusterRecord:
+    overtime = d.get("overtime")
+    doomed = d.get("doomed")
+    ending = d.get("ending")
+    first_seen = _dt(d["first_seen"])
+    assert first_seen is not None
+    return ClusterRecord(
+        id=cluster_id,
+        name=d["name"],
+        state=d["state"],
+        first_seen=first_seen,
+        ready_at=_dt(d.get("ready_at")),
+        waiting_since=_dt(d.get("waiting_since")),
+        last_release=_dt(d.get("last_release")),
+        holds=tuple(
+            Hold(user=h["user"], name=h["name"], since=datetime.fromisoformat(h["since"]), reason=h.get("reason", ""))
+            for h in d.get("holds", ())
+        ),
+        warned=tuple(d.get("warned", ())),
+        overtime=(
+            Overtime(datetime.fromisoformat(overtime["until"]), date.fromisoformat(overtime["day"]), overtime["by"])
+            if overtime
+            else None
+        ),
+        doomed=(
+            Doom(
+                doomed["rule"],
+                datetime.fromisoformat(doomed["since"]),
+                doomed.get("failure"),
+                date.fromisoformat(doomed["day"]) if doomed.get("day") else None,
+            )
+            if doomed
+            else None
+        ),
+        absent=d.get("absent", ""),
+        unseen_since=_dt(d.get("unseen_since")),
+        ending=(
+            Ending(datetime.fromisoformat(ending["at"]), ending.get("who"), ending.get("rule")) if ending else None
+        ),
+    )
+
+
+def _event_to_dict(e: Event) -> dict[str, Any]:
+    return {
+        "at": e.at.isoformat(),
+        "kind": e.kind,
+        "cluster": e.cluster,
+        "name": e.name,
+        "who": e.who,
+        "rule": e.rule,
+        "detail": e.detail,
+    }
+
+
+def _event_from_dict(d: Mapping[str, Any]) -> Event:
+    return Event(
+        at=datetime.fromisoformat(d["at"]),
+        kind=d["kind"],
+        cluster=d["cluster"],
+        name=d["name"],
+        who=d.get("who"),
+        rule=d.get("rule"),
+        detail=d.get("detail", ""),
+    )

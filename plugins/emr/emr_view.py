@@ -1,0 +1,346 @@
+"""Presentation: every word the bot says, rendered for the chat it goes to.
+
+One :class:`View` per plugin activation, built for plain text (the Text
+console, Errbot's test backend) or for Slack (mentions are ``<@U…>``, status
+is a card, user text is escaped for Slack). Facts come in as the rules' data;
+nothing here decides anything or talks to AWS. User-supplied text is made
+inert in exactly one place, :meth:`View.inert`.
+
+The three automatic rules share one wording table, :data:`RULES`: what the
+rule is called in history, why it terminated a cluster, what the next
+deadline looks like in ``!emr status``, and its warning.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from emr_decisions import AmbiguousName, Denied, NameProblem, NoneRunning, SeveralRunning, UnknownName
+from emr_errors import one_line
+from emr_rules import Deadline, Policy, next_deadline
+from emr_settings import Settings
+from emr_state import UNMANAGED, ClusterInfo, ClusterRecord, Event, Hold, State
+
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+# Status card colours (Slack attachment side bar): Slack's own good / info / warning / danger.
+COLOR_IDLE = "#2EB886"  # WAITING, nobody holds it: the idle countdown runs
+COLOR_BUSY = "#439FE0"  # a step is running (or the cluster is starting): never idle
+COLOR_HELD = "#DAA038"  # someone holds it
+COLOR_DOOMED = "#A30200"  # being terminated now
+
+
+@dataclass(frozen=True)
+class RuleWords:
+    """How one automatic rule is said. Placeholders: {at} {since} {idle} {eod} {cluster} {holders}."""
+
+    history: str  # who acted, in `!emr history`
+    reason: str  # why a cluster was terminated
+    deadline: str  # the next action, in status and replies
+    warning: str  # the announcement WARN_MINUTES before
+    warning_held: str = ""  # appended to the warning when someone holds the cluster
+
+
+RULES: dict[str, RuleWords] = {
+    "idle": RuleWords(
+        history="idle rule",
+        reason="nobody held it for {idle} minutes",
+        deadline="terminated at {at} unless someone locks it (idle since {since})",
+        warning="⏳ {cluster} has been idle since {since} and will be terminated at {at} unless someone says `!emr lock`.",
+    ),
+    "end_of_day": RuleWords(
+        history="end of day",
+        reason="end of day ({eod})",
+        deadline="terminated at {at} (end of day)",
+        warning="⏳ End of day: {cluster} will be terminated at {at}{held}. "
+        "A holder can keep it longer with `!emr overtime [HH:MM]`.",
+        warning_held=", although {holders} still hold it",
+    ),
+    "overtime": RuleWords(
+        history="overtime ended",
+        reason="its overtime ended",
+        deadline="terminated at {at} (when its overtime ends)",
+        warning="⏳ Overtime ends: {cluster} will be terminated at {at}.{held}",
+        warning_held=" Holders: {holders}.",
+    ),
+}
+
+
+class View:
+    """Wording and rendering for one chat (plain text, or Slack markup)."""
+
+    def __init__(self, settings: Settings, policy: Policy, *, slack: bool) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.slack = slack
+
+    # -- basics -------------------------------------------------------------------------
+    def local(self, moment: datetime | None, *, with_day: bool = False) -> str:
+        if moment is None:
+            return "?"
+        local = moment.astimezone(self.settings.timezone)
+        return local.strftime("%m-%d %H:%M") if with_day else local.strftime("%H:%M")
+
+    def mention(self, user: str, name: str) -> str:
+        """A person the message is about: a Slack mention pings them (the hold's user is the Slack id)."""
+        return f"<@{user}>" if self.slack else f"@{name}"
+
+    def mentions(self, holds: Iterable[Hold]) -> str:
+        return " ".join(self.mention(h.user, h.name) for h in holds)
+
+    def inert(self, text: str, limit: int = 60) -> str:
+        """User-supplied text, shown so that chat markup in it does nothing.
+
+        One line, bounded, in code quotes. For Slack that is not enough: Slack
+        parses ``<!channel>``, ``<@U…>`` and ``<url|text>`` everywhere, code spans
+        included, so ``&``, ``<`` and ``>`` become ``&amp;``, ``&lt;`` and ``&gt;`` as
+        Slack asks, and a word joiner after each ``@`` keeps a bare ``@here`` from
+        becoming a ping under ``link_names``.
+        """
+        flat = CONTROL_RE.sub(" ", text)
+        if len(flat) > limit:
+            flat = flat[: limit - 1] + "…"
+        flat = flat.replace("`", "'")
+        if self.slack:
+            flat = flat.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("@", "@\u2060")
+        return "`" + flat + "`"
+
+    @staticmethod
+    def cluster(record: ClusterRecord | ClusterInfo) -> str:
+        return f"{record.name} ({record.id})"
+
+    def hold(self, hold: Hold, *, mention: bool = False) -> str:
+        """``alice since 10:05: `reason```; *mention* makes the holder a Slack mention (they are pinged)."""
+        reason = f": {self.inert(hold.reason, 200)}" if hold.reason else ""
+        who = self.mention(hold.user, hold.name) if mention and self.slack else hold.name
+        return f"{who} since {self.local(hold.since)}{reason}"
+
+    def holders(self, record: ClusterRecord) -> str:
+        return ", ".join(self.hold(h) for h in record.holds) or "nobody"
+
+    # -- the rules ------------------------------------------------------------------------
+    def _fill(self, template: str, **values: str) -> str:
+        eod = self.settings.end_of_day
+        return template.format(idle=self.settings.idle_minutes, eod=f"{eod:%H:%M}" if eod else "off", **values)
+
+    def rule_reason(self, rule: str | None) -> str:
+        words = RULES.get(rule or "")
+        return self._fill(words.reason) if words else (rule or "terminated")
+
+    def rule_by(self, rule: str | None) -> str:
+        words = RULES.get(rule or "")
+        return words.history if words else (rule or "")
+
+    def deadline(self, deadline: Deadline, now: datetime) -> str:
+        at = self.local(deadline.at, with_day=deadline.at - now > timedelta(hours=20))
+        return self._fill(RULES[deadline.rule].deadline, at=at, since=self.local(deadline.idle_since))
+
+    def warning(self, record: ClusterRecord, deadline: Deadline) -> str:
+        words = RULES[deadline.rule]
+        held = self._fill(words.warning_held, holders=self.mentions(record.holds)) if record.holds else ""
+        return self._fill(
+            words.warning,
+            cluster=self.cluster(record),
+            at=self.local(deadline.at),
+            since=self.local(deadline.idle_since),
+            held=held,
+        )
+
+    def terminated_by_rule(self, record: ClusterRecord, rule: str) -> str:
+        text = f"🛑 Terminated {self.cluster(record)}: {self.rule_reason(rule)}."
+        return text + (f" It was held by {self.mentions(record.holds)}." if record.holds else "")
+
+    def termination_failed(self, record: ClusterRecord, rule: str, problem: str) -> str:
+        return f"⚠️ Could not terminate {self.cluster(record)} ({self.rule_reason(rule)}): {one_line(problem)} I will keep trying."
+
+    def termination_called_off(self, record: ClusterRecord, rule: str, why: str) -> str:
+        return f"✋ Not terminating {self.cluster(record)} ({self.rule_reason(rule)}) after all: {why}."
+
+    def ended(self, record: ClusterRecord, info: ClusterInfo | None) -> str:
+        """A remembered cluster AWS says has ended, not by the bot's hand this time."""
+        how = (info.reason or info.state) if info is not None else "terminated"
+        if record.doomed is not None:
+            return f"🛑 {self.cluster(record)} was terminated: {self.rule_reason(record.doomed.rule)}."
+        text = f"🛑 {self.cluster(record)} was terminated outside the bot ({how})."
+        return text + (f" It was held by {self.mentions(record.holds)}." if record.holds else "")
+
+    def unmanaged(self, record: ClusterRecord) -> str:
+        text = (
+            f"🏷️ {self.cluster(record)} no longer carries the tag {self.settings.cluster_tag}: "
+            "the bot leaves it alone (no idle or end-of-day termination) until it is tagged again."
+        )
+        return text + (f" Holds kept: {self.mentions(record.holds)}." if record.holds else "")
+
+    def poller_down(self, problem: str) -> str:
+        return f"⚠️ The EMR poller cannot reach the cluster account: {one_line(problem)}"
+
+    poller_back = "✓ The EMR poller reaches the cluster account again."
+
+    # -- status ---------------------------------------------------------------------------
+    def no_cluster(self, state: State | None = None) -> str:
+        text = (
+            f"No managed EMR cluster is running in account {self.settings.account_id} "
+            f"({self.settings.region}, tag {self.settings.cluster_tag})."
+        )
+        hidden = [r for r in state.clusters.values() if r.absent and r.holds] if state else []
+        if hidden:
+            names = ", ".join(
+                f"{self.cluster(r)} ({'untagged' if r.absent == UNMANAGED else 'not listed'})" for r in hidden
+            )
+            text += f" Holds are kept on {names} until AWS says it ended."
+        return text
+
+    def _facts(self, state: State, record: ClusterRecord, now: datetime) -> tuple[str, list[str]]:
+        """(next action, notes): the same facts for the text and the card."""
+        notes: list[str] = []
+        if record.overtime and not self.policy.night_over(record.overtime.day, now):
+            by = self.mention(record.overtime.by, record.overtime.by) if self.slack else record.overtime.by
+            notes.append(f"Overtime until {self.local(record.overtime.until)} (asked by {by}).")
+        if record.doomed is not None:
+            return f"being terminated now ({self.rule_reason(record.doomed.rule)})", notes
+        deadline = next_deadline(state, record, self.policy, now)
+        if record.state != "WAITING" and not record.holds:
+            notes.append(f"Not idle while {record.state}: the idle clock starts when it is WAITING.")
+        return (self.deadline(deadline, now) if deadline is not None else "none"), notes
+
+    def status_lines(self, state: State, record: ClusterRecord, cluster: ClusterInfo, now: datetime) -> str:
+        started = cluster.created_at or record.first_seen
+        next_action, notes = self._facts(state, record, now)
+        lines = [f"{self.cluster(cluster)} — {cluster.state}, up {duration(now - started)}"]
+        lines.append("  held by " + ("; ".join(self.hold(h) for h in record.holds) or "nobody"))
+        lines.append(f"  next: {next_action}")
+        lines += [f"  {note[0].lower()}{note[1:].rstrip('.')}" for note in notes]
+        return "\n".join(lines)
+
+    def status_card(self, state: State, record: ClusterRecord, cluster: ClusterInfo, now: datetime) -> dict[str, Any]:
+        """``send_card`` arguments for one cluster: the same facts as :meth:`status_lines`.
+
+        The colour says what matters at a glance: red, being terminated; orange, held;
+        blue, busy (never idle); green, WAITING with the idle countdown running.
+        """
+        started = cluster.created_at or record.first_seen
+        next_action, notes = self._facts(state, record, now)
+        if record.doomed is not None:
+            color = COLOR_DOOMED
+        else:
+            color = COLOR_HELD if record.holds else COLOR_BUSY if record.state != "WAITING" else COLOR_IDLE
+        return {
+            "title": self.cluster(cluster),
+            "link": self.console_link(cluster.id),
+            "body": " ".join(notes),
+            "color": color,
+            "fields": (
+                ("State", cluster.state),
+                ("Up for", duration(now - started)),
+                ("Holders", "\n".join(self.hold(h, mention=True) for h in record.holds) or "nobody"),
+                ("Next action", next_action),
+            ),
+        }
+
+    def console_link(self, cluster_id: str) -> str | None:
+        """The cluster's page in the EMR console (account B must be the console's account)."""
+        if self.settings.endpoint_url is not None or not self.settings.role_arn.startswith("arn:aws:"):
+            return None  # an emulator (no console), or a partition with another console domain
+        region = self.settings.region
+        return f"https://{region}.console.aws.amazon.com/emr/home?region={region}#/clusterDetails/{cluster_id}"
+
+    # -- command replies ---------------------------------------------------------------------
+    def locked(self, state: State, record: ClusterRecord, name: str, now: datetime, *, overtime_possible: bool) -> str:
+        text = f"🔒 {name} holds {self.cluster(record)}. Holders: {self.holders(record)}."
+        if record.doomed is not None:
+            text += f" ⚠️ It is being terminated ({self.rule_reason(record.doomed.rule)})"
+            return text + ("; a holder can still ask for `!emr overtime`." if overtime_possible else ".")
+        deadline = next_deadline(state, record, self.policy, now)
+        return text + (f" Next: {self.deadline(deadline, now)}." if deadline is not None else "")
+
+    def released(self, state: State, record: ClusterRecord, released: Hold, user: str, name: str, now: datetime) -> str:
+        who = "You" if released.user == user else self.mention(released.user, released.name)
+        text = f"🔓 {who} released {self.cluster(record)}"
+        if released.user != user:
+            text += f" (released by {name})"
+        if record.holds:
+            return text + f". Still held by {self.holders(record)}."
+        deadline = next_deadline(state, record, self.policy, now)
+        tail = f" Nobody holds it now: {self.deadline(deadline, now)}." if deadline else " Nobody holds it now."
+        return text + "." + tail
+
+    def terminating(self, record: ClusterRecord, name: str, others: Sequence[Hold]) -> str:
+        text = f"🛑 Terminating {self.cluster(record)} at {name}'s request."
+        return text + (f" Its holders were {self.mentions(others)}." if others else "")
+
+    def force_terminated(self, record: ClusterRecord, name: str, others: Sequence[Hold]) -> str:
+        return f"🛑 {name} force-terminated {self.cluster(record)}, held by {self.mentions(others)}."
+
+    def overtime_set(self, record: ClusterRecord, name: str, until: datetime) -> str:
+        return f"🌙 {self.cluster(record)} stays past end of day until {self.local(until)} ({name}'s overtime)."
+
+    def gone_meanwhile(self, cluster: ClusterInfo | ClusterRecord) -> str:
+        return f"{self.cluster(cluster)} is no longer running; see !emr status."
+
+    def not_terminated(self, record: ClusterRecord, why: str) -> str:
+        return f"Not terminating {self.cluster(record)}: {why} (nothing was changed); see !emr status."
+
+    # -- refusals --------------------------------------------------------------------------
+    def name_problem(self, problem: NameProblem, state: State | None = None) -> str:
+        if isinstance(problem, NoneRunning):
+            return self.no_cluster(state)
+        if isinstance(problem, SeveralRunning):
+            return f"Several clusters are running ({', '.join(problem.names)}): name one."
+        if isinstance(problem, AmbiguousName):
+            return (
+                f"Several managed clusters are called {self.inert(problem.name)} "
+                f"({', '.join(problem.ids)}): name one by its id."
+            )
+        assert isinstance(problem, UnknownName)
+        return (
+            f"No managed cluster called {self.inert(problem.word)} is running (managed: "
+            f"{', '.join(problem.managed) or 'none'}); see !emr status."
+        )
+
+    def denied(self, denied: Denied, record: ClusterRecord) -> str:
+        holders = ", ".join(self.hold(h, mention=True) for h in denied.holds) or "nobody"
+        if denied.code == "held_by_others":
+            return f"{record.name} is held by {holders}: ask them, or an admin can add --force."
+        if denied.code == "force_needs_admin":
+            return f"Only admins can --force the termination of a cluster held by others ({record.name})."
+        if denied.code == "not_holder":
+            return f"You don't hold {record.name}; holders: {self.holders(record)}."
+        if denied.code == "release_needs_admin":
+            return "Only admins can release someone else's hold."
+        if denied.code == "target_not_holder":
+            return f"{self.inert(denied.target)} does not hold {record.name}; holders: {self.holders(record)}."
+        if denied.code == "overtime_needs_hold":
+            return f"Only holders can ask for overtime: `!emr lock {record.name}` first."
+        return f"Not allowed ({denied.code})."  # pragma: no cover - every code is worded above
+
+    # -- history ---------------------------------------------------------------------------
+    def history(self, events: Sequence[Event]) -> str:
+        if not events:
+            return "No events yet."
+        return "\n".join(self.history_line(e) for e in events)
+
+    def history_line(self, e: Event) -> str:
+        if e.who:
+            who = f" by {e.who}"
+        elif e.rule and e.kind in ("terminated", "warning", "failed"):
+            who = f" by {self.rule_by(e.rule)}"
+        elif e.kind == "cancelled" and e.rule:
+            who = f" ({self.rule_by(e.rule)})"
+        else:
+            who = ""
+        if e.kind in ("warning", "overtime") and e.detail:
+            detail = f" — until {self.local(datetime.fromisoformat(e.detail))}"
+        elif e.kind in ("hold", "failed") and e.detail:
+            detail = f" — {self.inert(e.detail)}"
+        else:
+            detail = f" — {e.detail}" if e.detail else ""
+        return f"{self.local(e.at, with_day=True)} {e.kind} {e.name} ({e.cluster}){who}{detail}"
+
+
+def duration(delta: timedelta) -> str:
+    minutes = max(0, int(delta.total_seconds() // 60))
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m"
