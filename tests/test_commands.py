@@ -170,7 +170,10 @@ def test_admin_releases_someone_elses_hold_and_they_are_told(chat: Chat) -> None
         ("!emr lock " + "y" * 300, "✗ The reason is 300 characters long; keep it under 200."),
         ("!emr history many", "✗ !emr history takes one number N (1–50)."),
         ("!emr history 0", "✗ N must be between 1 and 50."),
-        ("!emr terminate $(rm -rf /); `reboot` | cat", "✗ No managed cluster called $(rm -rf /); 'reboot' | cat is running"),
+        (
+            "!emr terminate $(rm -rf /); `reboot` | cat",
+            "✗ No managed cluster called $(rm -rf /); 'reboot' | cat is running",
+        ),
         ("!emr status ;rm -rf /", "✗ No managed cluster called ;rm -rf / is running"),
         ("!emr status 'analytics", "✗ No managed cluster called 'analytics is running"),
         ("!emr overtime 25:00", "✗ The time must be HH:MM, 00:00–23:59."),
