@@ -23,6 +23,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import boto3
@@ -229,6 +230,20 @@ class Emulator:
             if cluster_id in backend.clusters:
                 return backend.clusters[cluster_id]
         raise KeyError(cluster_id)
+
+    def add_finished_step(self, cluster_id: str, started: datetime, ended: datetime) -> None:
+        """A step that ran and ended between two looks at the cluster (moto runs none: its times are set here)."""
+        self.emr_b().add_job_flow_steps(
+            JobFlowId=cluster_id,
+            Steps=[{"Name": "query", "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["true"]}}],
+        )
+        cluster = self._moto_cluster(cluster_id)
+        step = cluster.steps[-1]
+        step.state, step.start_date_time, step.end_date_time = "COMPLETED", started, ended
+        cluster.state = "WAITING"  # moto sets RUNNING when a step is added; it is over
+
+    def set_termination_protection(self, cluster_id: str, protected: bool) -> None:
+        self._moto_cluster(cluster_id).set_termination_protection(protected)
 
     def set_cluster_state(self, cluster_id: str, state: str) -> None:
         """Move a cluster to RUNNING/WAITING as if a step started or ended (moto has no API for it)."""

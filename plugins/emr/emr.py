@@ -111,7 +111,6 @@ from emr_rules import (
     drop_hold,
     needs_step_check,
     observe,
-    overtime_night,
     overtime_until,
     plan_tick,
     refused_termination,
@@ -453,7 +452,7 @@ class EMR(BotPlugin):
     def _overtime_possible(self, state: State, record: ClusterRecord, now: datetime) -> bool:
         """Whether `!emr overtime` would be accepted now (so a reply never promises what it refuses)."""
         try:
-            overtime_night(self.policy, state, record, now)
+            overtime_until(self.policy, state, record, None, now)
         except ValueError:
             return False
         return True

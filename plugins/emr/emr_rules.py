@@ -16,8 +16,9 @@ The rules (DESIGN §6):
   not, unless it has overtime for that working night (then at the overtime
   time). A cluster started after that day's pass is left to the idle rule.
 * **The working night** of day D runs from D's end of day for
-  :data:`NIGHT_LENGTH` (the longest overtime): ``!emr overtime 01:30`` asked
-  at 00:40 belongs to the night that began the evening before.
+  :data:`NIGHT_LENGTH` (12 hours: to the next morning, past the longest
+  overtime): ``!emr overtime 01:30`` asked at 00:40 belongs to the night that
+  began the evening before.
 * A termination that fails stays *doomed* and is retried every tick while its
   reason holds (idle: still WAITING, unheld and past the deadline; end of day
   and overtime: still that working night); each distinct failure is announced
@@ -53,7 +54,9 @@ from emr_state import (
 
 OVERTIME_DEFAULT = timedelta(hours=2)
 OVERTIME_LIMIT = timedelta(hours=8)
-NIGHT_LENGTH = OVERTIME_LIMIT  # a working night ends when the longest overtime would
+# A working night runs from END_OF_DAY to the next morning: longer than the longest overtime, so that an
+# overtime ending at its bound still falls inside its night (and is acted on), shorter than a day.
+NIGHT_LENGTH = timedelta(hours=12)
 RECHECK = timedelta(minutes=5)  # how often a remembered cluster missing from listings is re-read
 
 Rule = Literal["idle", "end_of_day", "overtime"]
@@ -462,7 +465,7 @@ def overtime_until(
         until = max(end, now) + OVERTIME_DEFAULT
         until = min(until, limit)
         if until <= now:
-            raise ValueError("the working night is over")  # pragma: no cover - night_of excludes it
+            raise ValueError(f"overtime can last until {limit.astimezone(policy.timezone):%H:%M} at the latest")
     else:
         local = datetime.combine(night, hhmm, tzinfo=policy.timezone)
         if local.astimezone(UTC) <= end:
