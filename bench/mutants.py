@@ -1,0 +1,253 @@
+"""Break the code on purpose and check that the tests guarding it fail.
+
+    .venv/bin/python bench/mutants.py            # every mutant
+    .venv/bin/python bench/mutants.py M3 R1      # some of them
+
+Each mutant is one textual change to one file of ``plugins/emr``, applied to a
+scratch copy of the checkout (never to this tree), and the tests named for it
+are run there. A mutant is *caught* when at least one of them fails; a
+surviving mutant means those tests cannot see the defect they are named after.
+Exit status 1 if any mutant survives.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = ROOT / ".venv" / "bin" / "python"
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    what: str
+    file: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+T = "tests/test_trustworthy.py::"
+R = "tests/test_rules.py::"
+D = "tests/test_decisions.py::"
+MUTANTS = (
+    Mutant(
+        "M1",
+        "tags cached for the life of the process (part one)",
+        "emr_adapter.py",
+        "TAG_TTL = timedelta(minutes=5)",
+        "TAG_TTL = timedelta(days=3650)",
+        (
+            T + "test_an_untagged_cluster_is_left_alone_within_five_minutes_and_never_terminated",
+            T + "test_a_cluster_tagged_while_the_bot_runs_is_managed_within_five_minutes",
+        ),
+    ),
+    Mutant(
+        "M2",
+        "no re-read before an automatic termination",
+        "emr.py",
+        "                why = termination_refusal(record, fresh, effect.expect)\n",
+        "                why = None\n",
+        (T + "test_the_cluster_is_re_read_right_before_an_idle_termination_and_spared_if_untagged",),
+    ),
+    Mutant(
+        "M3",
+        "a stale listing is folded in",
+        "emr.py",
+        "            if number < self._folded:",
+        "            if False:",
+        (T + "test_a_stale_listing_from_a_tick_does_not_erase_a_new_cluster_or_its_hold",),
+    ),
+    Mutant(
+        "M4",
+        "absence from one listing forgets the cluster and its holds",
+        "emr_rules.py",
+        "            new[cid] = replace(record, absent=UNSEEN, unseen_since=now)",
+        "            del new[cid]",
+        (T + "test_a_restart_with_a_wrong_cluster_tag_keeps_clusters_and_holds",),
+    ),
+    Mutant(
+        "M5",
+        "a pending termination is never re-decided",
+        "emr_rules.py",
+        "            why = doom_reason_gone(state, record, policy, now)\n",
+        "            why = None\n",
+        (
+            T + "test_a_retried_idle_termination_is_dropped_when_the_cluster_becomes_busy",
+            T + "test_a_retried_end_of_day_termination_is_dropped_the_next_morning",
+        ),
+    ),
+    Mutant(
+        "M6",
+        "an ambiguous name picks the oldest cluster",
+        "emr_decisions.py",
+        "    if len(found) > 1:\n        raise AmbiguousName",
+        "    if len(found) > 99:\n        raise AmbiguousName",
+        (T + "test_two_managed_clusters_with_the_same_name_are_refused_with_both_ids",),
+    ),
+    Mutant(
+        "M7",
+        "names are single words (part one)",
+        "emr_decisions.py",
+        "    lengths = range(len(words), 0, -1) if rest_allowed else (len(words),)",
+        "    lengths = (1,)",
+        (T + "test_a_cluster_name_with_spaces_works_in_every_command",),
+    ),
+    Mutant(
+        "M8",
+        "an unmanaged cluster's name is read as a reason",
+        "emr_decisions.py",
+        "        if _matches(others, prefix):",
+        "        if False:",
+        (T + "test_an_unmanaged_clusters_name_is_refused_never_read_as_a_reason",),
+    ),
+    Mutant(
+        "M9",
+        "overtime after midnight means the next night (part one)",
+        "emr_rules.py",
+        "        for day in (today, today - timedelta(days=1)):",
+        "        for day in (today,):",
+        (T + "test_overtime_asked_after_midnight_extends_tonights_overtime",),
+    ),
+    Mutant(
+        "M10",
+        "the steps are never read",
+        "emr_rules.py",
+        "    if not record.listed or record.doomed is not None:\n        return False",
+        "    if True:\n        return False",
+        (
+            T + "test_a_step_between_two_ticks_restarts_the_idle_clock",
+            T + "test_steps_that_ran_while_the_bot_was_down_count",
+        ),
+    ),
+    Mutant(
+        "M11",
+        "the poller is not tied to its activation (part one)",
+        "emr.py",
+        "self.start_poller(self.settings.poll_seconds, self.tick, args=(self._generation,))",
+        "self.start_poller(self.settings.poll_seconds, self.tick)",
+        (T + "test_deactivate_and_activate_while_a_tick_runs_leave_exactly_one_poller",),
+    ),
+    Mutant(
+        "M12",
+        "a held cluster ended outside the bot goes unannounced",
+        "emr.py",
+        "                    self._announce(self.view.ended(record, info))",
+        "                    pass",
+        (T + "test_a_held_cluster_terminated_outside_the_bot_is_announced_once_with_its_holders",),
+    ),
+    Mutant(
+        "M13",
+        "history counts in any script's digits (part one)",
+        "emr.py",
+        'COUNT_WORD_RE = re.compile(r"[0-9]{1,3}")',
+        'COUNT_WORD_RE = re.compile(r"\\d{1,3}")',
+        (T + "test_history_with_other_scripts_digits_gets_a_usage_answer",),
+    ),
+    Mutant(
+        "M14",
+        "the part-one sort key for clusters without a creation time",
+        "emr_adapter.py",
+        "clusters.sort(key=lambda c: (c.created_at or EARLIEST, c.name, c.id))",
+        "clusters.sort(key=lambda c: (c.created_at or datetime.min.astimezone(), c.name, c.id))",
+        (T + "test_a_cluster_without_a_creation_time_does_not_break_the_listing",),
+    ),
+    Mutant(
+        "R1",
+        "overtime no longer rescues a cluster doomed by the end of day",
+        "emr_rules.py",
+        '    doomed = None if record.doomed and record.doomed.rule in ("end_of_day", "overtime") else record.doomed\n',
+        "    doomed = record.doomed\n",
+        (R + "test_overtime_rescues_a_cluster_doomed_by_the_end_of_day",),
+    ),
+    Mutant(
+        "R2",
+        "overtime allowed after tonight's pass",
+        "emr_rules.py",
+        "    if has_overtime or doomed_tonight or pass_to_come:",
+        "    if True:",
+        (R + "test_no_overtime_after_tonights_pass_for_a_cluster_without_it",),
+    ),
+    Mutant(
+        "R3",
+        "WARN_MINUTES=0 still warns",
+        "emr_rules.py",
+        "        elif policy.warn_minutes and now >= deadline.at - policy.warn",
+        "        elif now >= deadline.at - timedelta(minutes=5)",
+        (R + "test_warn_minutes_zero_sends_no_warning_and_still_terminates",),
+    ),
+    Mutant(
+        "R4",
+        "an unbounded list of remembered clusters",
+        "emr_state.py",
+        "        if len(self.clusters) <= RECORD_LIMIT:",
+        "        if True:",
+        (R + "test_remembered_clusters_are_bounded",),
+    ),
+    Mutant(
+        "R5",
+        "the idle rule dooms a cluster the listing did not show",
+        "emr_rules.py",
+        "    for record in state.listed():",
+        "    for record in state.clusters.values():",
+        (
+            R + "test_a_cluster_missing_from_one_listing_keeps_its_record_and_holds",
+            R + "test_holds_survive_until_aws_says_the_cluster_ended_and_unseen_clusters_are_never_doomed",
+        ),
+    ),
+    Mutant(
+        "D1",
+        "an admin may terminate a held cluster without --force",
+        "emr_decisions.py",
+        "    if others and not force:",
+        "    if others and not force and not admin:",
+        (D + "test_who_may_terminate_a_cluster",),
+    ),
+)
+
+
+def run(mutant: Mutant, scratch: Path) -> tuple[bool, float, str]:
+    target = scratch / "plugins" / "emr" / mutant.file
+    original = target.read_text()
+    assert original.count(mutant.old) == 1, f"{mutant.name}: the text to mutate is not found exactly once"
+    target.write_text(original.replace(mutant.old, mutant.new))
+    started = time.monotonic()
+    try:
+        done = subprocess.run(
+            [str(PY), "-m", "pytest", "-q", "-x", "-p", "no:xdist", "-p", "no:randomly", *mutant.tests],
+            cwd=scratch,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+    finally:
+        target.write_text(original)
+    last = (done.stdout.strip().splitlines() or ["?"])[-1]
+    return done.returncode != 0, time.monotonic() - started, last
+
+
+def main(names: list[str]) -> int:
+    chosen = [m for m in MUTANTS if not names or m.name in names]
+    survived = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp) / "tree"
+        shutil.copytree(ROOT, scratch, ignore=shutil.ignore_patterns(".venv", ".git", "data", "__pycache__"))
+        print(f"{'mutant':6}  {'caught':6}  {'s':>5}  what (tests run: outcome)")
+        for mutant in chosen:
+            caught, seconds, last = run(mutant, scratch)
+            survived += not caught
+            print(f"{mutant.name:6}  {'yes' if caught else 'NO':6}  {seconds:5.1f}  {mutant.what} ({last})")
+    print(f"{len(chosen) - survived} of {len(chosen)} mutants caught")
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
