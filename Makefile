@@ -28,7 +28,7 @@ lint: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy
 
-## deploy-check: cfn-lint on the CloudFormation templates, systemd-analyze verify on the unit
+## deploy-check: cfn-lint on the CloudFormation templates, parliament on every shipped IAM policy, systemd-analyze on the unit
 deploy-check: $(BIN)/.installed
 	PATH=$(CURDIR)/$(BIN):$$PATH bash deploy/check.sh
 

@@ -98,6 +98,9 @@ class Emulator:
             create_backend_app,
         )
 
+        from demo import moto_emr_resources
+
+        moto_emr_resources.install()  # IAM enforcement checks EMR calls against the cluster's ARN, not "*"
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
         self._counting = _Counting(DomainDispatcherApplication(create_backend_app))
         self._server: BaseWSGIServer = make_server(

@@ -2,6 +2,11 @@
 # Static checks of the deploy artifacts, for CI and by hand:  bash deploy/check.sh
 #
 #   1. cfn-lint (errors, warnings and informational rules) on deploy/cloudformation/*.yaml.
+#      cfn-lint does not look inside a policy written as a JSON string (account-b.yaml's
+#      permissions are one, for their tag-key parameter): 1b and tests/test_deploy.py do.
+#   1b. parliament on every shipped IAM policy: deploy/iam/*.json and each policy inside the
+#      templates (deploy/audit_policies.py; every severity, community auditors on). A finding
+#      fails unless the script explains it (EXPLAINED, each with its reason).
 #   2. systemd-analyze verify on deploy/emr-chatops.service.
 #      verify insists that ExecStart's binary exists, and /opt/emr-chatops/.venv/bin/errbot does
 #      not exist on a CI machine. So the unit is copied to a temporary directory with only that
@@ -14,6 +19,7 @@
 #      weakens the hardening.
 #
 # Environment: CFN_LINT (default: the repo's .venv/bin/cfn-lint, else cfn-lint on PATH),
+# AUDIT_PYTHON (a Python with parliament; default: the repo's .venv/bin/python, else python3),
 # EMR_CHATOPS_SKIP_SYSTEMD=1 to skip 2 and 3 explicitly where systemd-analyze cannot exist.
 set -euo pipefail
 
@@ -37,6 +43,21 @@ elif "$cfn_lint" --include-checks I -- "$here"/cloudformation/*.yaml; then
     echo "ok: cfn-lint $(basename -a "$here"/cloudformation/*.yaml | tr '\n' ' ')"
 else
     fail "cfn-lint reported problems in deploy/cloudformation/"
+fi
+
+# -- 1b. IAM policies ---------------------------------------------------------------------
+audit_python="${AUDIT_PYTHON:-}"
+if [[ -z "$audit_python" ]]; then
+    if [[ -x "$repo/.venv/bin/python" ]]; then audit_python="$repo/.venv/bin/python"; else audit_python="python3"; fi
+fi
+if ! "$audit_python" -W ignore -c "import parliament, yaml" >/dev/null 2>&1; then
+    fail "parliament not found for $audit_python (pip install -r requirements-dev.txt, or set AUDIT_PYTHON)"
+elif out="$("$audit_python" "$here/audit_policies.py" 2>&1)"; then
+    printf '%s\n' "$out" | sed '$d' | sed 's/^/    /'   # the explained findings, each with its reason
+    echo "ok: $(printf '%s\n' "$out" | tail -n 1)"
+else
+    printf '%s\n' "$out" >&2
+    fail "parliament: a shipped IAM policy has an unexplained finding (deploy/audit_policies.py)"
 fi
 
 # -- 2 + 3. systemd unit ------------------------------------------------------------------

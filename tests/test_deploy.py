@@ -18,6 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
+from demo import policies
+from emr_settings import Settings
+
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
 CFN = DEPLOY / "cloudformation"
@@ -32,66 +35,31 @@ EXEC_START = "/opt/emr-chatops/.venv/bin/errbot -c /opt/emr-chatops/config.py"
 # --------------------------------------------------------------------------- CloudFormation
 
 
-class CfnLoader(yaml.SafeLoader):
-    """PyYAML loader that turns CloudFormation short-form tags (!Ref, !Sub, !GetAtt, !If, ...)
-    into their long form ({"Ref": ...}, {"Fn::Sub": ...}, ...)."""
-
-
-def _construct_cfn_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    value: Any
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        assert isinstance(node, yaml.MappingNode)
-        value = loader.construct_mapping(node, deep=True)
-    if suffix == "Ref":
-        return {"Ref": value}
-    if suffix == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    return {f"Fn::{suffix}": value}
-
-
-CfnLoader.add_multi_constructor("!", _construct_cfn_tag)
-
-
 def load_template(name: str) -> dict[str, Any]:
-    loader = CfnLoader((CFN / name).read_text(encoding="utf-8"))
-    try:
-        return loader.get_single_data()
-    finally:
-        loader.dispose()
+    return policies.load_template(name)
 
 
 def load_policy(name: str) -> dict[str, Any]:
     return json.loads((IAM / name).read_text(encoding="utf-8"))
 
 
-def to_placeholders(node: Any, names: Mapping[str, str]) -> Any:
-    """Replace CloudFormation references by the ``${PLACEHOLDER}`` the JSON policies use.
-
-    ``names`` maps a template parameter / pseudo parameter to its replacement text.  Any other
-    intrinsic function is left as is, so it cannot compare equal to the JSON by accident.
-    """
-    if isinstance(node, list):
-        return [to_placeholders(item, names) for item in node]
-    if isinstance(node, dict):
-        if set(node) == {"Ref"}:
-            assert node["Ref"] in names, f"unexpected !Ref {node['Ref']} in a policy"
-            return names[node["Ref"]]
-        if set(node) == {"Fn::Sub"} and isinstance(node["Fn::Sub"], str):
-
-            def sub(match: re.Match[str]) -> str:
-                assert match.group(1) in names, f"unexpected ${{{match.group(1)}}} in !Sub"
-                return names[match.group(1)]
-
-            return re.sub(r"\$\{([^}!]+)\}", sub, node["Fn::Sub"])
-        return {key: to_placeholders(value, names) for key, value in node.items()}
-    return node
+def to_placeholders(node: Any, names: Mapping[str, str]) -> dict[str, Any]:
+    """A template's policy with its CloudFormation references replaced by the ``${PLACEHOLDER}`` the
+    JSON policies use (``names``: parameter or pseudo parameter -> replacement text). A policy written
+    as a JSON string (``!Sub |``) is parsed: cfn-lint does not look inside one, so this is its check.
+    Any other intrinsic function is left as is, so it cannot compare equal to the JSON by accident."""
+    return policies.policy_document(node, names)
 
 
-ACCOUNT_B_NAMES = {"BotAccountId": "${ACCOUNT_A_ID}", "ExternalId": "${EXTERNAL_ID}", "AWS::Partition": "aws"}
+ACCOUNT_B_NAMES = {
+    "BotAccountId": "${ACCOUNT_A_ID}",
+    "ExternalId": "${EXTERNAL_ID}",
+    "AWS::Partition": "aws",
+    "AWS::Region": "${REGION}",
+    "AWS::AccountId": "${ACCOUNT_B_ID}",
+    "ClusterTagKey": "${CLUSTER_TAG_KEY}",
+    "ClusterTagValue": "${CLUSTER_TAG_VALUE}",
+}
 ACCOUNT_A_NAMES = {"ClusterAccountRoleArn": "${ROLE_ARN}", "AWS::Partition": "aws"}
 
 
@@ -133,6 +101,20 @@ def test_template_parameters() -> None:
     arn_pattern = re.compile(a["ClusterAccountRoleArn"]["AllowedPattern"])
     assert arn_pattern.match("arn:aws:iam::111122223333:role/cre")
     assert not arn_pattern.match("arn:aws:iam::111122223333:user/cre")
+
+
+def test_the_tag_parameters_default_to_the_default_cluster_tag_and_cannot_break_the_policy_json() -> None:
+    b = load_template("account-b.yaml")["Parameters"]
+    default = Settings(role_arn="arn:aws:iam::210987654321:role/cre").cluster_tag
+    assert (b["ClusterTagKey"]["Default"], b["ClusterTagValue"]["Default"]) == (default.key, default.value)
+    key, value = re.compile(b["ClusterTagKey"]["AllowedPattern"]), re.compile(b["ClusterTagValue"]["AllowedPattern"])
+    assert key.match("emr-chatops") and key.match("team:data") and value.match("true") and value.match("")
+    # The permissions are a JSON string with the parameters substituted in: a quote or a backslash
+    # would break it (or inject a statement), so neither parameter may hold one.
+    for bad in ('a"b', "a\\b", "", "x" * 129):
+        assert not key.match(bad), bad
+    for bad in ('a"b', "a\\b", "x" * 257):
+        assert not value.match(bad), bad
 
 
 def _tool(name: str) -> str | None:
@@ -226,6 +208,7 @@ def test_check_sh_passes() -> None:
     if cfn_lint is None:
         pytest.skip("cfn-lint is not installed (it is in requirements-dev.txt)")
     env["CFN_LINT"] = cfn_lint
+    env["AUDIT_PYTHON"] = sys.executable  # the Python running the tests has parliament (requirements-dev.txt)
     if shutil.which("systemd-analyze") is None:
         env["EMR_CHATOPS_SKIP_SYSTEMD"] = "1"
     result = subprocess.run(["bash", str(CHECK_SH)], capture_output=True, text=True, env=env, timeout=180)

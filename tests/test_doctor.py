@@ -211,3 +211,37 @@ def test_a_denied_automatic_termination_seen_by_the_poller_is_reported(
     failed = line(lines, "✗ EMR TerminateJobFlows")
     assert f"the automatic termination of analytics ({seeded.managed_id}) failed: AccessDenied" in failed
     assert "fix: allow elasticmapreduce:TerminateJobFlows" in failed
+
+
+def test_a_termination_denied_by_the_tag_condition_is_explained_with_the_cluster_s_tags(
+    start_bot: Any, emulator: Emulator, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # CLUSTER_TAG `*`: the untagged etl-nightly is managed, and in AWS the shipped role refuses to
+    # terminate it (its tag condition). moto does not evaluate the condition, so the role lacks the
+    # action here; AWS's answer is the same, and the doctor reads the cluster's tags to explain it.
+    emulator.reset()
+    seeded = emulator.seed(permissions=policies.permission_policy(without=["elasticmapreduce:TerminateJobFlows"]))
+    enforce_iam(emulator, monkeypatch)
+    bot = start_bot(CLUSTER_TAG="*")
+    bot.say("!emr lock analytics")  # held: only etl-nightly goes idle
+    bot.tick()
+    clock.advance(minutes=31)
+    bot.tick()
+    assert emulator.cluster_state(seeded.unmanaged_id) == "WAITING"
+    failed = line(doctor(bot), "✗ EMR TerminateJobFlows")
+    first, fix = failed.split("\n")
+    assert first == (
+        f"✗ EMR TerminateJobFlows: the automatic termination of etl-nightly ({seeded.unmanaged_id}) failed: "
+        "AccessDenied: the role may only terminate clusters tagged emr-chatops=true: this cluster's tags are team=etl"
+    )
+    assert fix.startswith(
+        f"    fix: tag it (aws emr add-tags --resource-id {seeded.unmanaged_id} --tags emr-chatops=true) "
+        "if the bot should manage it; or make the role's tag condition name EMR_CLUSTER_TAG"
+    )
+    assert "account-b.yaml" in fix
+    assert emulator.count("TerminateJobFlows") >= 1 and emulator.cluster_state(seeded.managed_id) == "WAITING"
+
+
+def test_the_doctor_says_which_clusters_the_role_may_terminate(start_bot: Any, seeded: Seeded) -> None:
+    skipped = line(doctor(start_bot()), "– EMR TerminateJobFlows")
+    assert f"allows it on the clusters of account {ACCOUNT_B} in ap-northeast-1 tagged emr-chatops=true" in skipped

@@ -1,9 +1,16 @@
-"""IAM enforced: the shipped policies are exactly enough, and a missing action is named."""
+"""IAM enforced: the shipped policies are exactly enough, and a missing action is named.
+
+moto enforces the actions and, with demo/moto_emr_resources.py, the account and region of each
+cluster ARN in the policies; it treats the managed-tag condition as satisfied (it has no value for
+``elasticmapreduce:ResourceTag/…``), which a test below pins down. What that condition refuses is
+checked in tests/test_policies.py.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,14 +22,14 @@ from emr_adapter import PERMISSIONS
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def iam_bot(tmp_path: Path, emulator: Emulator, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> Chat:
+def iam_bot(tmp_path: Path, emulator: Emulator, clock: Clock, monkeypatch: pytest.MonkeyPatch, **config: Any) -> Chat:
     """Account A's IAM user with exactly the shipped AssumeRole policy; enforcement on."""
     keys = emulator.create_bot_user()
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", keys["aws_access_key_id"])
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", keys["aws_secret_access_key"])
     emulator.set_iam_enforcement(True)
     emulator.reset_counts()
-    return Chat(tmp_path / "data", emr_config(emulator), clock).start()
+    return Chat(tmp_path / "data", emr_config(emulator, **config), clock).start()
 
 
 def test_the_shipped_policy_lists_exactly_the_actions_the_code_calls() -> None:
@@ -64,7 +71,11 @@ def test_a_role_without_terminate_permission_gets_a_one_line_answer_naming_it(
         assert "analytics" in bot.say("!emr status")
         before = bot.plugin.get("state")
         reply = bot.say("!emr terminate")
-        assert reply.startswith("✗ AWS denied elasticmapreduce:TerminateJobFlows")
+        assert reply.startswith(
+            f"✗ AWS denied elasticmapreduce:TerminateJobFlows on analytics ({seeded.managed_id}), "
+            "which is tagged emr-chatops=true (account 210987654321, ap-northeast-1): "
+            "allow elasticmapreduce:TerminateJobFlows on clusters tagged emr-chatops=true"
+        )
         assert "deploy/iam" in reply and "\n" not in reply
         assert emulator.cluster_state(seeded.managed_id) == "WAITING"
         assert bot.plugin.get("state") == before
@@ -81,6 +92,69 @@ def test_a_role_without_list_permission_is_named_in_status(
     bot = iam_bot(tmp_path, emulator, clock, monkeypatch)
     try:
         assert bot.say("!emr status").startswith("✗ AWS denied elasticmapreduce:ListClusters")
+    finally:
+        bot.stop()
+        emulator.set_iam_enforcement(False)
+
+
+def test_a_denied_termination_of_a_cluster_without_the_managed_tag_says_which_tags_it_has(
+    tmp_path: Path, emulator: Emulator, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # CLUSTER_TAG `*` makes the untagged etl-nightly managed; the shipped role would refuse it in AWS by
+    # its tag condition. moto does not evaluate that condition, so the role here lacks the action: AWS
+    # answers both the same way, and the reply is about the cluster's tags either way.
+    emulator.reset()
+    seeded = emulator.seed(permissions=policies.permission_policy(without=["elasticmapreduce:TerminateJobFlows"]))
+    bot = iam_bot(tmp_path, emulator, clock, monkeypatch, CLUSTER_TAG="*")
+    try:
+        assert "etl-nightly" in bot.say("!emr status")
+        before = bot.plugin.get("state")
+        reply = bot.say("!emr terminate etl-nightly")  # as the chat shows it: `code` without its backticks
+        assert reply == (
+            f"✗ AWS denied elasticmapreduce:TerminateJobFlows on etl-nightly ({seeded.unmanaged_id}) "
+            "(account 210987654321, ap-northeast-1): the role may only terminate clusters tagged "
+            "emr-chatops=true: this cluster's tags are team=etl. Tag it (aws emr add-tags --resource-id "
+            f"{seeded.unmanaged_id} --tags emr-chatops=true) if the bot should manage it, or widen the role's "
+            "tag condition (deploy/iam/; README, IAM)."
+        )
+        assert emulator.cluster_state(seeded.unmanaged_id) == "WAITING"
+        assert bot.plugin.get("state") == before
+    finally:
+        bot.stop()
+        emulator.set_iam_enforcement(False)
+
+
+def test_the_emulator_does_not_evaluate_the_tag_condition(
+    tmp_path: Path, emulator: Emulator, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Pinned so that the README stays true: with the shipped policy, AWS refuses to terminate an
+    # untagged cluster (tests/test_policies.py), moto lets it through. If moto learns the condition,
+    # this fails, and the refusal can be tested here, end to end.
+    emulator.reset()
+    seeded = emulator.seed()
+    bot = iam_bot(tmp_path, emulator, clock, monkeypatch, CLUSTER_TAG="*")
+    try:
+        assert bot.say("!emr terminate etl-nightly").startswith("🛑 Terminating etl-nightly")
+        assert emulator.cluster_state(seeded.unmanaged_id) == "TERMINATED"
+    finally:
+        bot.stop()
+        emulator.set_iam_enforcement(False)
+
+
+@pytest.mark.parametrize(
+    "elsewhere", [{"region": "eu-west-1"}, {"account_b_id": "333333333333"}], ids=["region", "account"]
+)
+def test_a_policy_for_another_region_or_account_refuses_the_clusters(
+    tmp_path: Path, emulator: Emulator, clock: Clock, monkeypatch: pytest.MonkeyPatch, elsewhere: dict[str, str]
+) -> None:
+    # The shipped policy filled in for another region (or account) than the clusters': ListClusters
+    # (no resource) is allowed, reading a cluster's tags is not. The emulator checks the cluster ARN.
+    emulator.reset()
+    emulator.seed(permissions=policies.permission_policy(**elsewhere))
+    bot = iam_bot(tmp_path, emulator, clock, monkeypatch)
+    try:
+        assert bot.say("!emr status").startswith("✗ AWS denied elasticmapreduce:DescribeCluster")
+        assert emulator.count("ListClusters") == 1
     finally:
         bot.stop()
         emulator.set_iam_enforcement(False)

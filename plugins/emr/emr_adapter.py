@@ -14,7 +14,9 @@ termination :meth:`EmrAdapter.describe` reads the cluster afresh, whatever the
 cache says.
 
 Every IAM action this module needs is listed in :data:`PERMISSIONS`, so the
-policy shipped in ``deploy/iam/`` can be checked against the code.
+policy shipped in ``deploy/iam/`` can be checked against the code; those that
+change a cluster are also in :data:`MUTATING`, and the policy allows them only
+on the clusters that carry the managed tag (``tests/test_policies.py``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from crossaccount import CrossAccountSession
-from emr_errors import AwsError, TerminationProtectedError
+from emr_errors import (
+    AccessDeniedError,
+    AwsError,
+    EmrChatopsError,
+    TagConditionDeniedError,
+    TerminationProtectedError,
+)
 from emr_settings import TagSelector
 from emr_state import ACTIVE_STATES, ClusterInfo
 
@@ -36,6 +44,14 @@ PERMISSIONS = (
     "elasticmapreduce:ListSteps",
     "elasticmapreduce:TerminateJobFlows",
 )
+# The actions of PERMISSIONS that change a cluster. The shipped policy allows each one only on the
+# clusters of account B in REGION that carry the managed tag (condition elasticmapreduce:ResourceTag/
+# <key> = <value>; a new cluster: elasticmapreduce:RequestTag/<key>). tests/test_policies.py holds
+# the policy to it, and checks against IAM's own access levels that no changing action is left out.
+MUTATING = frozenset({"elasticmapreduce:TerminateJobFlows"})
+# The tag the shipped policy names unless told otherwise (account-b.yaml's ClusterTagKey and
+# ClusterTagValue): the default CLUSTER_TAG.
+SHIPPED_POLICY_TAG = TagSelector("emr-chatops", "true")
 TAG_TTL = timedelta(minutes=5)
 TAG_CACHE_LIMIT = 10_000
 STEP_BUSY_STATES = ("PENDING", "RUNNING", "CANCEL_PENDING")
@@ -146,16 +162,45 @@ class EmrAdapter:
                 ends.append(end)
         return (max(ends) if ends else None), busy
 
+    def tags(self, cluster_id: str) -> dict[str, str]:
+        """The cluster's tags as AWS has them now (one DescribeCluster)."""
+        cluster = self.session.call(
+            "emr", "describe_cluster", "elasticmapreduce:DescribeCluster", ClusterId=cluster_id
+        )["Cluster"]
+        return {t["Key"]: t.get("Value", "") for t in cluster.get("Tags", [])}
+
     def terminate(self, cluster: ClusterInfo | Any) -> None:
         """Terminate one cluster; protection and IAM denials become clear errors."""
         try:
             self.session.call(
                 "emr", "terminate_job_flows", "elasticmapreduce:TerminateJobFlows", JobFlowIds=[cluster.id]
             )
+        except AccessDeniedError as error:
+            raise self._explain_denial(error, cluster, "terminate") from None
         except AwsError as error:
             if "termination protected" in str(error).lower() or "terminationprotected" in str(error).lower():
                 raise TerminationProtectedError(cluster.name, cluster.id) from None
             raise
+
+    def _explain_denial(self, error: AccessDeniedError, cluster: ClusterInfo | Any, verb: str) -> AccessDeniedError:
+        """A denied change (:data:`MUTATING`): IAM allows it only on clusters that carry the policy's tag, so
+        say what this cluster carries. The policy's tag is CLUSTER_TAG, as the deploy guide sets it, or
+        the shipped one when CLUSTER_TAG is ``*``. Costs one DescribeCluster, on a denial only; when
+        that fails too, the plain denial stands."""
+        required = policy_tag(self.selector)
+        try:
+            tags = self.tags(cluster.id)
+        except EmrChatopsError:
+            return error
+        return TagConditionDeniedError(
+            error, verb, str(required), required.matches(tags), (str(cluster.name), str(cluster.id)), tags
+        )
+
+
+def policy_tag(selector: TagSelector) -> TagSelector:
+    """The tag the role's policy lets the bot change clusters by: CLUSTER_TAG, as the deploy guide has
+    the policy name it, or the shipped policy's tag when CLUSTER_TAG is ``*`` (which the policy cannot follow)."""
+    return SHIPPED_POLICY_TAG if selector.matches_all else selector
 
 
 def _info(summary: dict[str, Any], *, managed: bool = True) -> ClusterInfo:

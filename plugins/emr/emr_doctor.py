@@ -4,7 +4,8 @@ Each link, in order: the region, the bot's own identity (account A), a fresh
 AssumeRole into account B (on a throw-away session, so the cached token cannot
 hide a trust policy broken since it was issued), EMR ListClusters and
 DescribeCluster, managed vs unmanaged clusters, TerminateJobFlows (as far as
-it can be known without terminating), and the config. A link that cannot be
+it can be known without terminating: a denial the poller met is explained
+against the managed tag the role's policy requires), and the config. A link that cannot be
 reached is "not checked", not failed. Nothing here touches the plugin state or
 a cluster, and no secret is ever shown.
 
@@ -19,8 +20,15 @@ from datetime import datetime
 from typing import NamedTuple
 
 from crossaccount import CrossAccountSession, MemoryTokenStore
-from emr_adapter import EmrAdapter
-from emr_errors import AccessDeniedError, AwsUnreachableError, CredentialsError, EmrChatopsError, one_line
+from emr_adapter import EmrAdapter, policy_tag
+from emr_errors import (
+    AccessDeniedError,
+    AwsUnreachableError,
+    CredentialsError,
+    EmrChatopsError,
+    one_line,
+    tag_condition,
+)
 from emr_rules import ClusterInfo, State
 from emr_settings import Settings, TagSelector
 
@@ -167,7 +175,7 @@ class Doctor:
 
         checks.append(self._managed_check(active, managed))
         checks.append(self._steps_check(probe, managed))
-        checks.append(self._terminate_check(state))
+        checks.append(self._terminate_check(state, probe))
         return checks
 
     def _steps_check(self, probe: CrossAccountSession, managed: list[ClusterInfo]) -> Check:
@@ -206,18 +214,30 @@ class Doctor:
             f"otherwise nothing to do until one starts (tagged {s.cluster_tag})",
         )
 
-    def _terminate_check(self, state: State) -> Check:
+    def _terminate_check(self, state: State, probe: CrossAccountSession | None = None) -> Check:
         """TerminateJobFlows cannot be probed (no dry run; a call on a made-up id proves nothing), so:
         what the poller has seen, or what the shipped policy says."""
         title = "EMR TerminateJobFlows"
+        required = policy_tag(self.settings.cluster_tag)
         for record in state.clusters.values():
             failure = record.doomed.failure if record.doomed is not None else None
             if not failure:
                 continue
-            if failure == "AccessDenied":
+            if failure == "AccessDenied" and (tags := self._denied_tags(probe, record.id)) is not None:
+                # The role may change only clusters carrying its tag, and AWS's answer does not say whether
+                # the tag or the action is missing: the cluster's tags tell.
+                failure = f"AccessDenied: {tag_condition('terminate', str(required), tags)}"
                 fix = (
-                    "allow elasticmapreduce:TerminateJobFlows in the role's permission policy "
-                    "(deploy/iam/account-b-permissions.json)"
+                    f"tag it (`aws emr add-tags --resource-id {record.id} --tags {required.key}="
+                    f"{required.value or '…'}`) if the bot should manage it; or make the role's tag condition name "
+                    "EMR_CLUSTER_TAG (ClusterTagKey and ClusterTagValue of deploy/cloudformation/account-b.yaml; "
+                    "README, IAM)"
+                )
+            elif failure == "AccessDenied":
+                fix = (
+                    f"allow elasticmapreduce:TerminateJobFlows on clusters tagged {required} in the role's "
+                    "permission policy (deploy/iam/account-b-permissions.json; its tag condition must name "
+                    "EMR_CLUSTER_TAG)"
                 )
             elif failure == "TerminationProtected":
                 fix = (
@@ -232,9 +252,21 @@ class Doctor:
         return Check(
             SKIP,
             title,
-            "not checked (only terminating a cluster would tell); deploy/iam/account-b-permissions.json allows it, "
+            "not checked (only terminating a cluster would tell); deploy/iam/account-b-permissions.json allows it "
+            f"on the clusters of account {self.settings.account_id} in {self.settings.region} tagged {required}, "
             "and a denial is named by `!emr terminate` and announced by the poller",
         )
+
+    def _denied_tags(self, probe: CrossAccountSession | None, cluster_id: str) -> dict[str, str] | None:
+        """The tags of a cluster whose termination IAM denied, when it lacks the tag the role's policy
+        requires (so the tag condition explains the denial); None when it carries it, or they are unknown."""
+        if probe is None:
+            return None
+        try:
+            tags = EmrAdapter(probe, self.settings.cluster_tag).tags(cluster_id)
+        except EmrChatopsError:
+            return None
+        return None if policy_tag(self.settings.cluster_tag).matches(tags) else tags
 
     def _skipped(self, steps: tuple[str, ...], why: str, state: State) -> list[Check]:
         region = self.settings.region
@@ -251,7 +283,8 @@ class Doctor:
                     WARN,
                     "CLUSTER_TAG `*`",
                     f"every active cluster of account {s.account_id} in {s.region} is managed, and terminated when idle",
-                    "set EMR_CLUSTER_TAG=emr-chatops=true and tag the shared cluster, unless that is really meant",
+                    "set EMR_CLUSTER_TAG=emr-chatops=true and tag the shared cluster, unless that is really meant "
+                    "(the shipped role refuses to terminate a cluster without that tag: README, IAM, the `*` variant)",
                 )
             )
         eod = f"end of day {s.end_of_day:%H:%M} {s.timezone.key}" if s.end_of_day else "end of day off"

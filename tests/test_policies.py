@@ -1,0 +1,348 @@
+"""IAM says what the code says: the role may do exactly the adapter's actions, and change only the
+managed clusters of its own account and region, whatever the bot's code does.
+
+moto's IAM enforcement (tests/test_iam.py) checks the actions and, with demo/moto_emr_resources.py,
+the account and region of a cluster's ARN; it treats the tag condition as satisfied. So the
+condition is checked here, with tests/iam_eval.py over the shipped documents — the JSON file and
+the policy inside account-b.yaml, each filled in as a deployment fills it in — and IAM's own access
+levels (parliament's copy of the IAM reference) decide which actions count as changes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+from iam_eval import Request, Unsupported, allowed, cluster_request, decide
+
+from demo import policies
+from demo.emulator import MANAGED_TAG
+from emr_adapter import MUTATING, PERMISSIONS, SHIPPED_POLICY_TAG
+from emr_settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+ACCOUNT, REGION = "222222222222", "eu-west-1"  # not the emulator's: the values must come from the setup
+CLUSTERS = f"arn:aws:elasticmapreduce:{REGION}:{ACCOUNT}:cluster/*"
+MANAGED = {"emr-chatops": "true", "team": "data"}
+UNMANAGED = {"team": "etl"}
+# Creating a cluster is conditioned on the tag in the request, not on the (not yet existing) resource.
+CREATES = {"elasticmapreduce:RunJobFlow"}
+KEY_ONLY_VARIANT = '"Null": {"elasticmapreduce:ResourceTag/emr-chatops": "false"}'
+
+
+def default_tag() -> tuple[str, str]:
+    tag = Settings(role_arn=f"arn:aws:iam::{ACCOUNT}:role/cre").cluster_tag
+    assert tag.key is not None and tag.value is not None
+    return tag.key, tag.value
+
+
+def json_permissions(tag: tuple[str, str] | None = None) -> dict[str, Any]:
+    return policies.permission_policy(account_b_id=ACCOUNT, region=REGION, tag=tag or default_tag())
+
+
+def template_permissions(tag: tuple[str, str] | None = None) -> dict[str, Any]:
+    """account-b.yaml's permissions as CloudFormation fills them in: its defaults, unless *tag* overrides them."""
+    parameters = policies.load_template("account-b.yaml")["Parameters"]
+    names = {name: str(p["Default"]) for name, p in parameters.items() if "Default" in p}
+    names.update({"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT})
+    names.update({"BotAccountId": "111111111111", "ExternalId": "an-external-id-for-the-test"})
+    if tag is not None:
+        names.update({"ClusterTagKey": tag[0], "ClusterTagValue": tag[1]})
+    found = policies.template_policies("account-b.yaml", names)
+    return found["account-b.yaml:ChatopsClusterRole.Policies[0].PolicyDocument"]
+
+
+SHIPPED = {"deploy/iam/account-b-permissions.json": json_permissions, "account-b.yaml": template_permissions}
+
+
+@pytest.fixture(params=sorted(SHIPPED))
+def shipped(request: pytest.FixtureRequest) -> Any:
+    """Each shipped form of account B's permissions, as a function of the managed tag."""
+    return SHIPPED[request.param]
+
+
+def statements(document: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(document["Statement"])
+
+
+def listed(value: str | list[str]) -> list[str]:
+    return value if isinstance(value, list) else [value]
+
+
+@cache
+def iam_reference() -> dict[str, dict[str, Any]]:
+    """IAM's actions ("service:Action" -> access level and resource types), from parliament's data file.
+
+    Read from the file, not imported: parliament's import has side effects (pkg_resources)."""
+    spec = importlib.util.find_spec("parliament")
+    assert spec is not None and spec.origin is not None, "parliament is in requirements-dev.txt"
+    services = json.loads((Path(spec.origin).parent / "iam_definition.json").read_text(encoding="utf-8"))
+    return {
+        f"{service['prefix']}:{p['privilege']}": p
+        for service in services
+        for p in service["privileges"]
+        if service["prefix"] in {"elasticmapreduce", "cloudwatch", "iam"}
+    }
+
+
+def cluster(cluster_id: str = "j-2AXXXXXXGAPLF", account: str = ACCOUNT, region: str = REGION) -> str:
+    return f"arn:aws:elasticmapreduce:{region}:{account}:cluster/{cluster_id}"
+
+
+# -- what the code declares ------------------------------------------------------------------------
+
+
+def test_the_shipped_policies_allow_exactly_the_actions_the_adapter_declares(shipped: Any) -> None:
+    document = shipped()
+    assert all(s["Effect"] == "Allow" and "Action" in s and "Resource" in s for s in statements(document))
+    actions = [a for s in statements(document) for a in listed(s["Action"])]
+    assert not [a for a in actions if "*" in a or "?" in a], "list every action by name, read ones too"
+    assert sorted(set(actions)) == sorted(PERMISSIONS)
+
+
+def test_every_action_that_changes_something_is_declared_mutating() -> None:
+    # IAM's own access levels decide: an action added to PERMISSIONS that is not a read or a list
+    # (Write, Tagging, Permissions management) must be in MUTATING, and so under the tag condition.
+    levels = {action: iam_reference()[action]["access_level"] for action in PERMISSIONS}
+    assert {a for a, level in levels.items() if level not in ("Read", "List")} == set(MUTATING)
+    assert set(MUTATING) <= set(PERMISSIONS)
+
+
+def test_each_changing_action_is_allowed_only_on_tagged_clusters_of_the_account_and_region(shipped: Any) -> None:
+    key, value = default_tag()
+    for action in sorted(MUTATING):
+        assert action.startswith("elasticmapreduce:"), (
+            f"{action}: say here which condition it must carry (e.g. iam:PassRole: the two roles, iam:PassedToService)"
+        )
+        condition_key = "elasticmapreduce:RequestTag" if action in CREATES else "elasticmapreduce:ResourceTag"
+        granting = [s for s in statements(shipped()) if action in listed(s["Action"])]
+        assert granting, action
+        for statement in granting:
+            assert listed(statement["Resource"]) == [CLUSTERS], f"{action} on {statement['Resource']}"
+            assert statement.get("Condition") == {"StringEquals": {f"{condition_key}/{key}": value}}, (
+                f"{action} ({statement.get('Sid')}) must carry the managed-tag condition"
+            )
+
+
+def test_read_actions_are_as_narrow_as_the_api_allows(shipped: Any) -> None:
+    for statement in statements(shipped()):
+        for action in listed(statement["Action"]):
+            has_resource = any(t["resource_type"] for t in iam_reference()[action]["resource_types"])
+            # An action with a resource type (DescribeCluster, ListSteps) is limited to the clusters of
+            # the account and region; one without (ListClusters, cloudwatch:GetMetricData) can only be "*".
+            assert listed(statement["Resource"]) == ([CLUSTERS] if has_resource else ["*"]), action
+
+
+def test_the_tag_the_policies_name_by_default_is_the_default_cluster_tag() -> None:
+    parameters = policies.load_template("account-b.yaml")["Parameters"]
+    template_default = (parameters["ClusterTagKey"]["Default"], parameters["ClusterTagValue"]["Default"])
+    assert template_default == default_tag() == MANAGED_TAG == (SHIPPED_POLICY_TAG.key, SHIPPED_POLICY_TAG.value)
+
+
+# -- what IAM then decides ---------------------------------------------------------------------------
+
+
+def test_a_tagged_cluster_of_the_account_and_region_may_be_terminated(shipped: Any) -> None:
+    request = cluster_request("elasticmapreduce:TerminateJobFlows", cluster(), MANAGED)
+    assert decide([shipped()], request) == "Allow"
+
+
+@pytest.mark.parametrize(
+    ("why", "arn", "tags"),
+    [
+        ("untagged", cluster(), UNMANAGED),
+        ("no tags at all", cluster(), {}),
+        ("the tag with another value", cluster(), {"emr-chatops": "false"}),
+        ("the value in another case", cluster(), {"emr-chatops": "True"}),
+        ("the value as another key", cluster(), {"managed": "true"}),
+        ("another account", cluster(account="333333333333"), MANAGED),
+        ("another region", cluster(region="us-east-1"), MANAGED),
+        ("not a cluster", f"arn:aws:elasticmapreduce:{REGION}:{ACCOUNT}:studio/es-1", MANAGED),
+    ],
+)
+def test_a_termination_outside_the_scope_is_refused_by_iam(
+    shipped: Any, why: str, arn: str, tags: dict[str, str]
+) -> None:
+    request = cluster_request("elasticmapreduce:TerminateJobFlows", arn, tags)
+    assert decide([shipped()], request) == "ImplicitDeny", why
+
+
+def test_reads_see_every_cluster_of_the_account_and_region_and_no_other(shipped: Any) -> None:
+    # The bot reads an untagged cluster's tags to know it is not managed; it may read, never change it.
+    document = shipped()
+    for action in ("elasticmapreduce:DescribeCluster", "elasticmapreduce:ListSteps"):
+        assert allowed([document], cluster_request(action, cluster(), UNMANAGED)), action
+        assert not allowed([document], cluster_request(action, cluster(account="333333333333"), MANAGED)), action
+        assert not allowed([document], cluster_request(action, cluster(region="us-east-1"), MANAGED)), action
+    assert allowed([document], Request("elasticmapreduce:ListClusters", "*"))
+
+
+def test_no_other_emr_action_is_allowed_even_on_a_managed_cluster(shipped: Any) -> None:
+    document = shipped()
+    others = sorted(a for a in iam_reference() if a.startswith("elasticmapreduce:") and a not in PERMISSIONS)
+    assert "elasticmapreduce:AddTags" in others and "elasticmapreduce:ModifyCluster" in others
+    granted = [
+        action
+        for action in others
+        for resource in (cluster(), "*")
+        if allowed([document], cluster_request(action, resource, MANAGED))
+    ]
+    assert granted == []
+
+
+def test_a_deployment_with_another_tag_protects_by_that_tag(shipped: Any) -> None:
+    document = shipped(("team", "data"))
+    terminate = "elasticmapreduce:TerminateJobFlows"
+    assert allowed([document], cluster_request(terminate, cluster(), {"team": "data"}))
+    assert not allowed([document], cluster_request(terminate, cluster(), {"emr-chatops": "true"}))
+
+
+def variant(document: dict[str, Any], condition: dict[str, Any] | None) -> dict[str, Any]:
+    """The shipped policy with the changing statements' Condition replaced, as the README's variants say."""
+    changed = json.loads(json.dumps(document))
+    for statement in changed["Statement"]:
+        if set(listed(statement["Action"])) & MUTATING:
+            statement.pop("Condition")
+            if condition is not None:
+                statement["Condition"] = condition
+    return changed
+
+
+def test_the_documented_key_only_variant_accepts_any_value_of_the_key_and_nothing_else() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert KEY_ONLY_VARIANT in readme, "the README documents this very condition"
+    document = variant(json_permissions(), json.loads("{" + KEY_ONLY_VARIANT + "}"))
+    terminate = "elasticmapreduce:TerminateJobFlows"
+    for value in ("true", "yes", ""):
+        assert allowed([document], cluster_request(terminate, cluster(), {"emr-chatops": value})), value
+    assert not allowed([document], cluster_request(terminate, cluster(), UNMANAGED))
+    assert not allowed([document], cluster_request(terminate, cluster(account="333333333333"), MANAGED))
+
+
+def test_the_documented_star_variant_protects_nothing_in_the_account_and_region() -> None:
+    document = variant(json_permissions(), None)
+    terminate = "elasticmapreduce:TerminateJobFlows"
+    assert allowed([document], cluster_request(terminate, cluster(), UNMANAGED))
+    assert allowed([document], cluster_request(terminate, cluster(), {}))
+    assert not allowed([document], cluster_request(terminate, cluster(region="us-east-1"), {}))
+
+
+# -- the evaluator itself: each rule it applies, against a policy written for it --------------------
+
+
+def _policy(*statements: dict[str, Any]) -> dict[str, Any]:
+    return {"Version": "2012-10-17", "Statement": list(statements)}
+
+
+ANY = {"Effect": "Allow", "Action": "elasticmapreduce:*", "Resource": "*"}
+
+
+@pytest.mark.parametrize(
+    ("statements_", "request_", "expected"),
+    [
+        ([ANY], Request("elasticmapreduce:ListClusters", "*"), "Allow"),
+        ([ANY], Request("ElasticMapReduce:listclusters", "*"), "Allow"),  # action names ignore case
+        ([ANY], Request("ec2:TerminateInstances", "*"), "ImplicitDeny"),
+        ([ANY, {**ANY, "Effect": "Deny"}], Request("elasticmapreduce:ListClusters", "*"), "ExplicitDeny"),
+        ([{**ANY, "Resource": "arn:aws:x:::a/*"}], Request("elasticmapreduce:X", "arn:aws:x:::a/b"), "Allow"),
+        ([{**ANY, "Resource": "arn:aws:x:::a/*"}], Request("elasticmapreduce:X", "arn:aws:x:::A/b"), "ImplicitDeny"),
+        ([{**ANY, "Resource": "arn:aws:x:::a/?"}], Request("elasticmapreduce:X", "arn:aws:x:::a/bc"), "ImplicitDeny"),
+        (
+            [{"Effect": "Allow", "NotAction": "elasticmapreduce:Terminate*", "Resource": "*"}],
+            Request("elasticmapreduce:TerminateJobFlows", "*"),
+            "ImplicitDeny",
+        ),
+        (
+            [{**ANY, "Condition": {"StringEquals": {"K": ["a", "b"]}}}],
+            Request("elasticmapreduce:X", "*", {"k": "b"}),  # key names ignore case; values OR
+            "Allow",
+        ),
+        ([{**ANY, "Condition": {"StringEquals": {"k": "a"}}}], Request("elasticmapreduce:X", "*", {}), "ImplicitDeny"),
+        ([{**ANY, "Condition": {"StringNotEquals": {"k": "a"}}}], Request("elasticmapreduce:X", "*", {}), "Allow"),
+        (
+            [{**ANY, "Condition": {"StringEqualsIfExists": {"k": "a"}}}],
+            Request("elasticmapreduce:X", "*", {}),
+            "Allow",
+        ),
+        (
+            [{**ANY, "Condition": {"StringEquals": {"k": "a", "j": "b"}}}],
+            Request("elasticmapreduce:X", "*", {"k": "a"}),  # keys AND
+            "ImplicitDeny",
+        ),
+        ([{**ANY, "Condition": {"StringLike": {"k": "a*"}}}], Request("elasticmapreduce:X", "*", {"k": "ab"}), "Allow"),
+        ([{**ANY, "Condition": {"Null": {"k": "false"}}}], Request("elasticmapreduce:X", "*", {}), "ImplicitDeny"),
+        ([{**ANY, "Condition": {"Null": {"k": "true"}}}], Request("elasticmapreduce:X", "*", {}), "Allow"),
+    ],
+)
+def test_the_evaluator_applies_iam_s_rules(statements_: list[dict[str, Any]], request_: Request, expected: str) -> None:
+    assert decide([_policy(*statements_)], request_) == expected
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        {**ANY, "Condition": {"ForAnyValue:StringEquals": {"aws:TagKeys": "a"}}},
+        {**ANY, "Condition": {"ArnLike": {"aws:SourceArn": "arn:*"}}},
+        {**ANY, "Resource": "arn:aws:s3:::${aws:username}/*"},
+        {**ANY, "Principal": "*"},
+    ],
+)
+def test_the_evaluator_refuses_what_it_does_not_implement(statement: dict[str, Any]) -> None:
+    with pytest.raises(Unsupported):
+        decide([_policy(statement)], Request("elasticmapreduce:ListClusters", "arn:aws:s3:::alice/x"))
+
+
+# -- parliament -----------------------------------------------------------------------------------------
+
+
+@cache
+def audit_module() -> Any:
+    spec = importlib.util.spec_from_file_location("audit_policies", ROOT / "deploy" / "audit_policies.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def unexplained(documents: dict[str, dict[str, Any]]) -> list[str]:
+    return [f"{f.issue}: {f.detail}" for f, why in audit_module().audit(documents) if why is None]
+
+
+def test_parliament_finds_nothing_unexplained_in_any_shipped_policy() -> None:
+    shipped = audit_module().shipped_policies()
+    assert len(shipped) == 6  # 3 JSON files, and the same 3 policies inside the 2 templates
+    assert unexplained(shipped) == []
+
+
+def test_parliament_would_catch_what_the_policies_must_not_be() -> None:
+    # Part one's policy: TerminateJobFlows (and the reads) on every resource of every account.
+    part_one = _policy(
+        {
+            "Effect": "Allow",
+            "Action": ["elasticmapreduce:DescribeCluster", "elasticmapreduce:TerminateJobFlows"],
+            "Resource": "*",
+        }
+    )
+    assert any(issue.startswith("RESOURCE_STAR") for issue in unexplained({"part-one": part_one}))
+    typo = _policy({"Effect": "Allow", "Action": "elasticmapreduce:TerminateJobFlow", "Resource": CLUSTERS})
+    assert any(issue.startswith("UNKNOWN_ACTION") for issue in unexplained({"typo": typo}))
+    # The trust-policy explanation does not excuse a permission statement without a Resource,
+    no_resource = _policy({"Effect": "Allow", "Action": "elasticmapreduce:ListClusters"})
+    assert any(issue.startswith("MALFORMED") for issue in unexplained({"no-resource": no_resource}))
+    # and the resource-tag explanation does not excuse a tag condition on an action without a resource.
+    listing = _policy(
+        {
+            "Effect": "Allow",
+            "Action": "elasticmapreduce:ListClusters",
+            "Resource": "*",
+            "Condition": {"StringEquals": {"elasticmapreduce:ResourceTag/emr-chatops": "true"}},
+        }
+    )
+    assert any(re.match("UNKNOWN_CONDITION_FOR_ACTION", i) for i in unexplained({"listing": listing}))
