@@ -1,9 +1,17 @@
-"""Fuzz every command (Hypothesis): always one answer, never a traceback, refusals change nothing."""
+"""Fuzz every command (Hypothesis): always one answer, never a crash, refusals change nothing.
+
+A crash is a failure here even though the plugin survives it: the apology the
+plugin answers an unexpected exception with ("Something unexpected went wrong"),
+or any ERROR record logged while the example runs (the traceback goes there).
+"""
 
 from __future__ import annotations
 
+import logging
+from types import TracebackType
+
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import Chat
@@ -39,15 +47,48 @@ NASTY = [
     "99999999999999999999",
     "🚀",
     "解析",
+    "²",  # str.isdigit() is True, int() refuses it
+    "١٢",  # Arabic-Indic 12: a decimal number to int(), not ASCII
+    "١٩:٣٠",  # an Arabic-Indic HH:MM for !emr overtime
+    "٢٥:٠٠",
     "\u202e",
     "x" * 5000,
 ]
 words = st.one_of(st.text(max_size=40), st.sampled_from(NASTY))
-arguments = st.lists(words, max_size=6).map(" ".join)
+# Often a single word, so that `history ²` or `overtime 25:00` is likely, not a rare draw.
+arguments = st.one_of(st.sampled_from(NASTY), st.lists(words, max_size=6).map(" ".join))
 commands = st.sampled_from(
     ["status", "lock", "unlock", "terminate", "overtime", "history", "doctor", "", "frobnicate", "lock analytics"]
 )
 users = st.sampled_from(["alice", "bob", "admin"])
+APOLOGY = "Something unexpected"  # the plugin's answer to an exception it did not expect
+
+
+class LoggedErrors(logging.Handler):
+    """The ERROR (and worse) records any logger emits while attached to the root logger.
+
+    Attached and detached around each example by the test itself: pytest's caplog
+    is set up once per test function, not once per Hypothesis example.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def __enter__(self) -> LoggedErrors:
+        logging.getLogger().addHandler(self)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        logging.getLogger().removeHandler(self)
+
+    def summary(self) -> str:
+        first = self.records[0]
+        trace = logging.Formatter().formatException(first.exc_info) if first.exc_info else ""
+        return f"{len(self.records)} error(s) logged; first: {first.name}: {first.getMessage()}\n{trace}"
 
 
 @pytest.mark.slow
@@ -58,14 +99,20 @@ users = st.sampled_from(["alice", "bob", "admin"])
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(command=commands, args=arguments, user=users)
+@example(command="history", args="²", user="alice")  # a known crash: "²".isdigit() but int("²") raises
+@example(command="history", args="١٢", user="alice")
+@example(command="overtime", args="١٩:٣٠", user="alice")
 def test_every_command_answers_one_line_or_acts(
     chat: Chat, emulator: Emulator, seeded: Seeded, command: str, args: str, user: str
 ) -> None:
-    chat.say("!emr status")  # the bot has seen whatever clusters are running
-    before = chat.plugin.get("state")
-    reply = chat.say(f"!emr {command} {args}".rstrip(), user=user)
+    with LoggedErrors() as errors:
+        chat.say("!emr status")  # the bot has seen whatever clusters are running
+        before = chat.plugin.get("state")
+        reply = chat.say(f"!emr {command} {args}".rstrip(), user=user)
     assert reply, "no answer"
     assert "Traceback" not in reply and "Computer says nooo" not in reply
+    assert APOLOGY not in reply, f"the command crashed: {reply}"
+    assert not errors.records, errors.summary()
     if reply.startswith("✗"):
         assert "\n" not in reply, reply
         assert len(reply) <= 400, reply

@@ -10,15 +10,21 @@ AccessDenied, expired tokens, injected by a proxy between bot and emulator):
 * never lose a hold the bot acknowledged;
 * always terminate an unheld WAITING cluster within IDLE_MINUTES plus one
   tick (checked for cluster lives without injected faults, since a fault may
-  legitimately delay a termination).
+  legitimately delay a termination);
+* never crash: no command answers with the plugin's apology for an unexpected
+  exception, and no ERROR record is logged (by a command, a tick or a restart),
+  checked after every step. Injected AWS faults are expected failures: they
+  must come out as one-line refusals and warnings, not as errors.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from tempfile import mkdtemp
+from types import TracebackType
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -41,6 +47,34 @@ TICK = timedelta(minutes=2)
 IDLE = timedelta(minutes=30)
 TOKYO = ZoneInfo("Asia/Tokyo")
 USERS = ("alice", "bob", "admin")
+APOLOGY = "Something unexpected"  # the plugin's answer to an exception it did not expect
+
+
+class LoggedErrors(logging.Handler):
+    """The ERROR (and worse) records any logger emits while attached to the root logger.
+
+    The machine attaches it for its whole run and checks it after every step
+    (pytest's caplog spans the test function, not one Hypothesis example).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def __enter__(self) -> LoggedErrors:
+        logging.getLogger().addHandler(self)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        logging.getLogger().removeHandler(self)
+
+    def summary(self) -> str:
+        first = self.records[0]
+        trace = logging.Formatter().formatException(first.exc_info) if first.exc_info else ""
+        return f"{len(self.records)} error(s) logged; first: {first.name}: {first.getMessage()}\n{trace}"
 
 
 def end_of_day_between(start: datetime, end: datetime) -> bool:
@@ -71,6 +105,7 @@ class BotMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
+        self.errors = LoggedErrors().__enter__()  # detached in teardown
         self.clock = Clock(MORNING)
         self.emulator.reset()
         seeded = self.emulator.seed(managed_names=(), unmanaged_names=("etl-nightly",))
@@ -82,9 +117,18 @@ class BotMachine(RuleBasedStateMachine):
         self.last_step = self.clock.now
 
     def teardown(self) -> None:
-        self.chat.stop()
-        self.proxy.__exit__()
-        self.clock.stop()
+        try:
+            self.chat.drain()  # errbot's test backend logs an ERROR for messages left in its queue
+            self.chat.stop()
+            self.proxy.__exit__()
+            self.clock.stop()
+        finally:
+            self.errors.__exit__(None, None, None)
+
+    def say(self, text: str, user: str) -> str:
+        reply = self.chat.say(text, user=user)
+        assert APOLOGY not in reply, f"{text!r} by {user} crashed: {reply}"
+        return reply
 
     @initialize()
     def start_cluster(self) -> None:
@@ -103,7 +147,7 @@ class BotMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.model is not None and self.model.alive)
     @rule(user=st.sampled_from(USERS))
     def lock(self, user: str) -> None:
-        reply = self.chat.say("!emr lock analytics", user=user)
+        reply = self.say("!emr lock analytics", user=user)
         assert self.model is not None
         if reply.startswith("🔒") and self.emulator.cluster_state(self.model.cluster) != "TERMINATED":
             self.model.holds[user] = self.clock.now
@@ -113,7 +157,7 @@ class BotMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.model is not None and self.model.alive)
     @rule(user=st.sampled_from(USERS))
     def unlock(self, user: str) -> None:
-        reply = self.chat.say("!emr unlock analytics", user=user)
+        reply = self.say("!emr unlock analytics", user=user)
         assert self.model is not None
         if reply.startswith("🔓"):
             assert user in self.model.holds, reply
@@ -127,7 +171,7 @@ class BotMachine(RuleBasedStateMachine):
     @rule(user=st.sampled_from(USERS), force=st.booleans())
     def terminate(self, user: str, force: bool) -> None:
         assert self.model is not None
-        reply = self.chat.say("!emr terminate analytics" + (" --force" if force else ""), user=user)
+        reply = self.say("!emr terminate analytics" + (" --force" if force else ""), user=user)
         others = set(self.model.holds) - {user}
         if others and not (force and user == "admin"):
             assert reply.startswith("✗"), reply
@@ -150,6 +194,7 @@ class BotMachine(RuleBasedStateMachine):
 
     @rule()
     def restart(self) -> None:
+        self.chat.drain()  # the announcements so far: errbot's test backend logs an ERROR for leftovers
         self.chat.restart()
 
     @rule(
@@ -179,6 +224,10 @@ class BotMachine(RuleBasedStateMachine):
             assert eod or now >= model.idle_since + IDLE, f"terminated at {now}, idle only since {model.idle_since}"
         model.alive = False
         model.holds.clear()
+
+    @invariant()
+    def nothing_crashed(self) -> None:
+        assert not self.errors.records, self.errors.summary()
 
     @invariant()
     def unmanaged_cluster_is_never_touched(self) -> None:
