@@ -89,6 +89,28 @@ class Console:
         self._read_upto = len(self.output)
         return self.text(start)
 
+    def wait_for_line(self, text: str, timeout: float = 60) -> str:
+        """Read until a whole line containing *text* (ended by its newline) is written since the last wait.
+
+        Returns that line without its newline. Unlike :meth:`wait_for`, a reply is
+        never seen half-written: what follows *text* on its line is there too.
+        """
+        start = self._read_upto
+        deadline = time.monotonic() + timeout
+
+        def complete() -> str | None:
+            lines = self.text(start).splitlines(keepends=True)
+            return next((line.rstrip("\r\n") for line in lines if text in line and line.endswith("\n")), None)
+
+        while (line := complete()) is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no whole line with {text!r} appeared; output so far:\n{self.text()[-3000:]}")
+            if not self._pump(min(remaining, 0.1)) and complete() is None:
+                raise AssertionError(f"the process exited before a line with {text!r}:\n{self.text()[-3000:]}")
+        self._read_upto = len(self.output)
+        return line
+
     def drain(self, seconds: float) -> str:
         """Everything written during the next *seconds* (for asserting that something is NOT said)."""
         start = len(self.output)
