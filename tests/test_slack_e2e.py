@@ -7,10 +7,14 @@ colour, ``<@U…>`` mentions, escaped user text) and what AWS really did (the cl
 moto).
 
 Time is not moved here (the bot is another process), so the automatic warnings are made due at
-once instead of waited for: the end of day is set a minute or two ahead with a five-minute
-warning, in a fixed-offset zone where it is about noon (never near midnight). The first poller
-tick warns about the end of day (no holder yet); after alice asks for overtime, the next tick
-warns that the overtime ends, mentioning her. No termination by a rule is waited for.
+once instead of waited for, with windows wide enough that no assertion depends on how long the
+bot takes to start or to answer: in a fixed-offset zone where it is about noon (never near
+midnight), the end of day is an hour ahead and WARN_MINUTES is 120, so the first poller tick is
+inside the warning window and long before the end of day (unless starting takes an hour); the
+overtime alice asks for is half an hour after the end of day, so its warning is due at once too;
+IDLE_MINUTES is 600, so the idle rule stays out of the way. The first tick warns about the end of
+day (no holder yet); after alice asks for overtime, the next tick warns that the overtime ends,
+mentioning her. No termination by a rule is waited for; every wait has a deadline.
 
 The last tests check the card's four colours on Errbot's test backend (the plugin told it talks
 to Slack, ``send_card`` recorded), where time can be moved to make a cluster idle or doomed.
@@ -22,6 +26,7 @@ import json
 import os
 import pickle
 import queue
+import re
 import sqlite3
 import subprocess
 import sys
@@ -44,6 +49,13 @@ DATA, NOTIFY = "C0DATA", "C0NOTIFY"  # the fake's #data and #emr-alerts
 GREEN, BLUE, ORANGE, RED = "#2EB886", "#439FE0", "#DAA038", "#A30200"
 NASTY_REASON = "<!channel> <@U0BOB> *urgent* & @here"
 INERT_REASON = "`&lt;!channel&gt; &lt;@\u2060U0BOB&gt; *urgent* &amp; @\u2060here`"
+# The real-time windows (see the module docstring): LEAD + OVERTIME_AFTER must stay within WARN_MINUTES,
+# and LEAD within IDLE_MINUTES, for both warnings to be due at the first tick and the end of day to come first.
+LEAD = timedelta(minutes=60)  # from the fixture's start to the end of day
+OVERTIME_AFTER = timedelta(minutes=30)  # alice's overtime, after the end of day
+WARN_MINUTES = 120
+IDLE_MINUTES = 600
+STARTUP_TIMEOUT = 180  # seconds for the bot to start and post its first warning (a deadline, not a wait)
 
 
 def noon_zone(now: datetime) -> ZoneInfo:
@@ -56,13 +68,20 @@ class Bot:
     """The errbot subprocess and its fake Slack; every wait has a deadline and fails with the bot's log."""
 
     def __init__(
-        self, slack: FakeSlack, proc: subprocess.Popen[bytes], data_dir: Path, out_file: Path, end_of_day: datetime
+        self,
+        slack: FakeSlack,
+        proc: subprocess.Popen[bytes],
+        data_dir: Path,
+        out_file: Path,
+        end_of_day: datetime,
+        started: datetime,
     ) -> None:
         self.slack = slack
         self.proc = proc
         self.data_dir = data_dir
         self.logs = [out_file, data_dir / "errbot.log"]
         self.end_of_day = end_of_day
+        self.started = started  # just after the cluster was seeded, before the bot started
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -88,7 +107,7 @@ class Bot:
         *,
         channel: str,
         after: float | None = None,
-        timeout: float = 15,
+        timeout: float = 30,
     ) -> PostedMessage:
         deadline = time.monotonic() + timeout
         while True:
@@ -125,8 +144,14 @@ def bot(tmp_path: Path, emulator: Emulator, seeded_now: Seeded) -> Iterator[Bot]
         pytest.skip(f"errbot executable not found next to {sys.executable}")
     data_dir = tmp_path / "data"
     out_file = tmp_path / "errbot.out"
-    zone = noon_zone(datetime.now(UTC))
-    end_of_day = (datetime.now(zone) + timedelta(minutes=2)).replace(second=0, microsecond=0)
+    started = datetime.now(UTC)
+    zone = noon_zone(started)
+    end_of_day = (started.astimezone(zone) + LEAD).replace(second=0, microsecond=0)
+    # Both warnings due at the first tick; the end of day before the idle deadline.
+    assert (LEAD + OVERTIME_AFTER).total_seconds() < WARN_MINUTES * 60 and LEAD.total_seconds() < IDLE_MINUTES * 60
+    assert (end_of_day + OVERTIME_AFTER).date() == started.astimezone(zone).date(), (
+        "the test's night must not cross midnight"
+    )
     with FakeSlack() as slack:
         env = {
             k: v
@@ -153,7 +178,8 @@ def bot(tmp_path: Path, emulator: Emulator, seeded_now: Seeded) -> Iterator[Bot]
                 "EMR_POLL_SECONDS": "0.5",
                 "EMR_TIMEZONE": zone.key,
                 "EMR_END_OF_DAY": f"{end_of_day:%H:%M}",
-                "EMR_WARN_MINUTES": "5",
+                "EMR_WARN_MINUTES": str(WARN_MINUTES),
+                "EMR_IDLE_MINUTES": str(IDLE_MINUTES),
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -161,7 +187,7 @@ def bot(tmp_path: Path, emulator: Emulator, seeded_now: Seeded) -> Iterator[Bot]
             proc = subprocess.Popen(
                 [str(ERRBOT), "-c", str(ROOT / "config.py")], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
             )
-        running = Bot(slack, proc, data_dir, out_file, end_of_day)
+        running = Bot(slack, proc, data_dir, out_file, end_of_day, started)
         try:
             yield running
         finally:
@@ -186,11 +212,13 @@ def test_the_team_runs_the_cluster_from_slack(
 ) -> None:
     managed, unmanaged = seeded_now.managed_id, seeded_now.unmanaged_id
     eod = bot.end_of_day
-    overtime = eod + timedelta(minutes=1)
+    overtime = eod + OVERTIME_AFTER
     cluster = f"analytics ({managed})"
     try:
         # The first poller tick: the end of day is within WARN_MINUTES, nobody holds the cluster.
-        warning = bot.wait_post(lambda p: p.text.startswith("⏳ End of day"), channel="#emr-alerts", timeout=30)
+        warning = bot.wait_post(
+            lambda p: p.text.startswith("⏳ End of day"), channel="#emr-alerts", timeout=STARTUP_TIMEOUT
+        )
         assert warning.text == (
             f"⏳ End of day: {cluster} will be terminated at {eod:%H:%M}. "
             "A holder can keep it longer with `!emr overtime [HH:MM]`."
@@ -207,7 +235,7 @@ def test_the_team_runs_the_cluster_from_slack(
         fields = {f["title"]: f["value"] for f in attachment["fields"]}
         assert list(fields) == ["State", "Up for", "Holders", "Next action"]
         assert fields["State"] == "WAITING" and fields["Holders"] == "nobody"
-        assert fields["Up for"] in ("0m", "1m")
+        assert minutes_of(fields["Up for"]) <= (datetime.now(UTC) - bot.started) / timedelta(minutes=1) + 1
         assert fields["Next action"] == f"terminated at {eod:%H:%M} (end of day)"
         assert etl_not_in(card), "the unmanaged cluster is invisible"
 
@@ -288,6 +316,13 @@ def test_the_team_runs_the_cluster_from_slack(
     log = bot.log_text()
     assert [s for s in secrets if s in posted or s in log] == []
     assert bot.slack.bot_token not in log
+
+
+def minutes_of(duration: str) -> int:
+    """``'7m'`` or ``'1h 05m'`` (the status card's "Up for") in minutes."""
+    match = re.fullmatch(r"(?:(\d+)h )?(\d+)m", duration)
+    assert match, f"not a duration: {duration!r}"
+    return int(match.group(1) or 0) * 60 + int(match.group(2))
 
 
 def etl_not_in(post: PostedMessage) -> bool:
