@@ -123,6 +123,7 @@ def test_a_missing_emr_permission_is_named_with_the_fix(
     assert f": AWS denied {missing}\n" in failed
     assert f"fix: allow {missing} in the role's permission policy in account {ACCOUNT_B}" in failed
     assert "deploy/iam/account-b-permissions.json" in failed
+    assert "for the clusters of the stack's own region: deploy it in ap-northeast-1" in failed
     assert "not checked" in line(lines, not_checked)
     assert lines[-1].startswith("1 problem")
 

@@ -344,7 +344,8 @@ class Doctor:
             return (
                 f"AWS denied {error.action}",
                 f"allow {error.action} in the role's permission policy in account {self.settings.account_id} "
-                "(deploy/iam/account-b-permissions.json; the account-b.yaml stack has it)",
+                "(deploy/iam/account-b-permissions.json; the account-b.yaml stack has it, for the clusters of "
+                f"the stack's own region: deploy it in {self.settings.region})",
             )
         if isinstance(error, AwsUnreachableError):
             return one_line(str(error)), f"check outbound HTTPS from the host to EMR in {self.settings.region}"
