@@ -31,8 +31,6 @@ ACCOUNT, REGION = "222222222222", "eu-west-1"  # not the emulator's: the values 
 CLUSTERS = f"arn:aws:elasticmapreduce:{REGION}:{ACCOUNT}:cluster/*"
 MANAGED = {"emr-chatops": "true", "team": "data"}
 UNMANAGED = {"team": "etl"}
-# Creating a cluster is conditioned on the tag in the request, not on the (not yet existing) resource.
-CREATES = {"elasticmapreduce:RunJobFlow"}
 KEY_ONLY_VARIANT = '"Null": {"elasticmapreduce:ResourceTag/emr-chatops": "false"}'
 
 
@@ -91,6 +89,11 @@ def iam_reference() -> dict[str, dict[str, Any]]:
     }
 
 
+def has_resource(action: str) -> bool:
+    """Whether IAM knows a resource for *action* (DescribeCluster: a cluster; ListClusters, RunJobFlow: none)."""
+    return any(t["resource_type"] for t in iam_reference()[action]["resource_types"])
+
+
 def cluster(cluster_id: str = "j-2AXXXXXXGAPLF", account: str = ACCOUNT, region: str = REGION) -> str:
     return f"arn:aws:elasticmapreduce:{region}:{account}:cluster/{cluster_id}"
 
@@ -120,11 +123,15 @@ def test_each_changing_action_is_allowed_only_on_tagged_clusters_of_the_account_
         assert action.startswith("elasticmapreduce:"), (
             f"{action}: say here which condition it must carry (e.g. iam:PassRole: the two roles, iam:PassedToService)"
         )
-        condition_key = "elasticmapreduce:RequestTag" if action in CREATES else "elasticmapreduce:ResourceTag"
+        # On a cluster: the tag it carries. Creating one (RunJobFlow, no resource yet): the tag in the request.
+        if has_resource(action):
+            condition_key, resources = "elasticmapreduce:ResourceTag", [CLUSTERS]
+        else:
+            condition_key, resources = "elasticmapreduce:RequestTag", ["*"]
         granting = [s for s in statements(shipped()) if action in listed(s["Action"])]
         assert granting, action
         for statement in granting:
-            assert listed(statement["Resource"]) == [CLUSTERS], f"{action} on {statement['Resource']}"
+            assert listed(statement["Resource"]) == resources, f"{action} on {statement['Resource']}"
             assert statement.get("Condition") == {"StringEquals": {f"{condition_key}/{key}": value}}, (
                 f"{action} ({statement.get('Sid')}) must carry the managed-tag condition"
             )
@@ -133,10 +140,9 @@ def test_each_changing_action_is_allowed_only_on_tagged_clusters_of_the_account_
 def test_read_actions_are_as_narrow_as_the_api_allows(shipped: Any) -> None:
     for statement in statements(shipped()):
         for action in listed(statement["Action"]):
-            has_resource = any(t["resource_type"] for t in iam_reference()[action]["resource_types"])
             # An action with a resource type (DescribeCluster, ListSteps) is limited to the clusters of
             # the account and region; one without (ListClusters, cloudwatch:GetMetricData) can only be "*".
-            assert listed(statement["Resource"]) == ([CLUSTERS] if has_resource else ["*"]), action
+            assert listed(statement["Resource"]) == ([CLUSTERS] if has_resource(action) else ["*"]), action
 
 
 def test_the_tag_the_policies_name_by_default_is_the_default_cluster_tag() -> None:
