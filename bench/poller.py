@@ -25,6 +25,7 @@ poller thread calls every ``POLL_SECONDS``) is called directly:
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -38,7 +39,8 @@ from bench.scale import add_terminated
 from demo.emulator import Emulator
 
 DEFAULT_INTERVAL = 30  # seconds, the plugin's POLL_SECONDS default
-ECONOMY_ACTIONS = ("ListClusters", "DescribeCluster", "ListSteps", "TerminateJobFlows", "AssumeRole")
+ECONOMY_ACTIONS = ("ListClusters", "DescribeCluster", "ListSteps", "GetMetricData", "TerminateJobFlows", "AssumeRole")
+ACTIVITY_READS_PER_HOUR = 12  # DESIGN §10: IsIdle at most once per 5 minutes, for any number of clusters
 TAG_LIFETIME_MINUTES = 5  # DESIGN §3: a tag added or removed takes effect within 5 minutes
 ECONOMY_START = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)  # 10:00 in Tokyo, a Tuesday
 
@@ -67,9 +69,12 @@ def hourly(emulator: Emulator, data_dir: Path, *, managed: int, held: bool, hour
                         raise RuntimeError(f"!emr lock {name}: {reply[:200]}")
             bot.plugin.tick()
             emulator.reset_counts()
+            tick_ms: list[float] = []
             for _ in range(ticks):
                 clock.advance(DEFAULT_INTERVAL)
+                started = time.perf_counter()
                 bot.plugin.tick()
+                tick_ms.append((time.perf_counter() - started) * 1000)
             counts = _counts(emulator)
         still_up = sum(1 for cluster_id in ids if emulator.cluster_state(cluster_id) in ("WAITING", "RUNNING"))
     return {
@@ -80,6 +85,8 @@ def hourly(emulator: Emulator, data_dir: Path, *, managed: int, held: bool, hour
         "per_hour": {a: counts.get(a, 0) / hours for a in ECONOMY_ACTIONS},
         "other_per_hour": {a: n / hours for a, n in counts.items() if a not in ECONOMY_ACTIONS},
         "still_up": still_up,
+        "tick_ms_median": statistics.median(tick_ms),
+        "tick_ms_p95": statistics.quantiles(tick_ms, n=20)[-1] if len(tick_ms) >= 20 else max(tick_ms),
     }
 
 
@@ -139,6 +146,7 @@ def run(emulator: Emulator, workdir: Path, *, ticks: int, hours: float) -> Secti
         hourly(emulator, workdir / "economy-1-held", managed=1, held=True, hours=hours),
         hourly(emulator, workdir / "economy-20-held", managed=20, held=True, hours=hours),
         hourly(emulator, workdir / "economy-1-unheld", managed=1, held=False, hours=hours),
+        hourly(emulator, workdir / "economy-100-held", managed=100, held=True, hours=hours),
     ]
 
     per_hour = {a: n / hours for a, n in simulated.items()}
@@ -185,13 +193,14 @@ def run(emulator: Emulator, workdir: Path, *, ticks: int, hours: float) -> Secti
         f"({economy[0]['ticks']} ticks) after a warm-up; managed clusters only, IDLE_MINUTES 30 (default):",
         "",
         *table(
-            ["managed clusters", *ECONOMY_ACTIONS, "other", "still up"],
+            ["managed clusters", *ECONOMY_ACTIONS, "other", "still up", "tick ms median (p95)"],
             [
                 [
                     f"{e['managed']} {'held' if e['held'] else 'unheld'}",
                     *(num(round(e["per_hour"][a], 2)) for a in ECONOMY_ACTIONS),
                     _fmt({a: round(n, 2) for a, n in e["other_per_hour"].items()}),
                     f"{e['still_up']} of {e['managed']}",
+                    f"{e['tick_ms_median']:.1f} ({e['tick_ms_p95']:.1f})",
                 ]
                 for e in economy
             ],
@@ -234,6 +243,14 @@ def run(emulator: Emulator, workdir: Path, *, ticks: int, hours: float) -> Secti
         )
         for e in economy
     ]
+    section.targets.append(
+        Target(
+            "poller: activity reads (IsIdle) per hour at 30 s",
+            f"GetMetricData ≤ {ACTIVITY_READS_PER_HOUR} per hour for any number of clusters up to 100",
+            "; ".join(f"{e['managed']} managed: {num(round(e['per_hour']['GetMetricData'], 2))}" for e in economy),
+            all(e["per_hour"]["GetMetricData"] <= ACTIVITY_READS_PER_HOUR for e in economy),
+        )
+    )
     reads_allowed.append(("6 managed + 15 other", per_hour.get("DescribeCluster", 0), (60 / TAG_LIFETIME_MINUTES) * 21))
     section.targets.append(
         Target(

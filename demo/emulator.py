@@ -108,6 +108,7 @@ class Emulator:
         )
         self.url = f"http://127.0.0.1:{self._server.server_port}"
         self._emr_b: Any = None
+        self._cloudwatch_b: Any = None
         self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
 
     # -- lifecycle -------------------------------------------------------
@@ -244,6 +245,22 @@ class Emulator:
         step = cluster.steps[-1]
         step.state, step.start_date_time, step.end_date_time = "COMPLETED", started, ended
         cluster.state = "WAITING"  # moto sets RUNNING when a step is added; it is over
+
+    def put_is_idle(self, cluster_id: str, at: datetime, value: float) -> None:
+        """Publish one datapoint of EMR's ``IsIdle`` metric for the cluster in account B (1 idle, 0 YARN work)."""
+        if self._cloudwatch_b is None:
+            self._cloudwatch_b = self.client("cloudwatch", ACCOUNT_B)
+        self._cloudwatch_b.put_metric_data(
+            Namespace="AWS/ElasticMapReduce",
+            MetricData=[
+                {
+                    "MetricName": "IsIdle",
+                    "Dimensions": [{"Name": "JobFlowId", "Value": cluster_id}],
+                    "Timestamp": at,
+                    "Value": value,
+                }
+            ],
+        )
 
     def set_termination_protection(self, cluster_id: str, protected: bool) -> None:
         self._moto_cluster(cluster_id).set_termination_protection(protected)

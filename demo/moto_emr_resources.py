@@ -14,6 +14,10 @@ account and region in a policy's Resource are enforced by the emulator. A
 request that names no cluster (``ListClusters``, ``RunJobFlow``) is checked
 against ``"*"``, as before (those actions have no resource in AWS either).
 
+It also names CloudWatch actions as IAM does (``cloudwatch:GetMetricData``,
+where moto says ``monitoring:…``), so the shipped policy's statement for the
+``IsIdle`` metric is what the emulator enforces.
+
 What it does not do: moto evaluates no ``elasticmapreduce:ResourceTag/…``
 condition. Its enforcement treats a condition key it has no value for as
 satisfied, so a tag condition neither allows nor denies anything here; the
@@ -42,6 +46,26 @@ def install() -> None:
 
     ElasticMapReduceResponse._authenticate_and_authorize_normal_action = authorize  # type: ignore[method-assign]
     setattr(ElasticMapReduceResponse, _INSTALLED, True)
+    _name_actions_as_iam_does()
+
+
+# moto names the action it authorises after the signing name of the endpoint ("monitoring:GetMetricData");
+# IAM names CloudWatch's actions "cloudwatch:…", and so does the shipped policy.
+_IAM_PREFIXES = {"monitoring": "cloudwatch"}
+
+
+def _name_actions_as_iam_does() -> None:
+    from moto.iam.access_control import IAMRequestBase
+
+    init = IAMRequestBase.__init__
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        service, _, verb = self._action.partition(":")
+        if service in _IAM_PREFIXES:
+            self._action = f"{_IAM_PREFIXES[service]}:{verb}"
+
+    IAMRequestBase.__init__ = __init__  # type: ignore[method-assign]
 
 
 def cluster_arns(response: Any) -> list[str]:

@@ -12,6 +12,7 @@ EMR_REGION), and a made-up region is caught offline from the SDK's endpoint data
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -49,6 +50,7 @@ def enforce_iam(emulator: Emulator, monkeypatch: pytest.MonkeyPatch, keys: dict[
 
 
 def test_a_working_chain_is_all_ticks(start_bot: Any, seeded: Seeded, emulator: Emulator) -> None:
+    emulator.put_is_idle(seeded.managed_id, datetime.now(UTC) - timedelta(minutes=5), 1)  # EMR publishes IsIdle
     lines = doctor(start_bot(POLL_SECONDS=30))
     assert lines[0].startswith(f"EMR doctor: role arn:aws:iam::{ACCOUNT_B}:role/cre (ExternalId set)")
     assert lines[-1] == "All checks passed."

@@ -51,6 +51,7 @@ def test_the_whole_flow_passes_with_exactly_the_shipped_policies(
         clock.advance(minutes=26)  # the idle warning is due: the steps are read first (ListSteps)
         bot.tick()
         assert emulator.count("ListSteps") == 1 and "cannot read the steps" not in caplog.text
+        assert emulator.count("GetMetricData") == 1 and "cannot read IsIdle" not in caplog.text  # activity
         assert [text for text in bot.announcements() if text.startswith("⏳ analytics")]
         assert bot.say("!emr terminate").startswith("🛑 Terminating analytics")
         assert emulator.cluster_state(seeded.managed_id) == "TERMINATED"

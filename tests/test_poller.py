@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,6 +20,18 @@ from demo.emulator import Emulator, Seeded
 
 POLL = timedelta(seconds=30)
 OFFSET = timedelta(seconds=7)  # ticks at :07 and :37 past each minute
+
+
+@pytest.fixture
+def chat(tmp_path: Path, emulator: Emulator, seeded: Seeded, clock: Clock) -> Iterator[Chat]:
+    """These scenarios hold clusters for hours without work to test the idle and end-of-day rules:
+    hold reminders (DESIGN §11, tests/test_activity.py) are switched off here so holds stay."""
+    bot = Chat(tmp_path / "data", emr_config(emulator, HOLD_REMIND_MINUTES="off"), clock).start()
+    bot.drain()
+    try:
+        yield bot
+    finally:
+        bot.stop()
 
 
 def run_until(chat: Chat, clock: Clock, moment: datetime, every: timedelta = POLL) -> None:
@@ -213,7 +226,7 @@ def test_end_of_day_follows_local_time_on_dst_days(
     clock.set(day_start_utc)
     emulator.reset()
     seeded = emulator.seed()
-    bot = Chat(tmp_path / "data", emr_config(emulator, TIMEZONE=zone), clock).start()
+    bot = Chat(tmp_path / "data", emr_config(emulator, TIMEZONE=zone, HOLD_REMIND_MINUTES="off"), clock).start()
     try:
         first_tick(bot, clock)
         bot.say("!emr lock")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -13,11 +15,15 @@ from hypothesis import strategies as st
 from emr_rules import (
     Cancelled,
     ClusterInfo,
+    Expire,
     Hold,
     Policy,
+    Remind,
     State,
     Terminate,
     Warn,
+    activity_seen,
+    activity_unknown,
     add_hold,
     drop_hold,
     needs_step_check,
@@ -34,7 +40,7 @@ from emr_rules import (
     termination_refusal,
     to_recheck,
 )
-from emr_state import HISTORY_LIMIT, RECORD_LIMIT, UNMANAGED, UNSEEN, migrate
+from emr_state import HISTORY_LIMIT, RECORD_LIMIT, UNMANAGED, UNSEEN, Activity, migrate
 
 TOKYO = Policy()  # 30 min idle, 5 min warning, 19:00 Asia/Tokyo
 T0 = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)  # 10:00 JST
@@ -134,11 +140,11 @@ def test_the_steps_are_read_only_when_the_idle_rule_is_about_to_act() -> None:
 
 def test_a_step_that_ended_between_two_ticks_restarts_the_idle_clock() -> None:
     state = observe(State(), waiting(), at(0))
-    state = steps_seen(state, CID, at(20), busy=False, now=at(30))  # WAITING → RUNNING → WAITING unseen
+    state = steps_seen(state, CID, at(20), running=False, now=at(30))  # WAITING → RUNNING → WAITING unseen
     deadline = next_deadline(state, state.clusters[CID], TOKYO, at(30))
     assert (deadline.at, deadline.idle_since) == (at(50), at(20))
-    assert steps_seen(state, CID, at(10), busy=False, now=at(31)) == state  # an older step changes nothing
-    busy = steps_seen(state, CID, None, busy=True, now=at(31))
+    assert steps_seen(state, CID, at(10), running=False, now=at(31)) == state  # an older step changes nothing
+    busy = steps_seen(state, CID, None, running=True, now=at(31))
     assert next_deadline(busy, busy.clusters[CID], TOKYO, at(31)).idle_since == at(31)
 
 
@@ -300,7 +306,7 @@ def test_a_pending_idle_termination_is_dropped_when_its_reason_goes(change: str,
     elif change == "busy":
         cluster_state = "RUNNING"
     else:
-        state = steps_seen(state, CID, at(29), busy=False, now=at(31))
+        state = steps_seen(state, CID, at(29), running=False, now=at(31))
     state, effects = run(state, 32, cluster_state=cluster_state)
     assert [type(e) for e in effects] == [Cancelled] and effects[0].why == why
     assert state.clusters[CID].doomed is None and state.history[-1].kind == "cancelled"
@@ -331,7 +337,7 @@ def test_a_cluster_started_after_the_pass_is_left_to_the_idle_rule_until_tomorro
     late = EOD + timedelta(minutes=20)
     state = observe(state, [ClusterInfo(CID, "late", "WAITING", late, late)], late)
     state = add_hold(state, CID, "U1", "alice", "", late)
-    state, effects = plan_tick(state, TOKYO, late + timedelta(hours=2))
+    state, effects = plan_tick(state, TOKYO, late + timedelta(hours=1))
     assert effects == []
     deadline = next_deadline(state, state.clusters[CID], TOKYO, late)
     assert (deadline.rule, deadline.at) == ("end_of_day", jst(2, 19))
@@ -462,7 +468,7 @@ def test_a_part_one_state_is_migrated_and_a_newer_one_refused() -> None:
     _, effects = plan_tick(state, TOKYO, EOD + timedelta(minutes=1))  # a v1 doom still knows its night
     assert [type(e) for e in effects] == [Terminate]
     with pytest.raises(ValueError, match="newer than this code reads"):
-        migrate({"version": 3})
+        migrate({"version": 4})
 
 
 def test_history_is_bounded_in_storage() -> None:
@@ -491,6 +497,7 @@ steps = st.lists(
 @settings(max_examples=300, deadline=None, database=None)
 @given(steps=steps)
 def test_holds_survive_until_aws_says_the_cluster_ended_and_unseen_clusters_are_never_doomed(steps: list) -> None:
+    policy = Policy(remind_minutes=None)  # reminders may end holds: see the activity invariants below
     state = observe(State(), waiting(), at(0))
     now = at(0)
     acknowledged: set[str] = set()
@@ -511,7 +518,7 @@ def test_holds_survive_until_aws_says_the_cluster_ended_and_unseen_clusters_are_
             acknowledged.discard(a)
         elif kind == "tick":
             now += timedelta(minutes=a)
-            state, effects = plan_tick(state, TOKYO, now)
+            state, effects = plan_tick(state, policy, now)
             for effect in effects:
                 if isinstance(effect, Terminate):
                     assert effect.cluster.listed, "a cluster the latest listing did not show was doomed"
@@ -522,3 +529,194 @@ def test_holds_survive_until_aws_says_the_cluster_ended_and_unseen_clusters_are_
         record = state.clusters.get(CID)
         held = {h.user for h in record.holds} if record else set()
         assert acknowledged <= held, "an acknowledged hold was lost"
+
+
+# -- activity (IsIdle) and hold reminders --------------------------------------------------------
+
+
+def reading(minute: float, *, busy: bool, work_ended: float | None = None) -> Activity:
+    return Activity(at(minute), busy, at(work_ended) if work_ended is not None else None)
+
+
+def test_yarn_work_on_a_waiting_cluster_keeps_it_and_idle_counts_from_the_end_of_the_work() -> None:
+    state = observe(State(), waiting(), at(0))
+    for minute in range(0, 46, 5):  # IsIdle = 0 for 45 minutes: a Spark shell, no lock
+        state = activity_seen(state, {CID: reading(minute, busy=True, work_ended=minute + 5)}, at(minute + 1))
+        state, effects = plan_tick(state, TOKYO, at(minute + 1))
+        assert effects == []
+    state = activity_seen(state, {CID: reading(50, busy=False, work_ended=50)}, at(51))
+    deadline = next_deadline(state, state.clusters[CID], TOKYO, at(51))
+    assert (deadline.rule, deadline.idle_since, deadline.at) == ("idle", at(50), at(80))
+    state, effects = plan_tick(state, TOKYO, at(79))
+    assert not [e for e in effects if isinstance(e, Terminate)]
+    state, effects = plan_tick(state, TOKYO, at(80))
+    assert [type(e) for e in effects] == [Terminate]
+
+
+@pytest.mark.parametrize(
+    ("readings", "why"),
+    [
+        ({}, "ACTIVITY=off"),
+        ({CID: None}, "no datapoint"),
+        ({CID: Activity(at(-30), True, at(-25))}, "a stale datapoint"),
+    ],
+)
+def test_without_a_fresh_datapoint_the_idle_rule_goes_by_the_cluster_state(readings: dict, why: str) -> None:
+    state = observe(State(), waiting(), at(0))
+    state = activity_seen(state, readings, at(0))
+    assert state.clusters[CID].activity == "", why
+    state, effects = plan_tick(state, TOKYO, at(30))
+    assert [type(e) for e in effects] == [Terminate], why
+
+
+def test_a_busy_reading_that_goes_stale_stops_keeping_the_cluster() -> None:
+    state = observe(State(), waiting(), at(0))
+    state = activity_seen(state, {CID: reading(0, busy=True, work_ended=5)}, at(1))
+    assert activity_unknown(state, at(10)) == state
+    state = activity_unknown(state, at(16))  # CloudWatch unreadable for three periods
+    assert state.clusters[CID].activity == ""
+    deadline = next_deadline(state, state.clusters[CID], TOKYO, at(16))
+    assert deadline.idle_since == at(5)
+
+
+def test_a_pending_idle_termination_is_dropped_when_yarn_work_starts() -> None:
+    state = observe(State(), waiting(), at(0))
+    state, _ = run(state, 30)
+    state, _ = termination_failed(state, CID, "Unreachable", "timeout", at(30))
+    state = activity_seen(state, {CID: reading(30, busy=True, work_ended=35)}, at(31))
+    state, effects = plan_tick(state, TOKYO, at(31))
+    assert [type(e) for e in effects] == [Cancelled] and effects[0].why == "it is busy (YARN work)"
+
+
+def test_a_forgotten_hold_is_questioned_then_ends_and_the_idle_clock_starts_then() -> None:
+    state = held_state(at(0), cluster_state="WAITING")
+    state, effects = plan_tick(state, TOKYO, at(119))
+    assert effects == []
+    state, effects = plan_tick(state, TOKYO, at(120))
+    assert [type(e) for e in effects] == [Remind]
+    assert (effects[0].hold.name, effects[0].ends_at, effects[0].quiet_since) == ("alice", at(135), at(0))
+    state, effects = plan_tick(state, TOKYO, at(121))
+    assert effects == []  # once per hold and confirmation
+    state, effects = plan_tick(state, TOKYO, at(135))
+    assert [type(e) for e in effects] == [Expire] and state.clusters[CID].holds == ()
+    assert [e.kind for e in state.history][-2:] == ["reminder", "expired"]
+    deadline = next_deadline(state, state.clusters[CID], TOKYO, at(135))
+    assert (deadline.idle_since, deadline.at) == (at(135), at(165))
+
+
+def test_a_confirmation_keeps_the_hold_and_its_reason() -> None:
+    state = observe(State(), waiting(), at(0))
+    state = add_hold(state, CID, "U1", "alice", "nightly report", at(0))
+    state, effects = plan_tick(state, TOKYO, at(120))
+    assert [type(e) for e in effects] == [Remind]
+    state = add_hold(state, CID, "U1", "alice", "", at(130))  # `!emr lock` by the holder
+    hold = state.clusters[CID].holds[0]
+    assert (hold.reason, hold.since, hold.confirmed, hold.reminded_at) == ("nightly report", at(0), at(130), None)
+    state, effects = plan_tick(state, TOKYO, at(200))
+    assert effects == []
+    state, effects = plan_tick(state, TOKYO, at(250))
+    assert [type(e) for e in effects] == [Remind]  # 120 minutes after the confirmation
+
+
+def test_work_on_the_cluster_means_no_reminder_and_withdraws_a_pending_one() -> None:
+    state = held_state(at(0), cluster_state="WAITING")
+    state = activity_seen(state, {CID: reading(60, busy=True, work_ended=65)}, at(61))
+    state = activity_seen(state, {CID: reading(65, busy=False, work_ended=65)}, at(66))
+    state, effects = plan_tick(state, TOKYO, at(120))
+    assert effects == []  # it worked until 11:05: no reminder before 13:05
+    state, effects = plan_tick(state, TOKYO, at(185))
+    assert [type(e) for e in effects] == [Remind] and effects[0].quiet_since == at(65)
+    state = observe(state, waiting("RUNNING"), at(190))  # a step starts before the deadline
+    state, effects = plan_tick(state, TOKYO, at(200))
+    assert effects == [] and state.clusters[CID].holds[0].reminded_at is None
+
+
+def test_two_holders_are_each_reminded_of_their_own_hold() -> None:
+    state = held_state(at(0), cluster_state="WAITING")
+    state = add_hold(state, CID, "U2", "bob", "", at(30))
+    state, effects = plan_tick(state, TOKYO, at(120))
+    assert [(type(e), e.hold.name) for e in effects] == [(Remind, "alice")]
+    state, effects = plan_tick(state, TOKYO, at(135))
+    assert [(type(e), e.hold.name) for e in effects] == [(Expire, "alice")]
+    assert state.clusters[CID].last_release is None  # bob still holds it
+    state, effects = plan_tick(state, TOKYO, at(150))
+    assert [(type(e), e.hold.name) for e in effects] == [(Remind, "bob")]
+
+
+def test_reminders_can_be_switched_off() -> None:
+    state = held_state(at(0), cluster_state="WAITING")
+    state, effects = plan_tick(state, Policy(remind_minutes=None), at(480))  # 18:00, before the end of day
+    assert effects == []
+
+
+def test_a_part_two_state_is_migrated_from_a_stored_copy() -> None:
+    stored = json.loads((Path(__file__).parent / "fixtures" / "state-v2.json").read_text())
+    assert stored["version"] == 2
+    state = State.from_dict(stored)
+    assert state.to_dict()["version"] == 3
+    alice = state.clusters["j-ANALYTICS0001"].holds[0]
+    assert (alice.name, alice.reason, alice.confirmed_at, alice.reminded_at) == (
+        "alice",
+        "spark job on logs",
+        alice.since,
+        None,
+    )
+    assert state.clusters["j-LOGANALYSIS01"].absent == UNSEEN
+    assert state.clusters["j-OLDCLUSTER001"].ending is not None
+    assert State.from_dict(state.to_dict()) == state
+
+
+readings_or_steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("reading"), st.booleans(), st.integers(0, 20)),
+        st.tuples(st.just("lock"), st.sampled_from(["U1", "U2"]), st.none()),
+        st.tuples(st.just("unlock"), st.sampled_from(["U1", "U2"]), st.none()),
+        st.tuples(st.just("tick"), st.integers(1, 60), st.none()),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(steps=readings_or_steps)
+def test_yarn_work_is_never_idle_and_a_hold_confirmed_within_the_window_never_expires(steps: list) -> None:
+    policy = Policy(end_of_day=None, remind_minutes=60, grace_minutes=15)
+    state = observe(State(), waiting(), at(0))
+    now = at(0)
+    confirmed: dict[str, datetime] = {}
+    for kind, a, b in steps:
+        now += timedelta(minutes=1)
+        if kind == "reading":
+            latest = now - timedelta(minutes=b % 5)
+            state = activity_seen(state, {CID: Activity(latest, a, latest + timedelta(minutes=5) if a else None)}, now)
+        elif kind == "lock":
+            state = add_hold(state, CID, a, a, "", now)
+            confirmed[a] = now
+        elif kind == "unlock":
+            state = drop_hold(state, CID, a, now)
+            confirmed.pop(a, None)
+        else:
+            now += timedelta(minutes=a)
+            state, effects = plan_tick(state, policy, now)
+            record = state.clusters[CID]
+            for effect in effects:
+                if isinstance(effect, Terminate) and effect.rule == "idle":
+                    assert record.activity != "busy", "the idle rule terminated a cluster with YARN work"
+                    state = observe(State(), waiting(), now)  # a new cluster, a new life
+                    confirmed.clear()
+                if isinstance(effect, Expire):
+                    user = effect.hold.user
+                    assert now - confirmed[user] >= policy.remind + policy.grace, "a confirmed hold expired early"
+                    confirmed.pop(user)
+
+
+def test_asking_for_overtime_confirms_the_askers_hold() -> None:
+    state = held_state(at(0), cluster_state="WAITING")
+    state, effects = plan_tick(state, TOKYO, at(120))
+    assert [type(e) for e in effects] == [Remind]
+    until, day = overtime_until(TOKYO, state, state.clusters[CID], None, at(125))
+    state = set_overtime(state, CID, "U1", "alice", until, day, at(125))
+    hold = state.clusters[CID].holds[0]
+    assert (hold.confirmed, hold.reminded_at) == (at(125), None)
+    state, effects = plan_tick(state, TOKYO, at(140))
+    assert effects == []  # no expiry

@@ -36,10 +36,12 @@ def test_plugin_reload_runs_the_new_code_of_the_sibling_modules(tmp_path: Path, 
         console.type(f"!emr lock {reason}")
         assert "keep it under 200" in console.wait_for("keep it under", timeout=30)
         # The upgrade: a sibling module (not emr.py) changes on disk.
-        rules = install / "plugins" / "emr" / "emr_rules.py"
-        rules.write_text(rules.read_text().replace("REASON_LIMIT = 200", "REASON_LIMIT = 300"))
+        module = install / "plugins" / "emr" / "emr_state.py"
+        source = module.read_text()
+        assert "REASON_LIMIT = 200" in source  # the upgrade must change something, or this test proves nothing
+        module.write_text(source.replace("REASON_LIMIT = 200", "REASON_LIMIT = 300"))
         later = time.time() + 2
-        os.utime(rules, (later, later))
+        os.utime(module, (later, later))
         console.type("!plugin reload EMR")
         console.wait_for("reloaded", timeout=30)
         console.type(f"!emr lock {reason}")

@@ -103,10 +103,17 @@ from emr_errors import (
     one_line,
 )
 from emr_rules import (
+    PERIOD as ACTIVITY_PERIOD,
+)
+from emr_rules import (
     Cancelled,
+    Expire,
     Policy,
+    Remind,
     Terminate,
     Warn,
+    activity_seen,
+    activity_unknown,
     add_hold,
     drop_hold,
     needs_step_check,
@@ -181,6 +188,8 @@ class EMR(BotPlugin):
             warn_minutes=self.settings.warn_minutes,
             end_of_day=self.settings.end_of_day,
             timezone=self.settings.timezone,
+            remind_minutes=self.settings.hold_remind_minutes,
+            grace_minutes=self.settings.hold_grace_minutes,
         )
         self._lock = threading.RLock()
         self._poll_failure: str | None = None
@@ -189,6 +198,8 @@ class EMR(BotPlugin):
         self._listings = itertools.count(1)
         self._folded = 0
         self._rechecked: dict[str, datetime] = {}  # cluster id -> last DescribeCluster of an unlisted record
+        self._activity_read_at: datetime | None = None  # the last GetMetricData (at most one per 5 minutes)
+        self._activity_failure: str | None = None  # CloudWatch's last failure, announced once
         self._generation = getattr(self, "_generation", 0) + 1  # this activation's poller (see tick)
         super().activate()
         target = RoleTarget(
@@ -310,6 +321,7 @@ class EMR(BotPlugin):
             self._poll_failure = None
             self._announce(self.view.poller_back)
         self._recheck_unlisted(state)
+        self._read_activity_if_due()
         self._read_steps_where_due()
         now = self.clock()
         with self._lock:
@@ -322,6 +334,10 @@ class EMR(BotPlugin):
                 self._announce(self.view.warning(effect.cluster, effect.deadline))
             elif isinstance(effect, Cancelled):
                 self._announce(self.view.termination_called_off(effect.cluster, effect.rule, effect.why))
+            elif isinstance(effect, Remind):
+                self._announce(self.view.reminder(effect))
+            elif isinstance(effect, Expire):
+                self._announce(self.view.expired(effect, state, now))
             elif isinstance(effect, Terminate):
                 self._terminate_by_rule(effect)
 
@@ -347,6 +363,56 @@ class EMR(BotPlugin):
                     self._announce(self.view.ended(record, info))
             elif settled.kind == "unmanaged":
                 self._announce(self.view.unmanaged(settled.record))
+
+    def _read_activity_if_due(self) -> None:
+        """Read IsIdle of the managed clusters (one GetMetricData), at most once per metric period.
+
+        A CloudWatch failure is announced once (not every tick); meanwhile the
+        idle rule goes by the cluster state and steps (activity read longer than
+        three periods ago is forgotten).
+        """
+        now = self.clock()
+        if self.settings.activity == "off":
+            return
+        with self._lock:
+            state = self._load()
+            if self._activity_read_at is not None and now - self._activity_read_at < ACTIVITY_PERIOD:
+                return
+            ids = [r.id for r in state.listed()]
+        if not ids:
+            return
+        self._activity_read_at = now
+        window = max(self.policy.idle, self.policy.remind or self.policy.idle) + ACTIVITY_PERIOD
+        try:
+            readings = self.adapter.read_activity(ids, now, window)
+        except AwsError as error:
+            with self._lock:
+                old = self._load()
+                new = activity_unknown(old, now)
+                if new != old:
+                    self._save(new)
+            if self._activity_failure != error.code:
+                self._activity_failure = error.code
+                self._announce(self.view.activity_down(str(error)))
+            log.warning("EMR poller: cannot read IsIdle: %s", error)
+            return
+        if self._activity_failure is not None:
+            self._activity_failure = None
+            self._announce(self.view.activity_back)
+        with self._lock:
+            old = self._load()
+            new = activity_seen(old, readings, now)
+            if new != old:
+                self._save(new)
+
+    @property
+    def _activity_problem(self) -> str | None:
+        """Why activity is unknown for every cluster, or None (then per cluster: no datapoint yet)."""
+        if self.settings.activity == "off":
+            return "ACTIVITY=off"
+        if self._activity_failure is not None:
+            return f"CloudWatch: {self._activity_failure}; see !emr doctor"
+        return None
 
     def _read_steps_where_due(self) -> None:
         """Before the idle rule warns or terminates, fold in steps that listings cannot show."""
@@ -426,9 +492,10 @@ class EMR(BotPlugin):
             # from (or the DM); send_card(in_reply_to=msg) would open a thread instead.
             to = msg.to if msg.is_group else msg.frm
             for record, cluster in records:
-                self.send_card(to=to, **self.view.status_card(state, record, cluster, now))
+                self.send_card(to=to, **self.view.status_card(state, record, cluster, now, self._activity_problem))
             return None
-        return "\n".join(self.view.status_lines(state, record, cluster, now) for record, cluster in records)
+        problem = self._activity_problem
+        return "\n".join(self.view.status_lines(state, record, cluster, now, problem) for record, cluster in records)
 
     @botcmd
     @answers

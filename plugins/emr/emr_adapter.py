@@ -2,7 +2,8 @@
 
 It lists the clusters of account B (active states; *managed* ones carry
 ``CLUSTER_TAG``), re-reads one cluster right before a termination, reads a
-cluster's latest steps, and terminates, all through a
+cluster's latest steps and the ``IsIdle`` metric of the managed clusters
+(CloudWatch), and terminates, all through a
 :class:`~crossaccount.CrossAccountSession`.
 
 Tags are not in ``ListClusters``: a cluster's tags are read with
@@ -22,7 +23,7 @@ on the clusters that carry the managed tag (``tests/test_policies.py``).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,13 +37,15 @@ from emr_errors import (
     TerminationProtectedError,
 )
 from emr_settings import TagSelector
-from emr_state import ACTIVE_STATES, ClusterInfo
+from emr_state import ACTIVE_STATES, Activity, ClusterInfo
 
+ACTIVITY_PERMISSION = "cloudwatch:GetMetricData"  # IsIdle; GetMetricData has no resource-level permissions
 PERMISSIONS = (
     "elasticmapreduce:ListClusters",
     "elasticmapreduce:DescribeCluster",
     "elasticmapreduce:ListSteps",
     "elasticmapreduce:TerminateJobFlows",
+    ACTIVITY_PERMISSION,
 )
 # The actions of PERMISSIONS that change a cluster. The shipped policy allows each one only on the
 # clusters of account B in REGION that carry the managed tag (condition elasticmapreduce:ResourceTag/
@@ -53,6 +56,8 @@ MUTATING = frozenset({"elasticmapreduce:TerminateJobFlows"})
 # ClusterTagValue): the default CLUSTER_TAG.
 SHIPPED_POLICY_TAG = TagSelector("emr-chatops", "true")
 TAG_TTL = timedelta(minutes=5)
+PERIOD = timedelta(minutes=5)  # IsIdle is published once per 5 minutes
+QUERIES_PER_REQUEST = 500  # GetMetricData's limit
 TAG_CACHE_LIMIT = 10_000
 STEP_BUSY_STATES = ("PENDING", "RUNNING", "CANCEL_PENDING")
 EARLIEST = datetime.min.replace(tzinfo=UTC)  # sorts clusters without a creation time first, on any host
@@ -162,6 +167,49 @@ class EmrAdapter:
                 ends.append(end)
         return (max(ends) if ends else None), busy
 
+    def read_activity(self, cluster_ids: Sequence[str], now: datetime, window: timedelta) -> dict[str, Activity | None]:
+        """EMR's ``IsIdle`` for every cluster over *window*: one GetMetricData request (per 500 clusters).
+
+        Periods are aligned to 5 minutes, as CloudWatch aligns them; each period's
+        minimum is read, so a period with any YARN work reads 0. A cluster
+        without datapoints maps to None (metric not published yet, or too new).
+        """
+        end = _floor(now) + PERIOD  # the period in progress too
+        start = _floor(now - window)
+        points: dict[str, list[tuple[datetime, float]]] = {cid: [] for cid in cluster_ids}
+        for first in range(0, len(cluster_ids), QUERIES_PER_REQUEST):
+            chunk = list(cluster_ids[first : first + QUERIES_PER_REQUEST])
+            queries = [
+                {
+                    "Id": f"c{i}",
+                    "MetricStat": {
+                        "Metric": {
+                            "Namespace": "AWS/ElasticMapReduce",
+                            "MetricName": "IsIdle",
+                            "Dimensions": [{"Name": "JobFlowId", "Value": cid}],
+                        },
+                        "Period": int(PERIOD.total_seconds()),
+                        "Stat": "Minimum",
+                    },
+                    "ReturnData": True,
+                }
+                for i, cid in enumerate(chunk)
+            ]
+            params: dict[str, Any] = {"MetricDataQueries": queries, "StartTime": start, "EndTime": end}
+            while True:
+                page = self.session.call("cloudwatch", "get_metric_data", ACTIVITY_PERMISSION, **params)
+                for result in page.get("MetricDataResults", []):
+                    cid = chunk[int(result["Id"][1:])]
+                    stamps = [_aware(t) for t in result.get("Timestamps", [])]
+                    points[cid].extend(
+                        (t, float(v)) for t, v in zip(stamps, result.get("Values", []), strict=False) if t
+                    )
+                token = page.get("NextToken")
+                if not token:
+                    break
+                params["NextToken"] = token
+        return {cid: _activity(series) for cid, series in points.items()}
+
     def tags(self, cluster_id: str) -> dict[str, str]:
         """The cluster's tags as AWS has them now (one DescribeCluster)."""
         cluster = self.session.call(
@@ -217,6 +265,21 @@ def _info(summary: dict[str, Any], *, managed: bool = True) -> ClusterInfo:
         ended_at=_aware(timeline.get("EndDateTime")),
         reason=str(reason.get("Message") or reason.get("Code") or ""),
     )
+
+
+def _activity(series: list[tuple[datetime, float]]) -> Activity | None:
+    if not series:
+        return None
+    latest_at, latest = max(series)
+    busy_periods = [t for t, value in series if value < 0.5]  # IsIdle = 0: YARN work in that period
+    work_ended = max(busy_periods) + PERIOD if busy_periods else None
+    return Activity(latest_at=latest_at, busy=latest < 0.5, work_ended=work_ended)
+
+
+def _floor(moment: datetime) -> datetime:
+    step = int(PERIOD.total_seconds())
+    seconds = int(moment.timestamp()) // step * step
+    return datetime.fromtimestamp(seconds, tz=UTC)
 
 
 def _aware(value: datetime | None) -> datetime | None:

@@ -16,7 +16,7 @@ passes it in.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from crossaccount import CrossAccountSession, MemoryTokenStore
@@ -33,11 +33,13 @@ from emr_rules import ClusterInfo, State
 from emr_settings import Settings, TagSelector
 
 OK, FAIL, WARN, SKIP = "✓", "✗", "⚠", "–"
+ACTIVITY_WINDOW = timedelta(hours=1)
 CLUSTER_STEPS = (
     "EMR ListClusters ({region})",
     "EMR DescribeCluster (reads the tags)",
     "Clusters",
     "EMR ListSteps (steps between two ticks)",
+    "CloudWatch GetMetricData (IsIdle: YARN work)",
 )
 
 
@@ -175,8 +177,48 @@ class Doctor:
 
         checks.append(self._managed_check(active, managed))
         checks.append(self._steps_check(probe, managed))
+        checks.append(self._activity_check(probe, managed))
         checks.append(self._terminate_check(state, probe))
         return checks
+
+    def _activity_check(self, probe: CrossAccountSession, managed: list[ClusterInfo]) -> Check:
+        """IsIdle through the same session: readable (✓), denied (✗), or no datapoints yet (⚠)."""
+        title = CLUSTER_STEPS[4]
+        if self.settings.activity == "off":
+            return Check(
+                WARN,
+                title,
+                "ACTIVITY=off: work in a Spark shell or a notebook on a WAITING cluster is not seen, "
+                "so an unheld cluster can be terminated under it",
+                "set EMR_ACTIVITY=cloudwatch (the role needs cloudwatch:GetMetricData)",
+            )
+        if not managed:
+            return Check(SKIP, title, "not checked: no managed cluster to read IsIdle of")
+        try:
+            readings = EmrAdapter(probe, self.settings.cluster_tag).read_activity(
+                [c.id for c in managed], self.clock(), ACTIVITY_WINDOW
+            )
+        except EmrChatopsError as error:
+            detail, fix = self._emr_problem(error)
+            return Check(FAIL, title, f"{detail} Until fixed the idle rule goes by the cluster state alone", fix)
+        silent = [c.name for c in managed if readings.get(c.id) is None]
+        if len(silent) == len(managed):
+            return Check(
+                WARN,
+                title,
+                f"readable, but no IsIdle datapoint in the last hour for {', '.join(silent)}: activity unknown, "
+                "the idle rule goes by the cluster state and steps",
+                "EMR publishes IsIdle every 5 minutes once a cluster runs: wait 10 minutes; if it stays empty, "
+                "check that EMR_REGION is the clusters' region",
+            )
+        seen = ", ".join(
+            f"{c.name} {'busy' if reading.busy else 'idle'}"
+            for c in managed
+            if (reading := readings.get(c.id)) is not None
+        )
+        return Check(
+            OK, title, f"IsIdle read: {seen}" + (f"; no datapoint yet for {', '.join(silent)}" if silent else "")
+        )
 
     def _steps_check(self, probe: CrossAccountSession, managed: list[ClusterInfo]) -> Check:
         title = CLUSTER_STEPS[3]

@@ -42,6 +42,7 @@ from emr_state import (
     UNMANAGED,
     UNSEEN,
     WARNED_LIMIT,
+    Activity,
     ClusterInfo,
     ClusterRecord,
     Doom,
@@ -58,6 +59,8 @@ OVERTIME_LIMIT = timedelta(hours=8)
 # overtime ending at its bound still falls inside its night (and is acted on), shorter than a day.
 NIGHT_LENGTH = timedelta(hours=12)
 RECHECK = timedelta(minutes=5)  # how often a remembered cluster missing from listings is re-read
+PERIOD = timedelta(minutes=5)  # EMR publishes IsIdle once per 5 minutes
+STALE = 3 * PERIOD  # a latest IsIdle datapoint older than this says nothing about now
 
 Rule = Literal["idle", "end_of_day", "overtime"]
 
@@ -73,6 +76,16 @@ class Policy:
     warn_minutes: int = 5
     end_of_day: time | None = time(19, 0)
     timezone: ZoneInfo = ZoneInfo("Asia/Tokyo")  # noqa: RUF009 - ZoneInfo objects are immutable and cached
+    remind_minutes: int | None = 120  # None: holds are never questioned
+    grace_minutes: int = 15
+
+    @property
+    def remind(self) -> timedelta | None:
+        return None if self.remind_minutes is None else timedelta(minutes=self.remind_minutes)
+
+    @property
+    def grace(self) -> timedelta:
+        return timedelta(minutes=self.grace_minutes)
 
     @property
     def idle(self) -> timedelta:
@@ -147,7 +160,25 @@ class Cancelled:
     why: str
 
 
-Effect = Warn | Terminate | Cancelled
+@dataclass(frozen=True)
+class Remind:
+    """Effect: ask *hold*'s holder whether they still use *cluster*; the hold ends at *ends_at* unless confirmed."""
+
+    cluster: ClusterRecord
+    hold: Hold
+    ends_at: datetime
+    quiet_since: datetime  # no work seen on the cluster since then
+
+
+@dataclass(frozen=True)
+class Expire:
+    """Effect: *hold* ended, unconfirmed after its reminder; *cluster* is the record after it."""
+
+    cluster: ClusterRecord
+    hold: Hold
+
+
+Effect = Warn | Terminate | Cancelled | Remind | Expire
 
 
 @dataclass(frozen=True)
@@ -183,9 +214,11 @@ def observe(state: State, clusters: Iterable[ClusterInfo], now: datetime) -> Sta
             continue
         if old.ending is not None:
             continue  # AWS accepted its termination; a listing may lag behind
-        waiting_since = old.waiting_since
+        waiting_since, worked_at = old.waiting_since, old.worked_at
         if old.absent or (info.state == "WAITING" and old.state in BUSY_STATES):
             waiting_since = now
+        if info.state == "WAITING" and old.state == "RUNNING":
+            worked_at = now  # a step ended
         if old.absent == UNMANAGED:
             events.append(Event(now, "managed", info.id, info.name, detail="carries the tag again"))
         new[info.id] = replace(
@@ -194,6 +227,7 @@ def observe(state: State, clusters: Iterable[ClusterInfo], now: datetime) -> Sta
             state=info.state,
             ready_at=info.ready_at,
             waiting_since=waiting_since,
+            worked_at=worked_at,
             absent="",
             unseen_since=None,
         )
@@ -247,12 +281,22 @@ def settle(state: State, info: ClusterInfo, now: datetime) -> tuple[State, Settl
 # -- deadlines ------------------------------------------------------------------------
 
 
+def busy(record: ClusterRecord) -> bool:
+    """Working now: a step runs (or the cluster starts), or the latest IsIdle datapoint is 0."""
+    return record.state in BUSY_STATES or record.activity == "busy"
+
+
+def last_work(record: ClusterRecord, now: datetime) -> datetime | None:
+    """The latest moment the cluster was seen working (now, when it is busy)."""
+    return now if busy(record) else record.worked_at
+
+
 def idle_since(record: ClusterRecord) -> datetime | None:
-    """When an unheld WAITING cluster became idle; None when it is held or busy."""
-    if record.state != "WAITING" or record.holds:
+    """When an unheld WAITING cluster without work became idle; None when it is held or busy."""
+    if record.state != "WAITING" or record.holds or record.activity == "busy":
         return None
-    moments = [m for m in (record.ready_at, record.last_release, record.first_seen, record.waiting_since) if m]
-    return max(moments)
+    moments = (record.ready_at, record.last_release, record.first_seen, record.waiting_since, record.worked_at)
+    return max(m for m in moments if m)
 
 
 def next_end_of_day_day(state: State, policy: Policy, now: datetime) -> date | None:
@@ -297,15 +341,53 @@ def needs_step_check(state: State, record: ClusterRecord, policy: Policy, now: d
     )
 
 
-def steps_seen(state: State, cluster_id: str, last_end: datetime | None, busy: bool, now: datetime) -> State:
-    """Fold what ListSteps said: a step still running, or one that ended later than the idle clock knew."""
+def steps_seen(state: State, cluster_id: str, last_end: datetime | None, running: bool, now: datetime) -> State:
+    """Fold what ListSteps said: a step still running, or one that ended later than the bot knew."""
     record = state.clusters.get(cluster_id)
     if record is None:
         return state
-    moment = now if busy else last_end
-    if moment is None or (record.waiting_since is not None and record.waiting_since >= moment):
+    moment = now if running else last_end
+    if moment is None or (record.worked_at is not None and record.worked_at >= moment):
         return state
-    return state.with_cluster(replace(record, waiting_since=min(moment, now)))
+    return state.with_cluster(replace(record, worked_at=min(moment, now)))
+
+
+def activity_seen(state: State, readings: Mapping[str, Activity | None], now: datetime) -> State:
+    """Fold one IsIdle reading of the managed clusters (None: no datapoint for that cluster).
+
+    A latest datapoint older than :data:`STALE` says nothing about now (the
+    metric stopped, or CloudWatch could not be read for a while): activity
+    unknown, and the idle rule goes by the cluster state and steps (§6).
+    """
+    new = state
+    for cluster_id, reading in readings.items():
+        record = new.clusters.get(cluster_id)
+        if record is None:
+            continue
+        if reading is None or now - reading.latest_at > STALE:
+            updated = replace(record, activity="", activity_at=reading.latest_at if reading else record.activity_at)
+        else:
+            worked_at = record.worked_at
+            if reading.work_ended is not None and (worked_at is None or reading.work_ended > worked_at):
+                worked_at = reading.work_ended
+            updated = replace(
+                record,
+                activity="busy" if reading.busy else "idle",
+                activity_at=reading.latest_at,
+                worked_at=worked_at,
+            )
+        if updated != record:
+            new = new.with_cluster(updated)
+    return new
+
+
+def activity_unknown(state: State, now: datetime) -> State:
+    """Forget activity read longer than :data:`STALE` ago (CloudWatch unreadable, or switched off)."""
+    new = state
+    for record in state.clusters.values():
+        if record.activity and (record.activity_at is None or now - record.activity_at > STALE):
+            new = new.with_cluster(replace(record, activity=""))
+    return new
 
 
 def doom_reason_gone(state: State, record: ClusterRecord, policy: Policy, now: datetime) -> str | None:
@@ -317,6 +399,8 @@ def doom_reason_gone(state: State, record: ClusterRecord, policy: Policy, now: d
             return "someone holds it"
         if record.state != "WAITING":
             return f"it is busy ({record.state})"
+        if record.activity == "busy":
+            return "it is busy (YARN work)"
         since = idle_since(record)
         if since is not None and since + policy.idle > now:
             return "it did work since"
@@ -344,6 +428,15 @@ def plan_tick(state: State, policy: Policy, now: datetime) -> tuple[State, list[
     effects: list[Effect] = []
     new_state = state
     for record in state.listed():
+        original = record
+        record, hold_effects = _reminders(record, policy, now)
+        if record is not original:
+            new_state = new_state.with_cluster(record)
+        for effect in hold_effects:
+            kind = "expired" if isinstance(effect, Expire) else "reminder"
+            detail = "" if isinstance(effect, Expire) else effect.ends_at.isoformat()
+            new_state = new_state.record(Event(now, kind, record.id, record.name, who=effect.hold.name, detail=detail))
+        effects.extend(hold_effects)
         if record.doomed is not None:
             why = doom_reason_gone(state, record, policy, now)
             if why is None:
@@ -355,7 +448,7 @@ def plan_tick(state: State, policy: Policy, now: datetime) -> tuple[State, list[
                 new_state = new_state.with_cluster(kept).record(event)
                 effects.append(Cancelled(kept, record.doomed.rule, why))
             continue
-        deadline = next_deadline(state, record, policy, now)
+        deadline = next_deadline(new_state, record, policy, now)
         if deadline is None:
             continue
         if now >= deadline.at:
@@ -379,6 +472,46 @@ def plan_tick(state: State, policy: Policy, now: datetime) -> tuple[State, list[
     return new_state, effects
 
 
+def _reminders(record: ClusterRecord, policy: Policy, now: datetime) -> tuple[ClusterRecord, list[Remind | Expire]]:
+    """Hold reminders and expiry (DESIGN §11) for one cluster: the updated record and what to announce.
+
+    A hold unconfirmed for ``remind`` on a cluster that did no work in that time
+    gets one reminder; unconfirmed ``grace`` later it ends, and the idle clock
+    starts then. Work on the cluster after the reminder withdraws it.
+    """
+    remind = policy.remind
+    if remind is None or not record.holds or record.doomed is not None:
+        return record, []
+    work = last_work(record, now)
+    holds: list[Hold] = []
+    reminders: list[Remind] = []
+    expired: list[Hold] = []
+    for hold in record.holds:
+        if hold.reminded_at is not None:
+            if work is not None and work > hold.reminded_at:
+                holds.append(replace(hold, reminded_at=None))  # work started: the question is moot
+            elif now >= hold.reminded_at + policy.grace:
+                expired.append(hold)
+            else:
+                holds.append(hold)
+            continue
+        if now - hold.confirmed_at >= remind and (work is None or now - work >= remind):
+            reminded = replace(hold, reminded_at=now)
+            holds.append(reminded)
+            quiet_since = max(work, hold.since) if work is not None else hold.since
+            reminders.append(Remind(record, reminded, now + policy.grace, quiet_since))
+        else:
+            holds.append(hold)
+    if tuple(holds) == record.holds:
+        return record, []
+    updated = replace(record, holds=tuple(holds))
+    if expired and not holds:
+        updated = replace(updated, last_release=now)  # the idle clock starts when the last hold ends
+    effects: list[Remind | Expire] = [replace(r, cluster=updated) for r in reminders]
+    effects += [Expire(updated, hold) for hold in expired]
+    return updated, effects
+
+
 def termination_refusal(record: ClusterRecord, fresh: ClusterInfo, expect: Iterable[str]) -> str | None:
     """Re-read right before a termination: why it must not go ahead, or None.
 
@@ -398,9 +531,15 @@ def termination_refusal(record: ClusterRecord, fresh: ClusterInfo, expect: Itera
 
 
 def add_hold(state: State, cluster_id: str, user: str, name: str, reason: str, now: datetime) -> State:
-    """Add or refresh *user*'s hold; cancels a pending idle termination."""
+    """Add *user*'s hold, or confirm it (withdrawing a reminder); cancels a pending idle termination."""
     record = state.clusters[cluster_id]
-    hold = Hold(user=user, name=name, since=now, reason=reason[:REASON_LIMIT])
+    existing = record.holder(user)
+    if existing is None:
+        hold = Hold(user=user, name=name, since=now, reason=reason[:REASON_LIMIT])
+    else:  # a confirmation: the hold goes on (its reason too, unless a new one is given)
+        hold = replace(
+            existing, name=name, reason=reason[:REASON_LIMIT] or existing.reason, confirmed=now, reminded_at=None
+        )
     holds = (*(h for h in record.holds if h.user != user), hold)
     doomed = None if record.doomed and record.doomed.rule == "idle" else record.doomed
     event = Event(now, "hold", cluster_id, record.name, who=name, detail=hold.reason)
@@ -486,7 +625,9 @@ def set_overtime(
     record = state.clusters[cluster_id]
     doomed = None if record.doomed and record.doomed.rule in ("end_of_day", "overtime") else record.doomed
     event = Event(now, "overtime", cluster_id, record.name, who=name, detail=until.isoformat())
-    updated = replace(record, overtime=Overtime(until=until, day=day, by=user), doomed=doomed)
+    # Asking for overtime says "I am using it": it confirms the asker's hold (DESIGN §11).
+    holds = tuple(replace(h, confirmed=now, reminded_at=None) if h.user == user else h for h in record.holds)
+    updated = replace(record, overtime=Overtime(until=until, day=day, by=user), doomed=doomed, holds=holds)
     return state.with_cluster(updated).record(event)
 
 
@@ -531,19 +672,26 @@ def refused_termination(state: State, cluster_id: str, fresh: ClusterInfo, why: 
 __all__ = [
     "ACTIVE_STATES",
     "REASON_LIMIT",
+    "Activity",
     "Cancelled",
     "ClusterInfo",
     "ClusterRecord",
     "Deadline",
     "Effect",
+    "Expire",
     "Hold",
     "Policy",
+    "Remind",
     "Settled",
     "State",
     "Terminate",
     "Warn",
+    "activity_seen",
+    "activity_unknown",
     "add_hold",
+    "busy",
     "drop_hold",
+    "last_work",
     "needs_step_check",
     "next_deadline",
     "observe",

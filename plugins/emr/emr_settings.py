@@ -37,7 +37,11 @@ KEYS = (
     "NOTIFY_CHANNEL",
     "POLL_SECONDS",
     "SESSION_SECONDS",
+    "ACTIVITY",
+    "HOLD_REMIND_MINUTES",
+    "HOLD_GRACE_MINUTES",
 )
+ACTIVITY_SOURCES = ("cloudwatch", "off")
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,9 @@ class Settings:
     notify_channel: str | None = None
     poll_seconds: float = 30.0
     session_seconds: int = 3600
+    activity: str = "cloudwatch"  # or "off": the idle rule sees the cluster state and steps only
+    hold_remind_minutes: int | None = 120  # None: holds never expire
+    hold_grace_minutes: int = 15
 
     @property
     def account_id(self) -> str:
@@ -209,6 +216,24 @@ def from_mapping(raw: Mapping[str, Any]) -> Settings:
             integer=True,
         )
     )
+    activity = _text("ACTIVITY", raw.get("ACTIVITY", Settings.activity)).lower()
+    if activity in OFF_WORDS:
+        activity = "off"
+    if activity not in ACTIVITY_SOURCES:
+        raise ConfigError("ACTIVITY", f"{activity!r} is not one of {', '.join(ACTIVITY_SOURCES)}")
+    hold_remind_minutes: int | None = None
+    raw_remind = raw.get("HOLD_REMIND_MINUTES", Settings.hold_remind_minutes)
+    if not _optional_text(raw_remind):
+        hold_remind_minutes = int(_number("HOLD_REMIND_MINUTES", raw_remind, minimum=10, maximum=24 * 60, integer=True))
+    hold_grace_minutes = int(
+        _number(
+            "HOLD_GRACE_MINUTES",
+            raw.get("HOLD_GRACE_MINUTES", Settings.hold_grace_minutes),
+            minimum=1,
+            maximum=240,
+            integer=True,
+        )
+    )
     return Settings(
         role_arn=role_arn,
         external_id=external_id,
@@ -222,4 +247,7 @@ def from_mapping(raw: Mapping[str, Any]) -> Settings:
         notify_channel=notify_channel,
         poll_seconds=poll_seconds,
         session_seconds=session_seconds,
+        activity=activity,
+        hold_remind_minutes=hold_remind_minutes,
+        hold_grace_minutes=hold_grace_minutes,
     )

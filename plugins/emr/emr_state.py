@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
-STATE_VERSION = 2
+STATE_VERSION = 3
 ACTIVE_STATES = ("STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING")
 BUSY_STATES = frozenset({"STARTING", "BOOTSTRAPPING", "RUNNING"})
 ENDED_STATES = frozenset({"TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS"})
@@ -53,6 +53,20 @@ class ClusterInfo:
 
 
 @dataclass(frozen=True)
+class Activity:
+    """What EMR's ``IsIdle`` metric says of one cluster (DESIGN §10).
+
+    *latest_at* is the start of the latest 5-minute period with a datapoint,
+    *busy* whether that datapoint is 0 (YARN work running), *work_ended* the
+    end of the latest period with ``IsIdle`` = 0 in the window read.
+    """
+
+    latest_at: datetime
+    busy: bool
+    work_ended: datetime | None = None
+
+
+@dataclass(frozen=True)
 class Hold:
     """Someone declared they are using a cluster."""
 
@@ -60,6 +74,12 @@ class Hold:
     name: str  # how to show them
     since: datetime
     reason: str = ""
+    confirmed: datetime | None = None  # the latest `!emr lock` by the holder (None: since)
+    reminded_at: datetime | None = None  # a reminder is pending since then (DESIGN §11)
+
+    @property
+    def confirmed_at(self) -> datetime:
+        return self.confirmed or self.since
 
 
 @dataclass(frozen=True)
@@ -111,6 +131,9 @@ class ClusterRecord:
     absent: str = ""  # "", UNSEEN or UNMANAGED
     unseen_since: datetime | None = None
     ending: Ending | None = None
+    worked_at: datetime | None = None  # the end of the latest work seen: a step, a busy state, IsIdle = 0
+    activity: str = ""  # "busy" / "idle" from the latest IsIdle datapoint; "" unknown
+    activity_at: datetime | None = None  # the latest IsIdle datapoint's period
 
     def holder(self, user: str) -> Hold | None:
         return next((h for h in self.holds if h.user == user), None)
@@ -126,7 +149,7 @@ class Event:
     """One line of ``!emr history``."""
 
     at: datetime
-    kind: str  # hold, release, expired, warning, overtime, terminated, failed, cancelled, ended, unmanaged, managed
+    kind: str  # hold, release, reminder, expired, warning, overtime, terminated, failed, cancelled, ended, unmanaged, managed
     cluster: str
     name: str
     who: str | None = None
@@ -194,6 +217,8 @@ def migrate(data: Mapping[str, Any]) -> Mapping[str, Any]:
       again; remembering a cluster as gone forever is what lost clusters and
       holds after one stale listing, so it is dropped. Records gain ``absent``,
       ``unseen_since`` and ``ending`` (all empty).
+    * version 2 → 3: records gain ``worked_at``, ``activity``, ``activity_at``;
+      holds gain ``confirmed`` and ``reminded_at`` (all empty: nothing known yet).
     """
     version = data.get("version")
     if isinstance(version, int) and version > STATE_VERSION:
@@ -204,6 +229,10 @@ def migrate(data: Mapping[str, Any]) -> Mapping[str, Any]:
     if version == 1:
         data = {k: v for k, v in data.items() if k != "gone"} | {"version": 2}
         version = 2
+    if version == 2:
+        # Version 3 (activity, hold reminders) only adds fields whose absence means "none yet".
+        data = {**data, "version": 3}
+        version = 3
     if version != STATE_VERSION:
         raise ValueError(f"unsupported state version {version!r} (this code reads {STATE_VERSION})")
     return data
@@ -228,7 +257,7 @@ def _record_to_dict(r: ClusterRecord) -> dict[str, Any]:
         "ready_at": _iso(r.ready_at),
         "waiting_since": _iso(r.waiting_since),
         "last_release": _iso(r.last_release),
-        "holds": [{"user": h.user, "name": h.name, "since": h.since.isoformat(), "reason": h.reason} for h in r.holds],
+        "holds": [_hold_to_dict(h) for h in r.holds],
         "warned": list(r.warned),
         "overtime": (
             {"until": r.overtime.until.isoformat(), "day": r.overtime.day.isoformat(), "by": r.overtime.by}
@@ -248,7 +277,32 @@ def _record_to_dict(r: ClusterRecord) -> dict[str, Any]:
         "absent": r.absent,
         "unseen_since": _iso(r.unseen_since),
         "ending": ({"at": r.ending.at.isoformat(), "who": r.ending.who, "rule": r.ending.rule} if r.ending else None),
+        "worked_at": _iso(r.worked_at),
+        "activity": r.activity,
+        "activity_at": _iso(r.activity_at),
     }
+
+
+def _hold_to_dict(h: Hold) -> dict[str, Any]:
+    return {
+        "user": h.user,
+        "name": h.name,
+        "since": h.since.isoformat(),
+        "reason": h.reason,
+        "confirmed": _iso(h.confirmed),
+        "reminded_at": _iso(h.reminded_at),
+    }
+
+
+def _hold_from_dict(h: Mapping[str, Any]) -> Hold:
+    return Hold(
+        user=h["user"],
+        name=h["name"],
+        since=datetime.fromisoformat(h["since"]),
+        reason=h.get("reason", ""),
+        confirmed=_dt(h.get("confirmed")),
+        reminded_at=_dt(h.get("reminded_at")),
+    )
 
 
 def _record_from_dict(d: Mapping[str, Any], cluster_id: str) -> ClusterRecord:
@@ -265,10 +319,7 @@ def _record_from_dict(d: Mapping[str, Any], cluster_id: str) -> ClusterRecord:
         ready_at=_dt(d.get("ready_at")),
         waiting_since=_dt(d.get("waiting_since")),
         last_release=_dt(d.get("last_release")),
-        holds=tuple(
-            Hold(user=h["user"], name=h["name"], since=datetime.fromisoformat(h["since"]), reason=h.get("reason", ""))
-            for h in d.get("holds", ())
-        ),
+        holds=tuple(_hold_from_dict(h) for h in d.get("holds", ())),
         warned=tuple(d.get("warned", ())),
         overtime=(
             Overtime(datetime.fromisoformat(overtime["until"]), date.fromisoformat(overtime["day"]), overtime["by"])
@@ -290,6 +341,9 @@ def _record_from_dict(d: Mapping[str, Any], cluster_id: str) -> ClusterRecord:
         ending=(
             Ending(datetime.fromisoformat(ending["at"]), ending.get("who"), ending.get("rule")) if ending else None
         ),
+        worked_at=_dt(d.get("worked_at")),
+        activity=d.get("activity", ""),
+        activity_at=_dt(d.get("activity_at")),
     )
 
 

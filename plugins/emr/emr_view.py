@@ -21,7 +21,7 @@ from typing import Any
 
 from emr_decisions import AmbiguousName, Denied, NameProblem, NoneRunning, SeveralRunning, UnknownName
 from emr_errors import one_line
-from emr_rules import Deadline, Policy, next_deadline
+from emr_rules import Deadline, Expire, Policy, Remind, busy, next_deadline
 from emr_settings import Settings
 from emr_state import UNMANAGED, ClusterInfo, ClusterRecord, Event, Hold, State
 
@@ -141,13 +141,53 @@ class View:
     def warning(self, record: ClusterRecord, deadline: Deadline) -> str:
         words = RULES[deadline.rule]
         held = self._fill(words.warning_held, holders=self.mentions(record.holds)) if record.holds else ""
-        return self._fill(
+        text = self._fill(
             words.warning,
             cluster=self.cluster(record),
             at=self.local(deadline.at),
             since=self.local(deadline.idle_since),
             held=held,
         )
+        if deadline.rule != "idle" and busy(record):
+            text += " Work is running on it now."  # the end of day does not wait for it (overtime does)
+        return text
+
+    def reminder(self, effect: Remind) -> str:
+        hold, record = effect.hold, effect.cluster
+        return (
+            f"⏰ {self.mention(hold.user, hold.name)}, you hold {record.name} since {self.local(hold.since)} "
+            f"and it has done no work since {self.local(effect.quiet_since)}. Still using it? "
+            f"`!emr lock {record.name}` keeps your hold; otherwise it ends at {self.local(effect.ends_at)}."
+        )
+
+    def expired(self, effect: Expire, state: State, now: datetime) -> str:
+        hold, record = effect.hold, effect.cluster
+        asked = f" after the reminder at {self.local(hold.reminded_at)}" if hold.reminded_at else ""
+        text = f"⌛ {self.mention(hold.user, hold.name)}'s hold on {self.cluster(record)} ended: not confirmed{asked}."
+        if record.holds:
+            return text + f" Still held by {self.holders(record)}."
+        deadline = next_deadline(state, record, self.policy, now)
+        return text + (
+            f" Nobody holds it now: {self.deadline(deadline, now)}." if deadline else " Nobody holds it now."
+        )
+
+    def activity(self, record: ClusterRecord, problem: str | None) -> str:
+        """What the cluster's YARN is doing, from IsIdle (DESIGN §10)."""
+        if problem:
+            return f"activity unknown ({problem})"
+        if record.activity == "busy":
+            return f"busy (YARN work at {self.local(record.activity_at)})"
+        if record.activity == "idle":
+            return f"no work since {self.local(record.worked_at)}" if record.worked_at else "no YARN work seen"
+        return "activity unknown (no IsIdle datapoint yet)"
+
+    def pending_reminders(self, record: ClusterRecord, *, mention: bool = False) -> list[str]:
+        return [
+            f"{self.mention(h.user, h.name) if mention else h.name}: asked at {self.local(h.reminded_at)}, "
+            f"hold ends {self.local(h.reminded_at + self.policy.grace)}"
+            for h in record.holds
+            if h.reminded_at is not None
+        ]
 
     def terminated_by_rule(self, record: ClusterRecord, rule: str) -> str:
         text = f"🛑 Terminated {self.cluster(record)}: {self.rule_reason(rule)}."
@@ -179,6 +219,14 @@ class View:
 
     poller_back = "✓ The EMR poller reaches the cluster account again."
 
+    def activity_down(self, problem: str) -> str:
+        return (
+            f"⚠️ Cannot read the clusters' activity (IsIdle) from CloudWatch: {one_line(problem)} "
+            "Until then the idle rule goes by the cluster state and steps alone."
+        )
+
+    activity_back = "✓ The clusters' activity (IsIdle) can be read from CloudWatch again."
+
     # -- status ---------------------------------------------------------------------------
     def no_cluster(self, state: State | None = None) -> str:
         text = (
@@ -195,7 +243,7 @@ class View:
 
     def _facts(self, state: State, record: ClusterRecord, now: datetime) -> tuple[str, list[str]]:
         """(next action, notes): the same facts for the text and the card."""
-        notes: list[str] = []
+        notes = [f"Reminder: {line}." for line in self.pending_reminders(record, mention=self.slack)]
         if record.overtime and not self.policy.night_over(record.overtime.day, now):
             by = self.mention(record.overtime.by, record.overtime.by) if self.slack else record.overtime.by
             notes.append(f"Overtime until {self.local(record.overtime.until)} (asked by {by}).")
@@ -206,16 +254,21 @@ class View:
             notes.append(f"Not idle while {record.state}: the idle clock starts when it is WAITING.")
         return (self.deadline(deadline, now) if deadline is not None else "none"), notes
 
-    def status_lines(self, state: State, record: ClusterRecord, cluster: ClusterInfo, now: datetime) -> str:
+    def status_lines(
+        self, state: State, record: ClusterRecord, cluster: ClusterInfo, now: datetime, activity_problem: str | None
+    ) -> str:
         started = cluster.created_at or record.first_seen
         next_action, notes = self._facts(state, record, now)
         lines = [f"{self.cluster(cluster)} — {cluster.state}, up {duration(now - started)}"]
         lines.append("  held by " + ("; ".join(self.hold(h) for h in record.holds) or "nobody"))
+        lines.append(f"  activity: {self.activity(record, activity_problem)}")
         lines.append(f"  next: {next_action}")
         lines += [f"  {note[0].lower()}{note[1:].rstrip('.')}" for note in notes]
         return "\n".join(lines)
 
-    def status_card(self, state: State, record: ClusterRecord, cluster: ClusterInfo, now: datetime) -> dict[str, Any]:
+    def status_card(
+        self, state: State, record: ClusterRecord, cluster: ClusterInfo, now: datetime, activity_problem: str | None
+    ) -> dict[str, Any]:
         """``send_card`` arguments for one cluster: the same facts as :meth:`status_lines`.
 
         The colour says what matters at a glance: red, being terminated; orange, held;
@@ -226,7 +279,7 @@ class View:
         if record.doomed is not None:
             color = COLOR_DOOMED
         else:
-            color = COLOR_HELD if record.holds else COLOR_BUSY if record.state != "WAITING" else COLOR_IDLE
+            color = COLOR_HELD if record.holds else COLOR_BUSY if busy(record) else COLOR_IDLE
         return {
             "title": self.cluster(cluster),
             "link": self.console_link(cluster.id),
@@ -236,6 +289,7 @@ class View:
                 ("State", cluster.state),
                 ("Up for", duration(now - started)),
                 ("Holders", "\n".join(self.hold(h, mention=True) for h in record.holds) or "nobody"),
+                ("Activity", self.activity(record, activity_problem)),
                 ("Next action", next_action),
             ),
         }
@@ -333,6 +387,8 @@ class View:
             who = ""
         if e.kind in ("warning", "overtime") and e.detail:
             detail = f" — until {self.local(datetime.fromisoformat(e.detail))}"
+        elif e.kind == "reminder" and e.detail:
+            detail = f" — hold ends {self.local(datetime.fromisoformat(e.detail))} unless confirmed"
         elif e.kind in ("hold", "failed") and e.detail:
             detail = f" — {self.inert(e.detail)}"
         else:
