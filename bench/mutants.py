@@ -203,6 +203,36 @@ MUTANTS = (
         ),
     ),
     Mutant(
+        "A1",
+        "YARN work does not count (activity ignored by the idle rule)",
+        "emr_rules.py",
+        '    if record.state != "WAITING" or record.holds or record.activity == "busy":',
+        '    if record.state != "WAITING" or record.holds:',
+        (
+            "tests/test_activity.py::test_yarn_work_for_45_minutes_keeps_an_unheld_cluster_and_idle_counts_from_the_end_of_the_work",
+            "tests/test_invariants.py",
+        ),
+    ),
+    Mutant(
+        "A2",
+        "a reminded hold expires at once (no grace)",
+        "emr_rules.py",
+        "            elif now >= hold.reminded_at + policy.grace:",
+        "            elif now >= hold.reminded_at:",
+        (
+            "tests/test_activity.py::test_a_hold_confirmed_in_time_is_kept_with_its_reason",
+            "tests/test_invariants.py",
+        ),
+    ),
+    Mutant(
+        "A3",
+        "a confirmation does not withdraw the reminder",
+        "emr_rules.py",
+        "reason=reason[:REASON_LIMIT] or existing.reason, confirmed=now, reminded_at=None",
+        "reason=reason[:REASON_LIMIT] or existing.reason, confirmed=now",
+        ("tests/test_rules.py::test_a_confirmation_keeps_the_hold_and_its_reason",),
+    ),
+    Mutant(
         "D1",
         "an admin may terminate a held cluster without --force",
         "emr_decisions.py",

@@ -11,6 +11,13 @@ AccessDenied, expired tokens, injected by a proxy between bot and emulator):
 * always terminate an unheld WAITING cluster within IDLE_MINUTES plus one
   tick (checked for cluster lives without injected faults, since a fault may
   legitimately delay a termination);
+* YARN work counts (``IsIdle`` = 0 published in account B, as EMR does): an
+  unheld cluster is never terminated by the idle rule while its work runs, and
+  its idle clock counts from the end of the work (allowing the bot one
+  activity read, every 5 minutes, to learn of it);
+* a hold confirmed (``!emr lock`` by its holder) within HOLD_REMIND_MINUTES +
+  HOLD_GRACE_MINUTES is never expired; an older one may expire, and then the
+  idle clock starts at its expiry;
 * never crash: no command answers with the plugin's apology for an unexpected
   exception, and no ERROR record is logged (by a command, a tick or a restart),
   checked after every step. Injected AWS faults are expected failures: they
@@ -45,6 +52,10 @@ from demo.emulator import Emulator
 
 TICK = timedelta(minutes=2)
 IDLE = timedelta(minutes=30)
+PERIOD = timedelta(minutes=5)  # IsIdle's period, and the bot's activity reads
+READ_LAG = PERIOD + TICK  # the longest a bot may go without reading IsIdle
+REMIND = timedelta(minutes=60)
+GRACE = timedelta(minutes=10)
 TOKYO = ZoneInfo("Asia/Tokyo")
 USERS = ("alice", "bob", "admin")
 APOLOGY = "Something unexpected"  # the plugin's answer to an exception it did not expect
@@ -95,9 +106,16 @@ class Model:
 
     cluster: str
     idle_since: datetime
-    holds: dict[str, datetime] = field(default_factory=dict)
+    holds: dict[str, datetime] = field(default_factory=dict)  # user -> last confirmed (lock) time
     alive: bool = True
     faulted: bool = False  # a fault was injected during this cluster's life
+    work_from: datetime | None = None  # the latest YARN work published: from …
+    work_until: datetime | None = None  # … to the end of its last 5-minute period
+    idle_before_work: datetime | None = None  # the idle clock as it was before that work
+
+    def idle_from(self, moment: datetime) -> datetime:
+        """The idle clock starting at *moment*, or at the end of known work if later."""
+        return max(moment, self.work_until) if self.work_until else moment
 
 
 class BotMachine(RuleBasedStateMachine):
@@ -111,7 +129,13 @@ class BotMachine(RuleBasedStateMachine):
         seeded = self.emulator.seed(managed_names=(), unmanaged_names=("etl-nightly",))
         self.unmanaged = seeded.unmanaged_id
         self.proxy = FaultProxy(self.emulator.url).__enter__()
-        config = emr_config(self.emulator, POLL_SECONDS=120, ENDPOINT_URL=self.proxy.url)
+        config = emr_config(
+            self.emulator,
+            POLL_SECONDS=120,
+            ENDPOINT_URL=self.proxy.url,
+            HOLD_REMIND_MINUTES=int(REMIND.total_seconds() // 60),
+            HOLD_GRACE_MINUTES=int(GRACE.total_seconds() // 60),
+        )
         self.chat = Chat(Path(mkdtemp()) / "data", config, self.clock).start()
         self.model: Model | None = None
         self.last_step = self.clock.now
@@ -163,7 +187,7 @@ class BotMachine(RuleBasedStateMachine):
             assert user in self.model.holds, reply
             del self.model.holds[user]
             if not self.model.holds:
-                self.model.idle_since = self.clock.now
+                self.model.idle_since = self.model.idle_from(self.clock.now)
         else:
             assert reply.startswith("✗"), reply  # not a holder, or an AWS fault: the hold stays
 
@@ -183,14 +207,36 @@ class BotMachine(RuleBasedStateMachine):
             assert reply.startswith("✗"), reply  # an AWS fault: one line, and nothing changed
             assert self.emulator.cluster_state(self.model.cluster) == "WAITING"
 
-    @rule(minutes=st.integers(min_value=1, max_value=45))
+    @rule(minutes=st.integers(min_value=1, max_value=90))
     def time_passes(self, minutes: int) -> None:
         end = self.clock.now + timedelta(minutes=minutes)
         while self.clock.now + TICK <= end:
             self.clock.advance(seconds=TICK.total_seconds())
             self.chat.tick()
             self.check_terminations()
+            self.no_acknowledged_hold_is_lost()  # after every tick: an early expiry is seen when it happens
         self.clock.set(end)
+
+    @precondition(lambda self: self.model is not None and self.model.alive)
+    @rule(minutes=st.integers(min_value=15, max_value=90))
+    def yarn_work(self, minutes: int) -> None:
+        """A Spark shell on the cluster without a lock: IsIdle = 0 for the coming minutes, then 1 again."""
+        assert self.model is not None
+        now = self.clock.now
+        start = now - timedelta(seconds=now.timestamp() % PERIOD.total_seconds())
+        end = start + timedelta(minutes=minutes)
+        moment = start
+        while moment <= end:
+            self.emulator.put_is_idle(self.model.cluster, moment, 0)
+            moment += PERIOD
+        work_until = moment  # the end of the last period with work
+        for _ in range(36):  # then idle datapoints for three hours, as EMR publishes them
+            self.emulator.put_is_idle(self.model.cluster, moment, 1)
+            moment += PERIOD
+        self.model.idle_before_work = self.model.idle_since
+        self.model.work_from, self.model.work_until = now, work_until
+        if not self.model.holds:
+            self.model.idle_since = self.model.idle_from(self.model.idle_since)
 
     @rule()
     def restart(self) -> None:
@@ -221,7 +267,10 @@ class BotMachine(RuleBasedStateMachine):
             assert end_of_day_between(first_hold, now), f"held cluster terminated at {now} before end of day"
         else:
             eod = end_of_day_between(model.idle_since, now)
-            assert eod or now >= model.idle_since + IDLE, f"terminated at {now}, idle only since {model.idle_since}"
+            # Work published less than one activity read ago may not be known to the bot yet.
+            unread = model.work_from is not None and now < model.work_from + READ_LAG
+            earliest = model.idle_before_work if unread and model.idle_before_work else model.idle_since
+            assert eod or now >= earliest + IDLE, f"terminated at {now}, idle only since {model.idle_since}"
         model.alive = False
         model.holds.clear()
 
@@ -235,19 +284,37 @@ class BotMachine(RuleBasedStateMachine):
 
     @invariant()
     def no_acknowledged_hold_is_lost(self) -> None:
+        """A hold confirmed within REMIND + GRACE is stored; an older one may have expired (and says so)."""
         model = self.model
         if model is None or not model.alive or self.emulator.cluster_state(model.cluster) == "TERMINATED":
             return
-        record = (self.chat.plugin.get("state") or {}).get("clusters", {}).get(model.cluster, {})
+        state = self.chat.plugin.get("state") or {}
+        record = state.get("clusters", {}).get(model.cluster, {})
         stored = {hold["user"] for hold in record.get("holds", [])}
-        assert set(model.holds) <= stored, f"acknowledged holds {set(model.holds)}, stored {stored}"
+        now = self.clock.now
+        for user, confirmed in list(model.holds.items()):
+            if user in stored:
+                continue
+            assert now - confirmed >= REMIND + GRACE, f"{user}'s hold, confirmed at {confirmed}, is gone at {now}"
+            expiry = [
+                datetime.fromisoformat(e["at"])
+                for e in state.get("history", [])
+                if e["kind"] == "expired" and e["cluster"] == model.cluster and e["who"] == user
+            ]
+            assert expiry and expiry[-1] >= confirmed + REMIND + GRACE, f"{user}'s hold vanished without expiring"
+            del model.holds[user]
+            if not model.holds:
+                model.idle_since = model.idle_from(expiry[-1])
 
     @invariant()
     def an_unheld_waiting_cluster_dies_within_idle_plus_one_tick(self) -> None:
         model = self.model
         if model is None or not model.alive or model.holds or model.faulted:
             return
-        if self.clock.now >= model.idle_since + IDLE + TICK:
+        if model.work_until is not None and self.clock.now < model.work_until + READ_LAG:
+            return  # the bot learns of the end of the work at its next activity read
+        lag = READ_LAG if model.work_until is not None else timedelta(0)  # the bot reads IsIdle every 5 minutes
+        if self.clock.now >= model.idle_since + IDLE + TICK + lag:
             assert self.emulator.cluster_state(model.cluster) == "TERMINATED", (
                 f"idle since {model.idle_since}, still alive at {self.clock.now}"
             )
