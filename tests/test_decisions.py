@@ -11,18 +11,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emr_decisions import (
+    ActiveCluster,
     AmbiguousName,
     Denied,
     NameProblem,
     NoneRunning,
     SeveralRunning,
+    TemplateProblem,
     UnknownName,
+    active_clusters,
+    choose_template,
     hold_to_release,
     may_ask_overtime,
+    may_start,
     may_terminate,
     name_cluster,
 )
-from emr_state import ClusterInfo, ClusterRecord, Hold
+from emr_state import UNMANAGED, UNSEEN, ClusterInfo, ClusterRecord, Ending, Hold, State
+from emr_templates import parse_template
 
 T0 = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
 ANALYTICS = ClusterInfo("j-AAAAAAAAAAAA1", "analytics", "WAITING")
@@ -202,10 +208,84 @@ def test_only_holders_may_ask_for_overtime() -> None:
     assert denied is not None and denied.code == "overtime_needs_hold"
 
 
+# -- starting: which template, and whether a start is refused ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("words", "names", "outcome"),
+    [
+        ("", ["analytics"], ("analytics", "")),
+        ("analytics", ["analytics"], ("analytics", "")),
+        ("ANALYTICS backfill for Q3", ["analytics", "adhoc"], ("analytics", "backfill for Q3")),
+        ("backfill for Q3", ["analytics"], ("analytics", "backfill for Q3")),  # one template: all words are the reason
+        ("adhoc  big   join", ["analytics", "adhoc"], ("adhoc", "big   join")),
+        ("", ["analytics", "adhoc"], ("", ("analytics", "adhoc"))),  # several: one must be named
+        ("backfill", ["analytics", "adhoc"], ("backfill", ("analytics", "adhoc"))),
+        ("analytic", ["analytics", "adhoc"], ("analytic", ("analytics", "adhoc"))),  # no prefix matching
+    ],
+)
+def test_which_template_the_words_of_start_name(words: str, names: list[str], outcome: tuple) -> None:
+    try:
+        result: tuple = choose_template(words, names)
+    except TemplateProblem as problem:
+        result = (problem.word, problem.names)
+    assert result == outcome
+
+
+ANALYTICS_TEMPLATE = parse_template(
+    "analytics",
+    '{"Name": "analytics", "ReleaseLabel": "emr-7.5.0", "Instances": {}, "JobFlowRole": "r", "ServiceRole": "s"}',
+)
+
+
+def active(*clusters: tuple[str, str, str, str]) -> list[ActiveCluster]:
+    return [ActiveCluster(*c) for c in clusters]
+
+
+@pytest.mark.parametrize(
+    ("clusters", "limit", "outcome"),
+    [
+        ((), 2, None),
+        ((("j-1", "adhoc", "WAITING", ""),), 2, None),
+        ((("j-1", "adhoc", "WAITING", ""), ("j-2", "etl", "RUNNING", "")), 2, "too_many"),
+        ((("j-1", "adhoc", "WAITING", ""),), 1, "too_many"),
+        ((("j-1", "analytics", "WAITING", ""),), 5, "already_active"),  # its cluster name: two of one name
+        ((("j-1", "Analytics", "STARTING", ""),), 5, "already_active"),
+        ((("j-1", "nightly", "BOOTSTRAPPING", "analytics"),), 5, "already_active"),  # from its template, renamed
+        ((("j-1", "nightly", "WAITING", "ANALYTICS"),), 5, "already_active"),
+        ((("j-1", "adhoc", "WAITING", ""), ("j-2", "analytics", "WAITING", "")), 2, "already_active"),  # first
+    ],
+)
+def test_when_a_start_is_refused(clusters: tuple, limit: int, outcome: str | None) -> None:
+    refused = may_start(ANALYTICS_TEMPLATE, active(*clusters), limit)
+    assert (refused.code if refused else None) == outcome
+    if refused is not None and outcome == "already_active":
+        assert all(c.name.casefold() == "analytics" or c.template.casefold() == "analytics" for c in refused.clusters)
+    if refused is not None and outcome == "too_many":
+        assert refused.limit == limit and len(refused.clusters) == len(clusters)
+
+
+def test_a_start_counts_the_clusters_a_listing_does_not_show_yet() -> None:
+    just_started = ClusterRecord("j-NEW", "analytics", "STARTING", T0, template="analytics")
+    unseen = ClusterRecord("j-OLD", "old", "WAITING", T0, absent=UNSEEN)
+    untagged = ClusterRecord("j-UNT", "untagged", "WAITING", T0, absent=UNMANAGED)
+    ending = ClusterRecord("j-END", "ending", "TERMINATING", T0, ending=Ending(T0))
+    state = State(clusters={r.id: r for r in (just_started, unseen, untagged, ending)})
+    listed = [ClusterInfo("j-ADH", "adhoc", "WAITING"), ClusterInfo("j-NEW", "analytics", "BOOTSTRAPPING")]
+    found = active_clusters(state, listed)
+    assert [(c.id, c.state, c.template) for c in found] == [
+        ("j-ADH", "WAITING", ""),
+        ("j-NEW", "BOOTSTRAPPING", "analytics"),  # the listing's state, the remembered template
+        ("j-OLD", "WAITING", ""),
+    ]
+    refused = may_start(ANALYTICS_TEMPLATE, found, 10)
+    assert refused is not None and refused.clusters[0].id == "j-NEW"
+
+
 # -- the layers ------------------------------------------------------------------------------
 
 PLUGIN = Path(__file__).resolve().parent.parent / "plugins" / "emr"
-PURE = ("emr_state", "emr_rules", "emr_decisions", "emr_errors", "emr_settings", "emr_view")
+PURE = ("emr_state", "emr_rules", "emr_decisions", "emr_errors", "emr_settings", "emr_view", "emr_templates")
 NO_CHAT = ("crossaccount", "emr_adapter", "emr_doctor")
 BOTO = ("boto3", "botocore")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -18,6 +19,7 @@ from emr_rules import (
     Expire,
     Hold,
     Policy,
+    Ready,
     Remind,
     State,
     Terminate,
@@ -25,6 +27,10 @@ from emr_rules import (
     activity_seen,
     activity_unknown,
     add_hold,
+    after_end_of_day,
+    backstop_due,
+    backstop_failed,
+    backstop_set,
     drop_hold,
     needs_step_check,
     next_deadline,
@@ -34,13 +40,14 @@ from emr_rules import (
     plan_tick,
     set_overtime,
     settle,
+    started,
     steps_seen,
     terminated,
     termination_failed,
     termination_refusal,
     to_recheck,
 )
-from emr_state import HISTORY_LIMIT, RECORD_LIMIT, UNMANAGED, UNSEEN, Activity, migrate
+from emr_state import HISTORY_LIMIT, RECORD_LIMIT, STATE_VERSION, UNMANAGED, UNSEEN, Activity, migrate
 
 TOKYO = Policy()  # 30 min idle, 5 min warning, 19:00 Asia/Tokyo
 T0 = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)  # 10:00 JST
@@ -468,7 +475,7 @@ def test_a_part_one_state_is_migrated_and_a_newer_one_refused() -> None:
     _, effects = plan_tick(state, TOKYO, EOD + timedelta(minutes=1))  # a v1 doom still knows its night
     assert [type(e) for e in effects] == [Terminate]
     with pytest.raises(ValueError, match="newer than this code reads"):
-        migrate({"version": 4})
+        migrate({"version": STATE_VERSION + 1})
 
 
 def test_history_is_bounded_in_storage() -> None:
@@ -653,7 +660,7 @@ def test_a_part_two_state_is_migrated_from_a_stored_copy() -> None:
     stored = json.loads((Path(__file__).parent / "fixtures" / "state-v2.json").read_text())
     assert stored["version"] == 2
     state = State.from_dict(stored)
-    assert state.to_dict()["version"] == 3
+    assert state.to_dict()["version"] == STATE_VERSION == 4
     alice = state.clusters["j-ANALYTICS0001"].holds[0]
     assert (alice.name, alice.reason, alice.confirmed_at, alice.reminded_at) == (
         "alice",
@@ -663,7 +670,24 @@ def test_a_part_two_state_is_migrated_from_a_stored_copy() -> None:
     )
     assert state.clusters["j-LOGANALYSIS01"].absent == UNSEEN
     assert state.clusters["j-OLDCLUSTER001"].ending is not None
+    analytics = state.clusters["j-ANALYTICS0001"]  # v4: nothing started by the bot, the backstop not set yet
+    assert (analytics.template, analytics.start, analytics.backstop, analytics.backstop_failure) == ("", None, None, "")
     assert State.from_dict(state.to_dict()) == state
+
+
+def test_a_version_3_state_is_migrated_to_4_with_nothing_started_and_the_backstop_unknown() -> None:
+    stored = json.loads((Path(__file__).parent / "fixtures" / "state-v2.json").read_text())
+    v3 = {**State.from_dict(stored).to_dict(), "version": 3}
+    for record in v3["clusters"].values():  # exactly what version 3 wrote: no v4 field
+        for key in ("template", "start", "backstop", "backstop_failure"):
+            del record[key]
+    state = State.from_dict(v3)
+    assert state.to_dict()["version"] == 4
+    assert all(r.start is None and r.backstop is None and r.template == "" for r in state.clusters.values())
+    assert State.from_dict(state.to_dict()) == state
+    # The poller then sets the backstop once on each unheld listed cluster, and removes none from held ones.
+    due = backstop_due(state, 10800, at(0), {})
+    assert ("j-ANALYTICS0001", 0) in due  # held by alice and bob: "no policy" is what EMR must hold
 
 
 readings_or_steps = st.lists(
@@ -720,3 +744,210 @@ def test_asking_for_overtime_confirms_the_askers_hold() -> None:
     assert (hold.confirmed, hold.reminded_at) == (at(125), None)
     state, effects = plan_tick(state, TOKYO, at(140))
     assert effects == []  # no expiry
+
+
+# -- starting a cluster (DESIGN §12) ----------------------------------------------------------------
+
+NEW = "j-NEWCLUSTER001"
+
+
+def started_state(at_minute: float = 0, backstop: int | None = 10800) -> State:
+    state = observe(State(), waiting(), at(at_minute))
+    return started(state, NEW, "adhoc", "adhoc", "U1", "alice", "", at(at_minute), backstop=backstop)
+
+
+def listing(state_name: str, ready: datetime | None = None) -> list[ClusterInfo]:
+    return [*waiting(), ClusterInfo(NEW, "adhoc", state_name, created_at=at(0), ready_at=ready, template="adhoc")]
+
+
+def test_a_started_cluster_is_held_by_its_starter_at_once_with_the_default_reason() -> None:
+    state = started_state()
+    record = state.clusters[NEW]
+    assert [(h.user, h.reason) for h in record.holds] == [("U1", "started it")]
+    assert (record.state, record.template, record.start.by, record.backstop) == ("STARTING", "adhoc", "U1", 10800)
+    assert [e.kind for e in state.history[-2:]] == ["start", "hold"]
+    assert (
+        started(State(), NEW, "adhoc", "adhoc", "U1", "alice", "etl backfill", at(0), backstop=None)
+        .clusters[NEW]
+        .holds[0]
+        .reason
+        == "etl backfill"
+    )
+
+
+def test_a_started_cluster_is_announced_ready_once_with_the_time_it_took() -> None:
+    state = started_state()
+    for minute, name in ((2, "STARTING"), (4, "BOOTSTRAPPING")):
+        state = observe(state, listing(name), at(minute))
+        state, effects = plan_tick(state, TOKYO, at(minute))
+        assert not [e for e in effects if isinstance(e, Ready)], name
+    state = observe(state, listing("WAITING", ready=at(7.2)), at(8))
+    state, effects = plan_tick(state, TOKYO, at(8))
+    [ready] = [e for e in effects if isinstance(e, Ready)]
+    assert ready.took == timedelta(minutes=7.2) and ready.cluster.start.notified
+    assert state.history[-1].kind == "ready" and state.history[-1].detail == "432"
+    state, effects = plan_tick(State.from_dict(state.to_dict()), TOKYO, at(9))  # a restart in between
+    assert not [e for e in effects if isinstance(e, Ready)]
+
+
+def test_a_started_cluster_with_a_first_step_is_ready_when_running() -> None:
+    state = observe(started_state(), listing("RUNNING", ready=at(6)), at(6.5))
+    _, effects = plan_tick(state, TOKYO, at(6.5))
+    assert [type(e) for e in effects] == [Ready]
+
+
+def test_a_failed_start_is_settled_once_with_emr_s_reason() -> None:
+    state = observe(started_state(), waiting(), at(3))  # it left the active listing
+    assert state.clusters[NEW].absent == UNSEEN
+    failed = ClusterInfo(NEW, "adhoc", "TERMINATED_WITH_ERRORS", reason="Bootstrap failure: install.sh exited 1")
+    state, settled = settle(state, failed, at(3))
+    assert settled.kind == "start_failed" and settled.record.start.by == "U1"
+    assert NEW not in state.clusters
+    event = state.history[-1]
+    assert (event.kind, event.who, event.detail) == (
+        "start_failed",
+        "alice",
+        "Bootstrap failure: install.sh exited 1 (TERMINATED_WITH_ERRORS)",
+    )
+    again, settled = settle(state, failed, at(4))  # a second re-read finds nothing to say
+    assert settled.kind == "unchanged" and again == state
+
+
+def test_a_ready_cluster_that_ends_later_is_an_ordinary_end_not_a_failed_start() -> None:
+    state = observe(started_state(), listing("WAITING", ready=at(5)), at(5))
+    state, _ = plan_tick(state, TOKYO, at(5))
+    state = observe(state, waiting(), at(60))
+    _, settled = settle(state, ClusterInfo(NEW, "adhoc", "TERMINATED", reason="User request"), at(60))
+    assert settled.kind == "ended"
+
+
+def test_a_cluster_terminated_by_the_bot_while_starting_is_no_failed_start() -> None:
+    state = terminated(started_state(), NEW, at(1), rule=None, who="alice")
+    _, settled = settle(state, ClusterInfo(NEW, "adhoc", "TERMINATED", reason="User request"), at(2))
+    assert settled.kind == "ended"
+
+
+def test_a_cluster_started_after_the_end_of_day_is_left_to_the_idle_rule_tonight() -> None:
+    evening = EOD + timedelta(minutes=10)  # 19:10, the pass still to run (or run already: both)
+    assert after_end_of_day(TOKYO, evening) and not after_end_of_day(TOKYO, EOD - timedelta(minutes=1))
+    assert not after_end_of_day(Policy(end_of_day=None), evening)
+    state = observe(State(), waiting(), at(0))  # analytics, unheld since 10:00
+    state = started(state, NEW, "adhoc", "adhoc", "U1", "alice", "", evening, backstop=None)
+    state = observe(state, listing("WAITING", ready=evening), evening)
+    deadline = next_deadline(state, state.clusters[NEW], TOKYO, evening)
+    assert deadline is not None and deadline.rule == "end_of_day" and deadline.at == EOD + timedelta(days=1)
+    state, effects = plan_tick(state, TOKYO, evening + timedelta(seconds=30))
+    doomed = {e.cluster.id for e in effects if isinstance(e, Terminate)}
+    assert doomed == {CID}  # tonight's pass takes the old cluster, not the one started after 19:00
+    state = drop_hold(state, NEW, "U1", evening + timedelta(minutes=5))
+    deadline = next_deadline(state, state.clusters[NEW], TOKYO, evening + timedelta(minutes=5))
+    assert deadline is not None and deadline.rule == "idle"  # unheld: the idle rule, tonight
+    # Started before 19:00, it is tonight's like any other.
+    early = started(
+        observe(State(), [], at(0)), NEW, "adhoc", "adhoc", "U1", "alice", "", EOD - timedelta(hours=1), backstop=None
+    )
+    deadline = next_deadline(early, early.clusters[NEW], TOKYO, EOD - timedelta(minutes=30))
+    assert deadline is not None and deadline.at == EOD
+
+
+# -- the backstop: EMR's AutoTerminationPolicy follows the holds --------------------------------------
+
+HOUR3 = 10800
+
+
+@pytest.mark.parametrize(
+    ("holds", "backstop", "failure", "tried_ago", "only", "due"),
+    [
+        (False, None, "", None, None, [(CID, HOUR3)]),  # first seen, unheld: put it on
+        (True, None, "", None, None, [(CID, 0)]),  # first seen, held: take it off
+        (False, HOUR3, "", None, None, []),  # as it should be
+        (True, 0, "", None, None, []),
+        (True, HOUR3, "", 0.5, None, [(CID, 0)]),  # first hold: remove at once
+        (False, 0, "", 0.5, None, [(CID, HOUR3)]),  # last release: put back at once
+        (False, 3600, "", None, None, [(CID, HOUR3)]),  # BACKSTOP_MINUTES changed: put the new one
+        (False, 0, "AccessDenied", 1, None, []),  # failed a minute ago: the poller waits
+        (False, 0, "AccessDenied", 5, None, [(CID, HOUR3)]),  # five minutes on: it tries again
+        (False, 0, "AccessDenied", 1, CID, [(CID, HOUR3)]),  # a command on the cluster tries at once
+        (False, 0, "AccessDenied", None, None, [(CID, HOUR3)]),  # after a restart: at once
+        (False, None, "", None, "j-OTHER", []),  # a command on another cluster
+    ],
+)
+def test_which_clusters_backstop_must_change(
+    holds: bool, backstop: int | None, failure: str, tried_ago: float | None, only: str | None, due: list
+) -> None:
+    state = observe(State(), waiting(), at(0))
+    if holds:
+        state = add_hold(state, CID, "U1", "alice", "", at(0))
+    state = state.with_cluster(replace(state.clusters[CID], backstop=backstop, backstop_failure=failure))
+    tried = {} if tried_ago is None else {CID: at(10 - tried_ago)}
+    assert backstop_due(state, HOUR3, at(10), tried, only) == due
+
+
+def test_an_unlisted_or_ending_cluster_s_backstop_is_left_alone() -> None:
+    state = observe(observe(State(), waiting(), at(0)), [], at(1))  # unseen
+    assert backstop_due(state, HOUR3, at(2), {}) == []
+    state = terminated(observe(State(), waiting(), at(0)), CID, at(1), rule="idle", who=None)
+    assert backstop_due(state, HOUR3, at(2), {}) == []
+
+
+def test_a_backstop_failure_is_new_once_per_code_and_a_success_says_it_recovered() -> None:
+    state = observe(State(), waiting(), at(0))
+    state, new = backstop_failed(state, CID, "AccessDenied")
+    assert new and state.clusters[CID].backstop_failure == "AccessDenied"
+    state, new = backstop_failed(state, CID, "AccessDenied")
+    assert not new
+    state, new = backstop_failed(state, CID, "Unreachable")
+    assert new
+    state, recovered = backstop_set(state, CID, HOUR3)
+    assert recovered and (state.clusters[CID].backstop, state.clusters[CID].backstop_failure) == (HOUR3, "")
+    state, recovered = backstop_set(state, CID, 0)
+    assert not recovered
+    assert backstop_failed(state, "j-GONE", "x") == (state, False) and backstop_set(state, "j-GONE", 1) == (
+        state,
+        False,
+    )
+
+
+holds_and_faults = st.lists(
+    st.tuples(st.sampled_from(["lock", "unlock", "sync"]), st.sampled_from(["U1", "U2"]), st.booleans()),
+    max_size=30,
+)
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(steps=holds_and_faults)
+def test_once_aws_answers_emr_s_policy_matches_the_holds_and_each_failure_is_announced_once(steps: list) -> None:
+    """EMR's policy (as AWS holds it) after the syncs: a held cluster none, an unheld one the backstop."""
+    state = observe(State(), waiting(), at(0))
+    emr: int | None = None  # what AWS holds: None none
+    announced: list[str] = []
+    now = at(0)
+    tried: dict[str, datetime] = {}
+
+    def sync(fails: bool, only: str | None = None) -> None:
+        nonlocal state, emr
+        for cluster_id, wanted in backstop_due(state, HOUR3, now, tried, only):
+            tried[cluster_id] = now
+            if fails:
+                state, new = backstop_failed(state, cluster_id, "Unreachable")
+                announced.extend(["failed"] if new else [])
+            else:
+                emr = wanted or None
+                state, recovered = backstop_set(state, cluster_id, wanted)
+                announced.extend(["back"] if recovered else [])
+
+    for kind, user, fails in steps:
+        now += timedelta(minutes=3)
+        if kind == "lock":
+            state = add_hold(state, CID, user, user, "", now)
+            sync(fails, CID)
+        elif kind == "unlock":
+            state = drop_hold(state, CID, user, now)
+            sync(fails, CID)
+        else:
+            sync(fails)
+    assert all(a != b for a, b in itertools.pairwise(announced)), "a failure announced twice in a row"
+    now += timedelta(minutes=5)
+    sync(False)
+    held = bool(state.clusters[CID].holds)
+    assert emr == (None if held else HOUR3)

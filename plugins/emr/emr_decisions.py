@@ -9,6 +9,11 @@ names may contain spaces ("Log Analysis") and the longest run of leading words
 that names a managed cluster wins, or the name may be quoted. A name shared by
 several managed clusters is refused with their ids; words that name an
 unmanaged cluster are refused like an unknown name, never read as a reason.
+
+Starting (DESIGN §12): which template ``!emr start`` words name (the name may be
+left out when there is one template), and whether a start is refused — a
+managed cluster from that template (or with its cluster name) is already
+active, or one more would exceed ``MAX_CLUSTERS``.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
-from emr_state import ClusterInfo, ClusterRecord, Hold
+from emr_state import UNMANAGED, ClusterInfo, ClusterRecord, Hold, State
+from emr_templates import Template
 
 QUOTES = {'"': '"', "'": "'", "“": "”", "‘": "’", "「": "」"}
 CLUSTER_ID_RE = re.compile(r"j-[A-Z0-9]{8,}", re.IGNORECASE)
@@ -155,3 +162,84 @@ def hold_to_release(record: ClusterRecord, user: str, name: str, target: str | N
 def may_ask_overtime(record: ClusterRecord, user: str) -> Denied | None:
     """Only a holder may keep a cluster past the end of day."""
     return None if record.holder(user) is not None else Denied("overtime_needs_hold", record.holds)
+
+
+# -- starting a cluster ------------------------------------------------------------------
+
+
+class TemplateProblem(Exception):
+    """The words of `!emr start` do not name a template."""
+
+    def __init__(self, word: str, names: Sequence[str]) -> None:
+        super().__init__(word)
+        self.word = word  # "" when no template was named
+        self.names = tuple(names)
+
+
+def choose_template(text: str, names: Sequence[str]) -> tuple[str, str]:
+    """``[TEMPLATE] [REASON…]`` → (the template's name, the reason).
+
+    The first word names a template (case-insensitively); with exactly one template it may
+    be left out, and then all the words are the reason. With several, one must be named:
+    :class:`TemplateProblem` carries the word (empty when none) and the names to offer.
+    """
+    words = text.split(maxsplit=1)
+    if words:
+        named = [n for n in names if n.casefold() == words[0].casefold()]
+        if named:
+            return named[0], words[1].strip() if len(words) > 1 else ""
+    if len(names) == 1:
+        return names[0], text.strip()
+    raise TemplateProblem(words[0] if words else "", names)
+
+
+@dataclass(frozen=True)
+class ActiveCluster:
+    """A managed cluster that counts against a start: listed active, or remembered and not yet ended."""
+
+    id: str
+    name: str
+    state: str
+    template: str = ""
+
+
+@dataclass(frozen=True)
+class StartRefused:
+    """Why `!emr start` must not call RunJobFlow; the view words it."""
+
+    code: Literal["already_active", "too_many"]
+    clusters: tuple[ActiveCluster, ...]
+    limit: int = 0
+
+
+def active_clusters(state: State, listed: Sequence[ClusterInfo]) -> list[ActiveCluster]:
+    """The managed clusters a start must count: the listing's, and those the state remembers.
+
+    A cluster the bot has just started may be missing from a listing for a while (AWS lists
+    new clusters with a delay), and one missing from a listing proves nothing until AWS says
+    it ended (DESIGN §3): both still count.
+    """
+    found: dict[str, ActiveCluster] = {}
+    for record in state.clusters.values():
+        if record.ending is None and record.absent != UNMANAGED:
+            found[record.id] = ActiveCluster(record.id, record.name, record.state, record.template)
+    for info in listed:
+        template = info.template or (found[info.id].template if info.id in found else "")
+        found[info.id] = ActiveCluster(info.id, info.name, info.state, template)
+    return sorted(found.values(), key=lambda c: (c.name.casefold(), c.id))
+
+
+def may_start(template: Template, active: Sequence[ActiveCluster], max_clusters: int) -> StartRefused | None:
+    """Whether `!emr start TEMPLATE` may call RunJobFlow now; a refusal changes nothing.
+
+    Refused when a managed cluster from that template — or with its cluster name, which would
+    make two clusters of one name — is active (use it: `!emr lock`), or when one more would make
+    more than *max_clusters* managed clusters active.
+    """
+    wanted = template.cluster_name.casefold()
+    same = tuple(c for c in active if c.template.casefold() == template.name.casefold() or c.name.casefold() == wanted)
+    if same:
+        return StartRefused("already_active", same)
+    if len(active) + 1 > max_clusters:
+        return StartRefused("too_many", tuple(active), max_clusters)
+    return None

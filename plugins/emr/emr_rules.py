@@ -19,6 +19,15 @@ The rules (DESIGN §6):
   :data:`NIGHT_LENGTH` (12 hours: to the next morning, past the longest
   overtime): ``!emr overtime 01:30`` asked at 00:40 belongs to the night that
   began the evening before.
+* **Starting** (DESIGN §12) — a cluster started by ``!emr start`` is held by its
+  starter from the first moment; the first tick that sees it ``WAITING`` or
+  ``RUNNING`` announces it ready (once: the state says so before the notice
+  goes out), and a re-read that finds it ended before that announces the failed
+  start with EMR's reason (:func:`settle`).
+* **The backstop** (DESIGN §12) — an unheld managed cluster carries EMR's own
+  ``AutoTerminationPolicy`` (``IdleTimeout`` = BACKSTOP_MINUTES), a held one
+  none: :func:`backstop_due` says which clusters' policy must change, one
+  request each; a failure is noted (announced once) and retried.
 * A termination that fails stays *doomed* and is retried every tick while its
   reason holds (idle: still WAITING, unheld and past the deadline; end of day
   and overtime: still that working night); each distinct failure is announced
@@ -50,6 +59,7 @@ from emr_state import (
     Event,
     Hold,
     Overtime,
+    Start,
     State,
 )
 
@@ -61,6 +71,9 @@ NIGHT_LENGTH = timedelta(hours=12)
 RECHECK = timedelta(minutes=5)  # how often a remembered cluster missing from listings is re-read
 PERIOD = timedelta(minutes=5)  # EMR publishes IsIdle once per 5 minutes
 STALE = 3 * PERIOD  # a latest IsIdle datapoint older than this says nothing about now
+BACKSTOP_RETRY = timedelta(minutes=5)  # a failed backstop change is retried by the poller at most this often
+READY_STATES = frozenset({"WAITING", "RUNNING"})  # a started cluster is ready (RUNNING: its first step runs)
+STARTED_REASON = "started it"  # the starter's hold, when `!emr start` was given no reason
 
 Rule = Literal["idle", "end_of_day", "overtime"]
 
@@ -178,14 +191,22 @@ class Expire:
     hold: Hold
 
 
-Effect = Warn | Terminate | Cancelled | Remind | Expire
+@dataclass(frozen=True)
+class Ready:
+    """Effect: the cluster the bot started is ready, *took* after `!emr start`; tell its starter."""
+
+    cluster: ClusterRecord
+    took: timedelta
+
+
+Effect = Warn | Terminate | Cancelled | Remind | Expire | Ready
 
 
 @dataclass(frozen=True)
 class Settled:
     """What a fresh read of a remembered cluster that listings no longer show meant."""
 
-    kind: Literal["ended", "unmanaged", "unchanged"]
+    kind: Literal["ended", "start_failed", "unmanaged", "unchanged"]
     record: ClusterRecord
     info: ClusterInfo | None = None
 
@@ -209,7 +230,12 @@ def observe(state: State, clusters: Iterable[ClusterInfo], now: datetime) -> Sta
         old = state.clusters.get(info.id)
         if old is None:
             new[info.id] = ClusterRecord(
-                id=info.id, name=info.name, state=info.state, first_seen=now, ready_at=info.ready_at
+                id=info.id,
+                name=info.name,
+                state=info.state,
+                first_seen=now,
+                ready_at=info.ready_at,
+                template=info.template,
             )
             continue
         if old.ending is not None:
@@ -230,6 +256,7 @@ def observe(state: State, clusters: Iterable[ClusterInfo], now: datetime) -> Sta
             worked_at=worked_at,
             absent="",
             unseen_since=None,
+            template=info.template or old.template,
         )
     for cid, record in state.clusters.items():
         if cid not in clusters_by_id and record.ending is None and not record.absent:
@@ -263,6 +290,12 @@ def settle(state: State, info: ClusterInfo, now: datetime) -> tuple[State, Settl
         return state, Settled("unchanged", ClusterRecord(info.id, info.name, info.state, now), info)
     if info.state in ENDED_STATES:
         state = state.without_cluster(record.id)
+        if record.ending is None and record.start is not None and not record.start.notified:
+            # It ended before it was ever ready: the start failed (TERMINATED_WITH_ERRORS, or someone
+            # terminated it meanwhile). Said once: the record leaves with this very state.
+            detail = f"{info.reason or 'no reason given'} ({info.state})"
+            event = Event(now, "start_failed", record.id, record.name, who=record.start.by_name, detail=detail)
+            return state.record(event), Settled("start_failed", record, info)
         if record.ending is None:
             holders = ", ".join(h.name for h in record.holds)
             detail = f"outside the bot ({info.reason or info.state})" + (f"; holders: {holders}" if holders else "")
@@ -314,11 +347,20 @@ def next_deadline(state: State, record: ClusterRecord, policy: Policy, now: date
     if since is not None:
         candidates.append(Deadline(since + policy.idle, "idle", since))
     day = next_end_of_day_day(state, policy, now)
+    if day is not None and record.start is not None and record.start.at >= policy.end_of_day_at(day):
+        # Started after that day's end of day (its pass done or still to come): tonight the idle rule
+        # and hold reminders apply, the end of day from the next day on (DESIGN §12).
+        day += timedelta(days=1)
     if day is not None and not (record.overtime and record.overtime.day == day):
         candidates.append(Deadline(policy.end_of_day_at(day), "end_of_day"))
     if record.overtime is not None and not policy.night_over(record.overtime.day, now):
         candidates.append(Deadline(record.overtime.until, "overtime"))
     return min(candidates, key=lambda d: d.at) if candidates else None
+
+
+def after_end_of_day(policy: Policy, now: datetime) -> bool:
+    """Whether *now* is past today's END_OF_DAY: a cluster started now is left to the idle rule tonight."""
+    return policy.end_of_day is not None and now >= policy.end_of_day_at(policy.local_day(now))
 
 
 def needs_step_check(state: State, record: ClusterRecord, policy: Policy, now: datetime) -> bool:
@@ -428,6 +470,15 @@ def plan_tick(state: State, policy: Policy, now: datetime) -> tuple[State, list[
     effects: list[Effect] = []
     new_state = state
     for record in state.listed():
+        start = record.start
+        if start is not None and not start.notified and record.state in READY_STATES:
+            took = max((record.ready_at or now) - start.at, timedelta(0))
+            record = replace(record, start=replace(start, notified=True))
+            event = Event(
+                now, "ready", record.id, record.name, who=start.by_name, detail=f"{int(took.total_seconds())}"
+            )
+            new_state = new_state.with_cluster(record).record(event)
+            effects.append(Ready(record, took))
         original = record
         record, hold_effects = _reminders(record, policy, now)
         if record is not original:
@@ -528,6 +579,88 @@ def termination_refusal(record: ClusterRecord, fresh: ClusterInfo, expect: Itera
 
 
 # -- commands as state transitions ----------------------------------------------
+
+
+def started(
+    state: State,
+    cluster_id: str,
+    name: str,
+    template: str,
+    user: str,
+    user_name: str,
+    reason: str,
+    now: datetime,
+    *,
+    backstop: int | None,
+) -> State:
+    """RunJobFlow accepted `!emr start`: remember the new cluster at once, held by its starter.
+
+    It is remembered before any listing shows it, so that a second `!emr start` sees it,
+    and *backstop* is the IdleTimeout it was created with (None: BACKSTOP_MINUTES off).
+    """
+    hold = Hold(user=user, name=user_name, since=now, reason=(reason or STARTED_REASON)[:REASON_LIMIT])
+    record = ClusterRecord(
+        id=cluster_id,
+        name=name,
+        state="STARTING",
+        first_seen=now,
+        holds=(hold,),
+        template=template,
+        start=Start(at=now, by=user, by_name=user_name, template=template),
+        backstop=backstop,
+    )
+    event = Event(now, "start", cluster_id, name, who=user_name, detail=f"template {template}")
+    held = Event(now, "hold", cluster_id, name, who=user_name, detail=hold.reason)
+    return state.with_cluster(record).record(event).record(held)
+
+
+def backstop_wanted(record: ClusterRecord, seconds: int) -> int:
+    """The IdleTimeout EMR should hold for *record*: none (0) while someone holds it, else *seconds*."""
+    return 0 if record.holds else seconds
+
+
+def backstop_due(
+    state: State,
+    seconds: int,
+    now: datetime,
+    tried: Mapping[str, datetime],
+    only: str | None = None,
+) -> list[tuple[str, int]]:
+    """Which managed clusters' AutoTerminationPolicy must change now, and to what (0: remove it).
+
+    A cluster whose last change failed is tried again at most every :data:`BACKSTOP_RETRY`
+    by the poller (*tried*: when the bot last asked, per cluster); a command asks for its
+    own cluster (*only*) at once.
+    """
+    due = []
+    for record in state.listed():
+        if only is not None and record.id != only:
+            continue
+        wanted = backstop_wanted(record, seconds)
+        if record.backstop == wanted:
+            continue
+        last = tried.get(record.id)
+        if only is None and record.backstop_failure and last is not None and now - last < BACKSTOP_RETRY:
+            continue
+        due.append((record.id, wanted))
+    return due
+
+
+def backstop_set(state: State, cluster_id: str, seconds: int) -> tuple[State, bool]:
+    """EMR accepted the change: the cluster now holds *seconds* (0: none). True when a failure was pending."""
+    record = state.clusters.get(cluster_id)
+    if record is None:
+        return state, False
+    recovered = bool(record.backstop_failure)
+    return state.with_cluster(replace(record, backstop=seconds, backstop_failure="")), recovered
+
+
+def backstop_failed(state: State, cluster_id: str, code: str) -> tuple[State, bool]:
+    """A backstop change failed; True when this failure is new for the cluster (announce it once)."""
+    record = state.clusters.get(cluster_id)
+    if record is None or record.backstop_failure == code:
+        return state, False
+    return state.with_cluster(replace(record, backstop_failure=code)), True
 
 
 def add_hold(state: State, cluster_id: str, user: str, name: str, reason: str, now: datetime) -> State:
@@ -681,6 +814,7 @@ __all__ = [
     "Expire",
     "Hold",
     "Policy",
+    "Ready",
     "Remind",
     "Settled",
     "State",
@@ -689,6 +823,11 @@ __all__ = [
     "activity_seen",
     "activity_unknown",
     "add_hold",
+    "after_end_of_day",
+    "backstop_due",
+    "backstop_failed",
+    "backstop_set",
+    "backstop_wanted",
     "busy",
     "drop_hold",
     "last_work",
@@ -701,6 +840,7 @@ __all__ = [
     "refused_termination",
     "set_overtime",
     "settle",
+    "started",
     "steps_seen",
     "terminated",
     "termination_failed",

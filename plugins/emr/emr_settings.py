@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from emr_errors import ConfigError
+from emr_templates import Template, TemplateError, load_templates
 
 ROLE_ARN_RE = re.compile(r"^arn:aws(?:-[a-z]+)*:iam::(\d{12}):role/[\w+=,.@/-]{1,512}$")
 REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d$")
@@ -40,8 +41,12 @@ KEYS = (
     "ACTIVITY",
     "HOLD_REMIND_MINUTES",
     "HOLD_GRACE_MINUTES",
+    "TEMPLATES_DIR",
+    "MAX_CLUSTERS",
+    "BACKSTOP_MINUTES",
 )
 ACTIVITY_SOURCES = ("cloudwatch", "off")
+BACKSTOP_DEFAULT = 180
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,15 @@ class Settings:
     activity: str = "cloudwatch"  # or "off": the idle rule sees the cluster state and steps only
     hold_remind_minutes: int | None = 120  # None: holds never expire
     hold_grace_minutes: int = 15
+    templates_dir: str | None = None  # None: `!emr start` is off
+    templates: tuple[Template, ...] = ()  # read from templates_dir at activation, validated
+    max_clusters: int = 2  # `!emr start` refuses when more managed clusters would be active
+    backstop_minutes: int | None = BACKSTOP_DEFAULT  # EMR's AutoTerminationPolicy on unheld clusters; None: off
+
+    @property
+    def backstop_seconds(self) -> int | None:
+        """EMR's ``IdleTimeout`` for an unheld managed cluster, or None (the bot leaves the policy alone)."""
+        return None if self.backstop_minutes is None else self.backstop_minutes * 60
 
     @property
     def account_id(self) -> str:
@@ -234,6 +248,30 @@ def from_mapping(raw: Mapping[str, Any]) -> Settings:
             integer=True,
         )
     )
+    templates_dir: str | None = None
+    templates: tuple[Template, ...] = ()
+    if not _optional_text(raw.get("TEMPLATES_DIR")):
+        templates_dir = _text("TEMPLATES_DIR", raw["TEMPLATES_DIR"])
+        try:
+            # The key of CLUSTER_TAG is the bot's to set on a started cluster, as are emr-chatops:….
+            templates = load_templates(templates_dir, reserved_tags=[cluster_tag.key] if cluster_tag.key else [])
+        except TemplateError as problem:
+            raise ConfigError("TEMPLATES_DIR", str(problem)) from None
+    max_clusters = int(
+        _number("MAX_CLUSTERS", raw.get("MAX_CLUSTERS", Settings.max_clusters), minimum=1, maximum=50, integer=True)
+    )
+    backstop_minutes: int | None = None
+    # Unset, it is 180 minutes, or an hour past a longer IDLE_MINUTES: the backstop must come after the idle rule.
+    raw_backstop = raw.get("BACKSTOP_MINUTES", max(BACKSTOP_DEFAULT, idle_minutes + 60))
+    if not _optional_text(raw_backstop):
+        # EMR's IdleTimeout runs from 60 s to 7 days.
+        backstop_minutes = int(_number("BACKSTOP_MINUTES", raw_backstop, minimum=1, maximum=7 * 24 * 60, integer=True))
+        if backstop_minutes <= idle_minutes:
+            raise ConfigError(
+                "BACKSTOP_MINUTES",
+                f"{backstop_minutes} must be longer than IDLE_MINUTES ({idle_minutes}): EMR's own timeout "
+                "is the backstop for when the bot is down, and must never fire before the bot's idle rule",
+            )
     return Settings(
         role_arn=role_arn,
         external_id=external_id,
@@ -250,4 +288,8 @@ def from_mapping(raw: Mapping[str, Any]) -> Settings:
         activity=activity,
         hold_remind_minutes=hold_remind_minutes,
         hold_grace_minutes=hold_grace_minutes,
+        templates_dir=templates_dir,
+        templates=templates,
+        max_clusters=max_clusters,
+        backstop_minutes=backstop_minutes,
     )

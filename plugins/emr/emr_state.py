@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
-STATE_VERSION = 3
+STATE_VERSION = 4
 ACTIVE_STATES = ("STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING")
 BUSY_STATES = frozenset({"STARTING", "BOOTSTRAPPING", "RUNNING"})
 ENDED_STATES = frozenset({"TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS"})
@@ -46,6 +46,7 @@ class ClusterInfo:
     managed: bool = True  # carries CLUSTER_TAG (listings only return managed clusters)
     ended_at: datetime | None = None
     reason: str = ""  # EMR's state-change reason, e.g. "User request"
+    template: str = ""  # the tag emr-chatops:template (started from that template), when the tags were read
 
     @property
     def active(self) -> bool:
@@ -105,6 +106,21 @@ class Doom:
 
 
 @dataclass(frozen=True)
+class Start:
+    """The bot started this cluster (`!emr start`): who asked, when, from which template (DESIGN §12).
+
+    *notified* is set once its outcome — ready, or failed to start — has been announced,
+    so the announcement is made once, also across restarts.
+    """
+
+    at: datetime  # when RunJobFlow was accepted
+    by: str  # the starter's chat identity (mentioned in the notices)
+    by_name: str
+    template: str
+    notified: bool = False
+
+
+@dataclass(frozen=True)
 class Ending:
     """AWS accepted a termination (by *who*, or by *rule*); the record leaves when AWS says it ended."""
 
@@ -134,6 +150,11 @@ class ClusterRecord:
     worked_at: datetime | None = None  # the end of the latest work seen: a step, a busy state, IsIdle = 0
     activity: str = ""  # "busy" / "idle" from the latest IsIdle datapoint; "" unknown
     activity_at: datetime | None = None  # the latest IsIdle datapoint's period
+    template: str = ""  # the template it was started from ("" unknown: not started from one, or tags not read)
+    start: Start | None = None  # started by the bot
+    # EMR's AutoTerminationPolicy as the bot last set it: IdleTimeout seconds, 0 none (held), None not set yet.
+    backstop: int | None = None
+    backstop_failure: str = ""  # the failure code of the pending backstop change, announced once
 
     def holder(self, user: str) -> Hold | None:
         return next((h for h in self.holds if h.user == user), None)
@@ -149,7 +170,8 @@ class Event:
     """One line of ``!emr history``."""
 
     at: datetime
-    kind: str  # hold, release, reminder, expired, warning, overtime, terminated, failed, cancelled, ended, unmanaged, managed
+    kind: str  # hold, release, reminder, expired, warning, overtime, terminated, failed, cancelled, ended, unmanaged,
+    # managed, start, ready, start_failed
     cluster: str
     name: str
     who: str | None = None
@@ -219,6 +241,10 @@ def migrate(data: Mapping[str, Any]) -> Mapping[str, Any]:
       ``unseen_since`` and ``ending`` (all empty).
     * version 2 → 3: records gain ``worked_at``, ``activity``, ``activity_at``;
       holds gain ``confirmed`` and ``reminded_at`` (all empty: nothing known yet).
+    * version 3 → 4: records gain ``template``, ``start`` (clusters the bot started),
+      ``backstop`` and ``backstop_failure`` (EMR's auto-termination policy as the bot set it).
+      Empty: no cluster was started by the bot before, and the backstop is "not set yet",
+      so the poller sets it once on each unheld cluster.
     """
     version = data.get("version")
     if isinstance(version, int) and version > STATE_VERSION:
@@ -233,6 +259,10 @@ def migrate(data: Mapping[str, Any]) -> Mapping[str, Any]:
         # Version 3 (activity, hold reminders) only adds fields whose absence means "none yet".
         data = {**data, "version": 3}
         version = 3
+    if version == 3:
+        # Version 4 (starts, the backstop) only adds fields whose absence means "none yet".
+        data = {**data, "version": 4}
+        version = 4
     if version != STATE_VERSION:
         raise ValueError(f"unsupported state version {version!r} (this code reads {STATE_VERSION})")
     return data
@@ -280,6 +310,20 @@ def _record_to_dict(r: ClusterRecord) -> dict[str, Any]:
         "worked_at": _iso(r.worked_at),
         "activity": r.activity,
         "activity_at": _iso(r.activity_at),
+        "template": r.template,
+        "start": (
+            {
+                "at": r.start.at.isoformat(),
+                "by": r.start.by,
+                "by_name": r.start.by_name,
+                "template": r.start.template,
+                "notified": r.start.notified,
+            }
+            if r.start
+            else None
+        ),
+        "backstop": r.backstop,
+        "backstop_failure": r.backstop_failure,
     }
 
 
@@ -309,6 +353,7 @@ def _record_from_dict(d: Mapping[str, Any], cluster_id: str) -> ClusterRecord:
     overtime = d.get("overtime")
     doomed = d.get("doomed")
     ending = d.get("ending")
+    start = d.get("start")
     first_seen = _dt(d["first_seen"])
     assert first_seen is not None
     return ClusterRecord(
@@ -344,6 +389,20 @@ def _record_from_dict(d: Mapping[str, Any], cluster_id: str) -> ClusterRecord:
         worked_at=_dt(d.get("worked_at")),
         activity=d.get("activity", ""),
         activity_at=_dt(d.get("activity_at")),
+        template=d.get("template", ""),
+        start=(
+            Start(
+                datetime.fromisoformat(start["at"]),
+                start["by"],
+                start["by_name"],
+                start["template"],
+                bool(start.get("notified", False)),
+            )
+            if start
+            else None
+        ),
+        backstop=d.get("backstop"),
+        backstop_failure=d.get("backstop_failure", ""),
     )
 
 
