@@ -18,8 +18,12 @@ def test_the_demo_console_manages_the_cluster_in_the_second_account(record_prope
         record_property("demo_startup_seconds", round(startup, 2))
         print(f"\n[demo] console ready in {startup:.1f} s")
         assert "account B has 'analytics'" in banner
+        before = len(console.output)
         console.type("!emr status")
-        status = console.wait_for("next:", timeout=60) + console.wait_for(PROMPT, timeout=30)
+        # The console prints its next prompt when it reads the next line, which may come before or after a
+        # reply (replies come from Errbot's thread pool): wait for the reply's last line itself, whole.
+        console.wait_for_line("next:", timeout=60)
+        status = console.text(before)
         assert "analytics (j-" in status and "WAITING" in status
         assert "etl-nightly" not in status
         console.type("!emr lock trying the demo")
