@@ -6,6 +6,13 @@ account B (role ``cre``, the managed cluster ``analytics`` and the unmanaged
 EMR plugin in the foreground: type ``!emr status``. When the console exits,
 the emulator stops. No AWS or Slack account is needed; nothing leaves the
 machine.
+
+Starting works too: the bot reads the shipped template
+``deploy/templates/analytics.json``, so ``!emr terminate`` then ``!emr start``
+starts a new ``analytics``; the emulator keeps it ``STARTING`` and then
+``BOOTSTRAPPING`` for :data:`STARTING_SECONDS` and :data:`BOOTSTRAPPING_SECONDS`
+(EMR takes minutes), so ``!emr status`` shows the start and the ready notice
+follows at the next poll.
 """
 
 from __future__ import annotations
@@ -24,6 +31,9 @@ from demo.emulator import BOT_KEYS, EXTERNAL_ID, REGION, ROLE_ARN, Emulator
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_ZONE = "Asia/Tokyo"
+TEMPLATES_DIR = ROOT / "deploy" / "templates"
+STARTING_SECONDS = 6.0
+BOOTSTRAPPING_SECONDS = 6.0
 
 
 def demo_environment(emulator: Emulator, data_dir: str) -> dict[str, str]:
@@ -41,6 +51,7 @@ def demo_environment(emulator: Emulator, data_dir: str) -> dict[str, str]:
         EMR_ENDPOINT_URL=emulator.url,
         EMR_TIMEZONE=DEMO_ZONE,
         EMR_NOTIFY_CHANNEL="#emr-alerts",
+        EMR_TEMPLATES_DIR=str(TEMPLATES_DIR),
         EMR_POLL_SECONDS=os.environ.get("EMR_POLL_SECONDS", "10"),
         EMR_CHATOPS_DATA_DIR=data_dir,
         BOT_ADMINS="@admin",
@@ -61,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with Emulator() as emulator, tempfile.TemporaryDirectory(prefix="emr-chatops-demo-") as tmp:
         seeded = emulator.seed()
+        emulator.play_starts(STARTING_SECONDS, BOOTSTRAPPING_SECONDS)  # the bot's starts take some seconds
         env = demo_environment(emulator, args.keep_data or tmp)
         print(
             f"[demo] AWS emulator on {emulator.url}: account B has 'analytics' ({seeded.managed_id}, managed) "
@@ -69,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         if env["EMR_END_OF_DAY"] == "off":
             print("[demo] It is past 18:30 in Tokyo: the end-of-day rule is off for this demo.", flush=True)
-        print(f"[demo] Ready in {time.monotonic() - started:.1f} s. Try: !emr status   (Ctrl-D quits)", flush=True)
+        print(
+            f"[demo] Ready in {time.monotonic() - started:.1f} s. Try: !emr status, then !emr terminate and "
+            "!emr start (template deploy/templates/analytics.json)   (Ctrl-D quits)",
+            flush=True,
+        )
         errbot = str(Path(sys.executable).with_name("errbot"))
         return subprocess.call([errbot, "-c", str(ROOT / "config.py")], env=env, cwd=ROOT)
 

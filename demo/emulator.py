@@ -10,6 +10,14 @@ The emulator plays two AWS accounts:
 Every request the server receives is counted by service and action
 (:attr:`Emulator.requests`), so tests can assert that AssumeRole was called once.
 It runs in-process on a thread; nothing leaves the loopback interface.
+
+A cluster someone starts through the server (the bot's ``!emr start``; not the
+emulator's own :meth:`Emulator.run_cluster`) goes through the start sequence the
+emulator is set to: moto's own, ``WAITING`` at once (the default); *held* in
+``STARTING`` until a test moves it (:meth:`Emulator.advance_start`,
+:meth:`Emulator.fail_start`); or *played*, ``STARTING`` then ``BOOTSTRAPPING``
+then ``WAITING`` over some seconds of real time (the demo). EMR's
+AutoTerminationPolicy, which moto lacks, is added by :mod:`demo.moto_emr_resources`.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import io
 import json
 import logging
 import threading
+import time
 import urllib.parse
 import urllib.request
 from collections import Counter
@@ -80,6 +89,39 @@ class _Counting:
         return self.app(environ, start_response)
 
 
+SEED_HEADER = "x-emulator-seed"  # on the emulator's own requests: its clusters skip the start sequence
+STARTING_STATES = ("STARTING", "BOOTSTRAPPING")
+
+
+class _Starts:
+    """WSGI middleware: after a RunJobFlow that moto accepted, hand the new cluster's id and the request
+    (the parameters as sent) to *on_start*."""
+
+    def __init__(
+        self, app: Callable[[Environ, StartResponse], Iterable[bytes]], on_start: Callable[[str, dict[str, Any]], None]
+    ):
+        self.app = app
+        self.on_start = on_start
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        seeding = environ.get("HTTP_" + SEED_HEADER.upper().replace("-", "_"))
+        if environ.get("HTTP_X_AMZ_TARGET") != "ElasticMapReduce.RunJobFlow" or seeding:
+            return self.app(environ, start_response)
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        request = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(request)
+        status: list[str] = []
+
+        def recording(code: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            status.append(code)
+            return start_response(code, headers, exc_info)
+
+        body = b"".join(self.app(environ, recording))
+        if status and status[0].startswith("200"):
+            self.on_start(str(json.loads(body)["JobFlowId"]), json.loads(request or b"{}"))  # before the caller hears
+        return [body]
+
+
 @dataclass(frozen=True)
 class Seeded:
     """Ids of what :meth:`Emulator.seed` created."""
@@ -102,7 +144,12 @@ class Emulator:
 
         moto_emr_resources.install()  # IAM enforcement checks EMR calls against the cluster's ARN, not "*"
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
-        self._counting = _Counting(DomainDispatcherApplication(create_backend_app))
+        self._start_mode = "moto"  # "moto": WAITING at once; "held": until moved; "played": timed (see play_starts)
+        self._play_seconds = (0.0, 0.0)
+        self._timers: list[threading.Timer] = []
+        self.started: list[str] = []  # clusters started through the server by others than the emulator, in order
+        self.start_requests: dict[str, dict[str, Any]] = {}  # their RunJobFlow parameters, as sent
+        self._counting = _Counting(_Starts(DomainDispatcherApplication(create_backend_app), self._on_start))
         self._server: BaseWSGIServer = make_server(
             "127.0.0.1", 0, self._counting, threaded=True, request_handler=MotoRequestHandler
         )
@@ -127,7 +174,13 @@ class Emulator:
         self.stop()
 
     def reset(self) -> None:
-        """Forget every resource and every count (moto's reset API)."""
+        """Forget every resource and every count (moto's reset API); starts are moto's again."""
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        self._start_mode = "moto"
+        self.started.clear()
+        self.start_requests.clear()
         self._post("/moto-api/reset", b"")
         self.set_iam_enforcement(False)
         self.reset_counts()
@@ -159,9 +212,18 @@ class Emulator:
         return client
 
     def emr_b(self) -> Any:
-        """An EMR client in account B, bypassing the bot (one client, reused: boto3 clients are thread-safe)."""
+        """An EMR client in account B, bypassing the bot (one client, reused: boto3 clients are thread-safe).
+
+        Its clusters are the emulator's own: they skip the start sequence (WAITING at once).
+        """
         if self._emr_b is None:
-            self._emr_b = self.client("emr", ACCOUNT_B)
+            client = self.client("emr", ACCOUNT_B)
+
+            def _seeding(request: Any, **_: Any) -> None:
+                request.headers[SEED_HEADER] = "1"
+
+            client.meta.events.register("before-sign", _seeding)
+            self._emr_b = client
         return self._emr_b
 
     # -- seeding ---------------------------------------------------------
@@ -261,6 +323,71 @@ class Emulator:
                 }
             ],
         )
+
+    # -- starts (DESIGN §12) ------------------------------------------------------
+    def hold_starts(self) -> None:
+        """Clusters started from now on stay STARTING until :meth:`advance_start` or :meth:`fail_start` moves them."""
+        self._start_mode = "held"
+
+    def play_starts(self, starting: float, bootstrapping: float) -> None:
+        """Clusters started from now on are STARTING for *starting* seconds, then BOOTSTRAPPING for
+        *bootstrapping* seconds, then WAITING, on real time (the demo: the notices can be seen)."""
+        self._start_mode = "played"
+        self._play_seconds = (starting, bootstrapping)
+
+    def _on_start(self, cluster_id: str, request: dict[str, Any]) -> None:
+        self.started.append(cluster_id)
+        self.start_requests[cluster_id] = request
+        if self._start_mode == "moto":
+            return
+        cluster = self._moto_cluster(cluster_id)
+        cluster.state, cluster.ready_datetime = "STARTING", None
+        if self._start_mode == "played":
+            starting, bootstrapping = self._play_seconds
+            for delay, state in ((starting, "BOOTSTRAPPING"), (starting + bootstrapping, "WAITING")):
+                timer = threading.Timer(delay, self._played, args=(cluster_id, state))
+                timer.daemon = True
+                self._timers.append(timer)
+                timer.start()
+
+    def _played(self, cluster_id: str, state: str) -> None:
+        try:
+            if self.cluster_state(cluster_id) in STARTING_STATES:  # not if terminated meanwhile
+                self.advance_start(cluster_id, state)
+        except KeyError:
+            pass  # the emulator was reset meanwhile
+
+    def advance_start(self, cluster_id: str, state: str) -> None:
+        """Move a starting cluster on: to BOOTSTRAPPING, or to WAITING (ready now, as EMR's ReadyDateTime says)."""
+        from moto.core.utils import utcnow
+
+        assert state in ("BOOTSTRAPPING", "WAITING", "RUNNING"), state
+        cluster = self._moto_cluster(cluster_id)
+        cluster.state = state
+        if state != "BOOTSTRAPPING":
+            cluster.ready_datetime = utcnow()
+
+    def fail_start(self, cluster_id: str, reason: str) -> None:
+        """The start failed: TERMINATED_WITH_ERRORS with EMR's state-change reason (e.g. a bootstrap failure)."""
+        from moto.core.utils import utcnow
+
+        cluster = self._moto_cluster(cluster_id)
+        cluster.state, cluster.end_datetime = "TERMINATED_WITH_ERRORS", utcnow()
+        cluster.last_state_change_reason = reason
+
+    def backstop(self, cluster_id: str) -> int | None:
+        """The cluster's AutoTerminationPolicy IdleTimeout in seconds (None: none), read in-process."""
+        from demo.moto_emr_resources import idle_timeout
+
+        return idle_timeout(self._moto_cluster(cluster_id))
+
+    def wait_until(self, cluster_id: str, state: str, timeout: float = 30) -> None:
+        """Wait (real time) until a played start reaches *state*."""
+        deadline = time.monotonic() + timeout
+        while self.cluster_state(cluster_id) != state:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{cluster_id} is {self.cluster_state(cluster_id)}, not {state}")
+            time.sleep(0.05)
 
     def set_termination_protection(self, cluster_id: str, protected: bool) -> None:
         self._moto_cluster(cluster_id).set_termination_protection(protected)

@@ -8,8 +8,11 @@ the parliament audit (``deploy/audit_policies.py``).
 
 Placeholders of the JSON files (``string.Template``): ``${ACCOUNT_A_ID}``,
 ``${EXTERNAL_ID}``, ``${ROLE_ARN}`` (account A's policy), ``${REGION}``,
-``${ACCOUNT_B_ID}``, ``${CLUSTER_TAG_KEY}``, ``${CLUSTER_TAG_VALUE}``
-(account B's permissions: the clusters' region and account, and the managed tag).
+``${ACCOUNT_B_ID}``, ``${CLUSTER_TAG_KEY}``, ``${CLUSTER_TAG_VALUE}``,
+``${CLUSTER_SERVICE_ROLE}``, ``${CLUSTER_INSTANCE_ROLE}`` (account B's
+permissions: the clusters' region and account, the managed tag, and the two
+roles a started cluster is given: the templates' ``ServiceRole`` and the role of
+their ``JobFlowRole`` instance profile).
 """
 
 from __future__ import annotations
@@ -22,6 +25,10 @@ from string import Template
 from typing import Any
 
 from demo.emulator import ACCOUNT_B, MANAGED_TAG, REGION
+
+# The roles the shipped templates pass (deploy/templates/*.json; account-b.yaml's ClusterServiceRoleName
+# and ClusterInstanceRoleName default to them): those `aws emr create-default-roles` creates.
+CLUSTER_ROLES = ("EMR_DefaultRole", "EMR_EC2_DefaultRole")
 
 DEPLOY_DIR = Path(__file__).resolve().parent.parent / "deploy"
 IAM_DIR = DEPLOY_DIR / "iam"
@@ -36,10 +43,21 @@ def _load(name: str, **values: str) -> dict[str, Any]:
 
 
 def cluster_values(
-    account_b_id: str = ACCOUNT_B, region: str = REGION, tag: tuple[str, str] = MANAGED_TAG
+    account_b_id: str = ACCOUNT_B,
+    region: str = REGION,
+    tag: tuple[str, str] = MANAGED_TAG,
+    roles: tuple[str, str] = CLUSTER_ROLES,
 ) -> dict[str, str]:
-    """The placeholders of ``account-b-permissions.json`` for clusters of *account_b_id* in *region*, tagged *tag*."""
-    return {"ACCOUNT_B_ID": account_b_id, "REGION": region, "CLUSTER_TAG_KEY": tag[0], "CLUSTER_TAG_VALUE": tag[1]}
+    """The placeholders of ``account-b-permissions.json`` for clusters of *account_b_id* in *region*, tagged *tag*,
+    started with the service and instance *roles*."""
+    return {
+        "ACCOUNT_B_ID": account_b_id,
+        "REGION": region,
+        "CLUSTER_TAG_KEY": tag[0],
+        "CLUSTER_TAG_VALUE": tag[1],
+        "CLUSTER_SERVICE_ROLE": roles[0],
+        "CLUSTER_INSTANCE_ROLE": roles[1],
+    }
 
 
 def permission_policy(
@@ -48,12 +66,14 @@ def permission_policy(
     account_b_id: str = ACCOUNT_B,
     region: str = REGION,
     tag: tuple[str, str] = MANAGED_TAG,
+    roles: tuple[str, str] = CLUSTER_ROLES,
 ) -> dict[str, Any]:
     """Account B: the EMR actions the bot calls, and nothing else (minus *without*, to test denials).
 
-    Filled in for the emulator's account B and region and the default managed tag, unless told otherwise.
+    Filled in for the emulator's account B and region, the default managed tag and the shipped
+    templates' roles, unless told otherwise.
     """
-    document = _load("account-b-permissions.json", **cluster_values(account_b_id, region, tag))
+    document = _load("account-b-permissions.json", **cluster_values(account_b_id, region, tag, roles))
     removed = set(without)
     statements = [{**s, "Action": [a for a in s["Action"] if a not in removed]} for s in document["Statement"]]
     document["Statement"] = [s for s in statements if s["Action"]]

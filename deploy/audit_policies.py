@@ -102,6 +102,39 @@ def _assumes_one_named_role(finding: Finding) -> bool:
     )
 
 
+PASS_ROLE_SERVICES = {"elasticmapreduce.amazonaws.com", "ec2.amazonaws.com"}
+
+
+def _passes_only_the_cluster_roles(finding: Finding) -> bool:
+    """The policy's only IAM action is iam:PassRole, on named roles of one account (no wildcard), passed
+    only to EMR or EC2: what RunJobFlow needs to give a cluster its service and instance roles. (Parliament's
+    community auditor counts iam:PassRole as permissions management; the IAM reference calls it Write.)"""
+    statements = finding.document["Statement"]
+    statements = statements if isinstance(statements, list) else [statements]
+    managing = [s for s in statements if any(a.lower().startswith("iam:") for a in _listed(s.get("Action", [])))]
+    if finding.detail or not managing:
+        return False
+    for statement in managing:
+        resources = _listed(statement.get("Resource", []))
+        condition = statement.get("Condition", {})
+        services = condition.get("StringEquals", {}).get("iam:PassedToService")
+        if (
+            statement.get("Effect") != "Allow"
+            or _listed(statement["Action"]) != ["iam:PassRole"]
+            or set(condition) != {"StringEquals"}
+            or not resources
+            or not all(re.fullmatch(r"arn:aws:iam::\d{12}:role/[\w+=,.@-]+", r) for r in resources)
+            or not services
+            or not set(_listed(services)) <= PASS_ROLE_SERVICES
+        ):
+            return False
+    return True
+
+
+def _listed(value: Any) -> list[str]:
+    return list(value) if isinstance(value, list) else [value]
+
+
 EXPLAINED = (
     Explanation(
         "UNKNOWN_CONDITION_FOR_ACTION",
@@ -113,6 +146,13 @@ EXPLAINED = (
         "MALFORMED",
         _is_trust_policy,
         "a role's trust policy names a Principal and has no Resource; parliament lints identity policies",
+    ),
+    Explanation(
+        "PERMISSIONS_MANAGEMENT_ACTIONS",
+        _passes_only_the_cluster_roles,
+        "iam:PassRole is how RunJobFlow gives a started cluster its roles: the policy allows it on the two "
+        "named roles of the templates (ServiceRole, JobFlowRole's role) only, and only to EMR and EC2 "
+        "(iam:PassedToService)",
     ),
     Explanation(
         "CREDENTIALS_EXPOSURE",

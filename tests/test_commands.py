@@ -158,7 +158,7 @@ def test_admin_releases_someone_elses_hold_and_they_are_told(chat: Chat) -> None
 @pytest.mark.parametrize(
     ("command", "expected"),
     [
-        ("!emr", "✗ Say what to do: !emr status | lock"),
+        ("!emr", "✗ Say what to do: !emr status | start | lock"),
         ("!emr frobnicate", "✗ Unknown subcommand frobnicate"),
         ("!emr status analytics extra", "✗ No managed cluster called analytics extra is running (managed: analytics)"),
         ("!emr status nosuch", "✗ No managed cluster called nosuch is running (managed: analytics)"),
@@ -216,5 +216,5 @@ def test_lock_with_no_cluster_running_stores_nothing(chat: Chat, emulator: Emula
 
 def test_help_shows_the_command_docstrings(chat: Chat) -> None:
     reply = chat.say("!help EMR")
-    for word in ("status", "lock", "unlock", "terminate", "overtime", "history", "doctor"):
+    for word in ("status", "start", "lock", "unlock", "terminate", "overtime", "history", "doctor"):
         assert f"emr {word}" in reply

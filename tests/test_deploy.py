@@ -59,6 +59,8 @@ ACCOUNT_B_NAMES = {
     "AWS::AccountId": "${ACCOUNT_B_ID}",
     "ClusterTagKey": "${CLUSTER_TAG_KEY}",
     "ClusterTagValue": "${CLUSTER_TAG_VALUE}",
+    "ClusterServiceRoleName": "${CLUSTER_SERVICE_ROLE}",
+    "ClusterInstanceRoleName": "${CLUSTER_INSTANCE_ROLE}",
 }
 ACCOUNT_A_NAMES = {"ClusterAccountRoleArn": "${ROLE_ARN}", "AWS::Partition": "aws"}
 

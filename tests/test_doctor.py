@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Chat, Clock
+from conftest import ROOT, Chat, Clock
 from demo import policies
 from demo.emulator import ACCOUNT_B, EXTERNAL_ID, Emulator, Seeded
 
@@ -51,7 +51,9 @@ def enforce_iam(emulator: Emulator, monkeypatch: pytest.MonkeyPatch, keys: dict[
 
 def test_a_working_chain_is_all_ticks(start_bot: Any, seeded: Seeded, emulator: Emulator) -> None:
     emulator.put_is_idle(seeded.managed_id, datetime.now(UTC) - timedelta(minutes=5), 1)  # EMR publishes IsIdle
-    lines = doctor(start_bot(POLL_SECONDS=30))
+    bot = start_bot(POLL_SECONDS=30)
+    bot.tick()  # the backstop goes on the unheld cluster
+    lines = doctor(bot)
     assert lines[0].startswith(f"EMR doctor: role arn:aws:iam::{ACCOUNT_B}:role/cre (ExternalId set)")
     assert lines[-1] == "All checks passed."
     assert marks(lines) == {"✓", "–"}
@@ -66,9 +68,17 @@ def test_a_working_chain_is_all_ticks(start_bot: Any, seeded: Seeded, emulator: 
     assert line(lines, "✓ EMR DescribeCluster") == "✓ EMR DescribeCluster (reads the tags): read the tags of 2 clusters"
     assert line(lines, "✓ Clusters") == "✓ Clusters: 1 managed (analytics WAITING), 1 unmanaged (not touched)"
     assert line(lines, "– EMR TerminateJobFlows").startswith("– EMR TerminateJobFlows: not checked (only terminating")
+    assert line(lines, "✓ EMR auto-termination (backstop)") == (
+        "✓ EMR auto-termination (backstop): matches the holds of 1 managed cluster (unheld: 180 idle minutes; held: none)"
+    )
+    assert line(lines, "– EMR RunJobFlow and iam:PassRole").endswith(
+        "not needed: TEMPLATES_DIR is not set (!emr start is off)"
+    )
+    assert line(lines, "– Templates (!emr start)").endswith("TEMPLATES_DIR not set: !emr start is off")
     assert line(lines, "✓ NOTIFY_CHANNEL #emr-alerts")
-    # The doctor looks, never touches: no termination, no state.
+    # The doctor looks, never touches: no termination, no state, no policy changed.
     assert emulator.count("TerminateJobFlows") == 0
+    assert emulator.count("PutAutoTerminationPolicy") == 1  # the tick's, not the doctor's
     assert emulator.cluster_state(seeded.managed_id) == "WAITING"
 
 
@@ -248,3 +258,86 @@ def test_a_termination_denied_by_the_tag_condition_is_explained_with_the_cluster
 def test_the_doctor_says_which_clusters_the_role_may_terminate(start_bot: Any, seeded: Seeded) -> None:
     skipped = line(doctor(start_bot()), "– EMR TerminateJobFlows")
     assert f"allows it on the clusters of account {ACCOUNT_B} in ap-northeast-1 tagged emr-chatops=true" in skipped
+
+
+# -- the backstop, and starting ---------------------------------------------------------------------
+
+BACKSTOP_LINE = "EMR auto-termination (backstop)"
+
+
+def test_a_policy_not_yet_set_is_a_warning_that_the_next_tick_sets_it(start_bot: Any, seeded: Seeded) -> None:
+    assert line(doctor(start_bot()), "⚠ " + BACKSTOP_LINE) == (
+        f"⚠ {BACKSTOP_LINE}: analytics ({seeded.managed_id}) has no auto-termination policy, should have 180 min "
+        "(nobody holds it); the poller sets it at its next tick"
+    )
+
+
+def test_policies_changed_outside_the_bot_are_listed_with_the_fix(
+    start_bot: Any, seeded: Seeded, emulator: Emulator
+) -> None:
+    adhoc = emulator.run_cluster("adhoc")
+    bot = start_bot()
+    bot.say("!emr lock adhoc", user="alice")
+    bot.tick()
+    emr = emulator.emr_b()
+    emr.remove_auto_termination_policy(ClusterId=seeded.managed_id)  # someone in the console
+    emr.put_auto_termination_policy(ClusterId=adhoc, AutoTerminationPolicy={"IdleTimeout": 3600})
+    failed = line(doctor(bot), "✗ " + BACKSTOP_LINE)
+    first, fix = failed.split("\n")
+    assert first == (  # oldest first, then by name (as listed)
+        f"✗ {BACKSTOP_LINE}: adhoc ({adhoc}) has an idle timeout of 60 min, should have none (someone holds it); "
+        f"changed outside the bot; analytics ({seeded.managed_id}) has no auto-termination policy, should have "
+        "180 min (nobody holds it); changed outside the bot"
+    )
+    assert "aws emr put-auto-termination-policy --cluster-id j-… --auto-termination-policy IdleTimeout=10800" in fix
+    assert "aws emr remove-auto-termination-policy" in fix
+
+
+def test_a_denied_policy_read_is_named_with_the_fix(
+    start_bot: Any, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emulator.reset()
+    emulator.seed(permissions=policies.permission_policy(without=["elasticmapreduce:GetAutoTerminationPolicy"]))
+    enforce_iam(emulator, monkeypatch)
+    failed = line(doctor(start_bot()), "✗ " + BACKSTOP_LINE)
+    assert ": AWS denied elasticmapreduce:GetAutoTerminationPolicy\n" in failed
+    assert "fix: allow elasticmapreduce:GetAutoTerminationPolicy in the role's permission policy" in failed
+
+
+def test_a_failing_backstop_change_is_reported_with_the_permission_to_add(
+    start_bot: Any, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emulator.reset()
+    seeded = emulator.seed(
+        permissions=policies.permission_policy(without=["elasticmapreduce:PutAutoTerminationPolicy"])
+    )
+    enforce_iam(emulator, monkeypatch)
+    bot = start_bot()
+    bot.tick()
+    failed = line(doctor(bot), "✗ " + BACKSTOP_LINE)
+    assert f"analytics ({seeded.managed_id}) has no auto-termination policy, should have 180 min" in failed
+    assert "the bot's last change failed: AccessDenied, it keeps trying" in failed
+    assert (
+        "fix: allow elasticmapreduce:PutAutoTerminationPolicy and RemoveAutoTerminationPolicy on clusters tagged"
+        in failed
+    )
+
+
+def test_backstop_off_is_flagged(start_bot: Any, seeded: Seeded) -> None:
+    assert line(doctor(start_bot(BACKSTOP_MINUTES="off")), "⚠ " + BACKSTOP_LINE).startswith(
+        f"⚠ {BACKSTOP_LINE}: BACKSTOP_MINUTES off: if the bot is down, an unheld cluster runs"
+    )
+
+
+def test_the_templates_are_listed_and_passrole_is_said_to_be_unprovable(start_bot: Any, seeded: Seeded) -> None:
+    templates = str(ROOT / "deploy" / "templates")
+    lines = doctor(start_bot(TEMPLATES_DIR=templates))
+    assert line(lines, "✓ Templates") == (
+        f"✓ Templates (!emr start) {templates}: analytics (cluster analytics, emr-7.5.0); "
+        "at most 2 managed clusters at once"
+    )
+    start = line(lines, "– EMR RunJobFlow and iam:PassRole (!emr start)")
+    assert "not checked (only starting a cluster would tell)" in start
+    assert "RunJobFlow for clusters tagged emr-chatops=true and iam:PassRole on two roles, to EMR and EC2 only" in start
+    assert "the templates pass EMR_DefaultRole (ServiceRole) and EMR_EC2_DefaultRole (JobFlowRole)" in start
+    assert "ClusterServiceRoleName and ClusterInstanceRoleName" in start

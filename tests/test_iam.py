@@ -1,8 +1,9 @@
 """IAM enforced: the shipped policies are exactly enough, and a missing action is named.
 
 moto enforces the actions and, with demo/moto_emr_resources.py, the account and region of each
-cluster ARN in the policies; it treats the managed-tag condition as satisfied (it has no value for
-``elasticmapreduce:ResourceTag/…``), which a test below pins down. What that condition refuses is
+cluster ARN in the policies and iam:PassRole on the roles RunJobFlow passes; it treats the managed-tag
+condition (``elasticmapreduce:ResourceTag/…``, ``RequestTag/…``) and ``iam:PassedToService`` as
+satisfied (it has no value for them), which tests below pin down. What those conditions refuse is
 checked in tests/test_policies.py.
 """
 
@@ -20,6 +21,7 @@ from demo.emulator import Emulator
 from emr_adapter import PERMISSIONS
 
 ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES = str(ROOT / "deploy" / "templates")  # the shipped analytics.json
 
 
 def iam_bot(tmp_path: Path, emulator: Emulator, clock: Clock, monkeypatch: pytest.MonkeyPatch, **config: Any) -> Chat:
@@ -43,20 +45,29 @@ def test_the_whole_flow_passes_with_exactly_the_shipped_policies(
 ) -> None:
     emulator.reset()
     seeded = emulator.seed()  # role cre: the shipped trust and permission policies
-    bot = iam_bot(tmp_path, emulator, clock, monkeypatch)
+    bot = iam_bot(tmp_path, emulator, clock, monkeypatch, TEMPLATES_DIR=TEMPLATES)
     try:
+        bot.tick()  # the backstop goes on (PutAutoTerminationPolicy)
+        assert emulator.backstop(seeded.managed_id) == 10800
         assert "analytics" in bot.say("!emr status")
         assert bot.say("!emr lock check enforcement").startswith("🔒 alice holds analytics")
         assert bot.say("!emr unlock").startswith("🔓 You released analytics")
         clock.advance(minutes=26)  # the idle warning is due: the steps are read first (ListSteps)
         bot.tick()
         assert emulator.count("ListSteps") == 1 and "cannot read the steps" not in caplog.text
-        assert emulator.count("GetMetricData") == 1 and "cannot read IsIdle" not in caplog.text  # activity
+        assert emulator.count("GetMetricData") == 2 and "cannot read IsIdle" not in caplog.text  # one per tick
         assert [text for text in bot.announcements() if text.startswith("⏳ analytics")]
         assert bot.say("!emr terminate").startswith("🛑 Terminating analytics")
         assert emulator.cluster_state(seeded.managed_id) == "TERMINATED"
         assert emulator.cluster_state(seeded.unmanaged_id) == "WAITING"
         assert bot.say("!emr status").startswith("No managed EMR cluster is running")
+        assert emulator.backstop(seeded.managed_id) == 10800  # on at the first tick, off at the lock, on again
+        assert (emulator.count("PutAutoTerminationPolicy"), emulator.count("RemoveAutoTerminationPolicy")) == (2, 1)
+        # Starting: RunJobFlow with the managed tag, the two roles passed (the emulator checks iam:PassRole).
+        assert bot.say("!emr start analytics").startswith("🚀 Starting analytics")
+        [started] = emulator.started
+        assert emulator.count("RemoveAutoTerminationPolicy") == 2 and emulator.backstop(started) is None
+        assert "AWS denied" not in " ".join(bot.announcements())
     finally:
         bot.stop()
         emulator.set_iam_enforcement(False)
@@ -156,6 +167,76 @@ def test_a_policy_for_another_region_or_account_refuses_the_clusters(
     try:
         assert bot.say("!emr status").startswith("✗ AWS denied elasticmapreduce:DescribeCluster")
         assert emulator.count("ListClusters") == 1
+    finally:
+        bot.stop()
+        emulator.set_iam_enforcement(False)
+
+
+# -- starting under IAM --------------------------------------------------------------------------------
+
+
+def start_refused(tmp_path: Path, emulator: Emulator, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> str:
+    """`!emr start analytics` (the seeded analytics terminated first) as the role; asserts nothing started."""
+    emulator.emr_b().terminate_job_flows(JobFlowIds=[c["Id"] for c in emulator.emr_b().list_clusters()["Clusters"]])
+    bot = iam_bot(tmp_path, emulator, clock, monkeypatch, TEMPLATES_DIR=TEMPLATES)
+    try:
+        bot.say("!emr status")
+        before = bot.plugin.get("state")
+        reply = bot.say("!emr start analytics")
+        assert emulator.count("RunJobFlow") == 1 and emulator.started == []
+        assert bot.plugin.get("state") == before and "\n" not in reply
+        return reply
+    finally:
+        bot.stop()
+        emulator.set_iam_enforcement(False)
+
+
+def test_a_role_that_may_not_pass_the_cluster_roles_is_named_and_nothing_starts(
+    tmp_path: Path, emulator: Emulator, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emulator.reset()
+    emulator.seed(permissions=policies.permission_policy(without=["iam:PassRole"]))
+    reply = start_refused(tmp_path, emulator, clock, monkeypatch)
+    assert reply == (
+        "✗ Could not start analytics: AWS denied iam:PassRole (account 210987654321, ap-northeast-1): the role may "
+        "pass only the two roles given to deploy/cloudformation/account-b.yaml as ClusterServiceRoleName and "
+        "ClusterInstanceRoleName, and analytics.json passes EMR_DefaultRole (ServiceRole) and EMR_EC2_DefaultRole "
+        "(JobFlowRole): make them match, then try again. Nothing was started."
+    )
+
+
+def test_a_policy_for_other_cluster_roles_refuses_the_templates_roles(
+    tmp_path: Path, emulator: Emulator, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emulator.reset()
+    emulator.seed(permissions=policies.permission_policy(roles=("DataEmrService", "DataEmrNodes")))
+    assert "AWS denied iam:PassRole" in start_refused(tmp_path, emulator, clock, monkeypatch)
+
+
+def test_a_role_without_runjobflow_is_named_and_nothing_starts(
+    tmp_path: Path, emulator: Emulator, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emulator.reset()
+    emulator.seed(permissions=policies.permission_policy(without=["elasticmapreduce:RunJobFlow"]))
+    reply = start_refused(tmp_path, emulator, clock, monkeypatch)
+    assert reply == (
+        "✗ Could not start analytics: AWS denied elasticmapreduce:RunJobFlow (account 210987654321, ap-northeast-1): "
+        "allow it in the role's permission policy for clusters tagged emr-chatops=true (its RequestTag condition "
+        "must name EMR_CLUSTER_TAG; see deploy/iam/), then try again. Nothing was started."
+    )
+
+
+def test_the_emulator_does_not_evaluate_the_request_tag_or_passed_to_service_conditions(
+    tmp_path: Path, emulator: Emulator, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Pinned so that the README stays true: the shipped policy filled in for another tag would refuse a
+    # start tagged emr-chatops=true in AWS (tests/test_policies.py); moto lets it through.
+    emulator.reset()
+    emulator.seed(permissions=policies.permission_policy(tag=("team", "data")))
+    emulator.emr_b().terminate_job_flows(JobFlowIds=[c["Id"] for c in emulator.emr_b().list_clusters()["Clusters"]])
+    bot = iam_bot(tmp_path, emulator, clock, monkeypatch, TEMPLATES_DIR=TEMPLATES)
+    try:
+        assert bot.say("!emr start analytics").startswith("🚀 Starting analytics")
     finally:
         bot.stop()
         emulator.set_iam_enforcement(False)

@@ -1,5 +1,6 @@
-"""IAM says what the code says: the role may do exactly the adapter's actions, and change only the
-managed clusters of its own account and region, whatever the bot's code does.
+"""IAM says what the code says: the role may do exactly the adapter's actions, change only the
+managed clusters of its own account and region, start only clusters that carry the managed tag, and
+pass only the two cluster roles, to EMR and EC2 — whatever the bot's code does.
 
 moto's IAM enforcement (tests/test_iam.py) checks the actions and, with demo/moto_emr_resources.py,
 the account and region of a cluster's ARN; it treats the tag condition as satisfied. So the
@@ -32,6 +33,11 @@ CLUSTERS = f"arn:aws:elasticmapreduce:{REGION}:{ACCOUNT}:cluster/*"
 MANAGED = {"emr-chatops": "true", "team": "data"}
 UNMANAGED = {"team": "etl"}
 KEY_ONLY_VARIANT = '"Null": {"elasticmapreduce:ResourceTag/emr-chatops": "false"}'
+KEY_ONLY_START_VARIANT = '"Null": {"elasticmapreduce:RequestTag/emr-chatops": "false"}'
+ROLES = [f"arn:aws:iam::{ACCOUNT}:role/{name}" for name in policies.CLUSTER_ROLES]
+PASSED_TO = {"StringEquals": {"iam:PassedToService": ["elasticmapreduce.amazonaws.com", "ec2.amazonaws.com"]}}
+START = "elasticmapreduce:RunJobFlow"
+PASS_ROLE = "iam:PassRole"
 
 
 def default_tag() -> tuple[str, str]:
@@ -44,14 +50,15 @@ def json_permissions(tag: tuple[str, str] | None = None) -> dict[str, Any]:
     return policies.permission_policy(account_b_id=ACCOUNT, region=REGION, tag=tag or default_tag())
 
 
-def template_permissions(tag: tuple[str, str] | None = None) -> dict[str, Any]:
-    """account-b.yaml's permissions as CloudFormation fills them in: its defaults, unless *tag* overrides them."""
+def template_permissions(tag: tuple[str, str] | None = None, overrides: dict[str, str] | None = None) -> dict[str, Any]:
+    """account-b.yaml's permissions as CloudFormation fills them in: its defaults, unless *tag* or *overrides* say otherwise."""
     parameters = policies.load_template("account-b.yaml")["Parameters"]
     names = {name: str(p["Default"]) for name, p in parameters.items() if "Default" in p}
     names.update({"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT})
     names.update({"BotAccountId": "111111111111", "ExternalId": "an-external-id-for-the-test"})
     if tag is not None:
         names.update({"ClusterTagKey": tag[0], "ClusterTagValue": tag[1]})
+    names.update(overrides or {})
     found = policies.template_policies("account-b.yaml", names)
     return found["account-b.yaml:ChatopsClusterRole.Policies[0].PolicyDocument"]
 
@@ -120,9 +127,13 @@ def test_every_action_that_changes_something_is_declared_mutating() -> None:
 def test_each_changing_action_is_allowed_only_on_tagged_clusters_of_the_account_and_region(shipped: Any) -> None:
     key, value = default_tag()
     for action in sorted(MUTATING):
-        assert action.startswith("elasticmapreduce:"), (
-            f"{action}: say here which condition it must carry (e.g. iam:PassRole: the two roles, iam:PassedToService)"
-        )
+        if action == PASS_ROLE:
+            # Not an EMR action: RunJobFlow's dependency. The two roles of the templates, to EMR and EC2 only.
+            granting = [s for s in statements(shipped()) if action in listed(s["Action"])]
+            assert [listed(s["Resource"]) for s in granting] == [ROLES]
+            assert [s.get("Condition") for s in granting] == [PASSED_TO]
+            continue
+        assert action.startswith("elasticmapreduce:"), f"{action}: say here which condition it must carry"
         # On a cluster: the tag it carries. Creating one (RunJobFlow, no resource yet): the tag in the request.
         if has_resource(action):
             condition_key, resources = "elasticmapreduce:ResourceTag", [CLUSTERS]
@@ -141,7 +152,11 @@ def test_read_actions_are_as_narrow_as_the_api_allows(shipped: Any) -> None:
     for statement in statements(shipped()):
         for action in listed(statement["Action"]):
             # An action with a resource type (DescribeCluster, ListSteps) is limited to the clusters of
-            # the account and region; one without (ListClusters, cloudwatch:GetMetricData) can only be "*".
+            # the account and region; one without (ListClusters, cloudwatch:GetMetricData) can only be "*";
+            # iam:PassRole, to the two roles of the templates in the account.
+            if action == PASS_ROLE:
+                assert listed(statement["Resource"]) == ROLES
+                continue
             assert listed(statement["Resource"]) == ([CLUSTERS] if has_resource(action) else ["*"]), action
 
 
@@ -177,6 +192,68 @@ def test_a_termination_outside_the_scope_is_refused_by_iam(
 ) -> None:
     request = cluster_request("elasticmapreduce:TerminateJobFlows", arn, tags)
     assert decide([shipped()], request) == "ImplicitDeny", why
+
+
+def start_request(tags: dict[str, str]) -> Request:
+    """RunJobFlow with these tags in the request: EMR sets them as RequestTag keys (and the tag keys)."""
+    context = {f"elasticmapreduce:RequestTag/{k}": v for k, v in tags.items()}
+    context |= {f"aws:RequestTag/{k}": v for k, v in tags.items()}
+    return Request(START, "*", context)
+
+
+def test_a_start_is_allowed_only_with_the_managed_tag_in_the_request(shipped: Any) -> None:
+    document = shipped()
+    bot_tags = {"emr-chatops:template": "analytics", "emr-chatops:started-by": "U0ALICE"}
+    assert decide([document], start_request({"emr-chatops": "true", **bot_tags})) == "Allow"
+    for why, tags in [
+        ("without the managed tag", bot_tags),
+        ("no tags at all", {}),
+        ("the tag with another value", {"emr-chatops": "false", **bot_tags}),
+        ("the value in another case", {"emr-chatops": "True"}),
+    ]:
+        assert decide([document], start_request(tags)) == "ImplicitDeny", why
+
+
+def pass_role(role: str, service: str, account: str = ACCOUNT) -> Request:
+    return Request(PASS_ROLE, f"arn:aws:iam::{account}:role/{role}", {"iam:PassedToService": service})
+
+
+def test_the_role_passes_only_the_two_cluster_roles_and_only_to_emr_and_ec2(shipped: Any) -> None:
+    document = shipped()
+    assert allowed([document], pass_role("EMR_DefaultRole", "elasticmapreduce.amazonaws.com"))
+    assert allowed([document], pass_role("EMR_EC2_DefaultRole", "ec2.amazonaws.com"))
+    for why, request in [
+        ("an admin role", pass_role("Admin", "ec2.amazonaws.com")),
+        ("the bot's own role", pass_role("cre", "elasticmapreduce.amazonaws.com")),
+        ("a role of the same name elsewhere", pass_role("EMR_DefaultRole", "ec2.amazonaws.com", "333333333333")),
+        ("to another service", pass_role("EMR_DefaultRole", "lambda.amazonaws.com")),
+        ("to no named service", Request(PASS_ROLE, ROLES[0])),
+    ]:
+        assert decide([document], request) == "ImplicitDeny", why
+
+
+def test_a_deployment_with_other_cluster_roles_passes_those(shipped: Any) -> None:
+    if shipped is template_permissions:
+        names = {"ClusterServiceRoleName": "DataEmrService", "ClusterInstanceRoleName": "DataEmrNodes"}
+        document = template_permissions(overrides=names)
+    else:
+        document = policies.permission_policy(
+            account_b_id=ACCOUNT, region=REGION, roles=("DataEmrService", "DataEmrNodes")
+        )
+    assert allowed([document], pass_role("DataEmrNodes", "ec2.amazonaws.com"))
+    assert not allowed([document], pass_role("EMR_EC2_DefaultRole", "ec2.amazonaws.com"))
+
+
+def test_the_role_parameters_cannot_break_the_policy_json() -> None:
+    parameters = policies.load_template("account-b.yaml")["Parameters"]
+    for name, default in (
+        ("ClusterServiceRoleName", "EMR_DefaultRole"),
+        ("ClusterInstanceRoleName", "EMR_EC2_DefaultRole"),
+    ):
+        pattern = re.compile(parameters[name]["AllowedPattern"])
+        assert parameters[name]["Default"] == default and pattern.match(default)
+        for bad in ('a"b', "a\\b", "", "a/b", "a*", "x" * 65):
+            assert not pattern.match(bad), (name, bad)
 
 
 def test_reads_see_every_cluster_of_the_account_and_region_and_no_other(shipped: Any) -> None:

@@ -42,6 +42,7 @@ from botocore.exceptions import (
     ConnectTimeoutError,
     EndpointConnectionError,
     NoCredentialsError,
+    ParamValidationError,
     ReadTimeoutError,
 )
 
@@ -140,8 +141,10 @@ def translate_client_error(error: ClientError, action: str, where: str) -> AwsEr
     """
     code, message = error_code(error)
     status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    if code in ACCESS_DENIED_CODES:
-        found = _DENIED_ACTION_RE.search(message)
+    found = _DENIED_ACTION_RE.search(message)
+    if code in ACCESS_DENIED_CODES or found:
+        # Some services answer a denied dependent action with another code (EMR's RunJobFlow may say
+        # ValidationException: "… is not authorized to perform: iam:PassRole on resource …"): a denial still.
         return AccessDeniedError(found.group(1) if found else action, where)
     if code in THROTTLING_CODES:
         return AwsError(f"AWS is throttling {action} ({where}) even after retries; try again in a minute.")
@@ -158,6 +161,10 @@ def translate_transport_error(error: BotoCoreError, action: str, where: str) -> 
             f"AWS unreachable: {action} ({where}) got no answer within {ANSWER_BOUND_SECONDS} s; "
             "check the network or try again later."
         )
+    if isinstance(error, ParamValidationError):
+        # botocore checks a request against AWS's model before sending it (a template's wrong type).
+        report = " ".join(str(error).split())[:300]
+        return AwsError(f"{action} ({where}) was not sent: {report}")
     if isinstance(error, NoCredentialsError):
         return CredentialsError(
             "The bot has no AWS credentials of its own (account A): give the host an instance "

@@ -6,7 +6,9 @@ decision or transition of the pure layers, and hands the result to the view.
 * :mod:`emr_settings` validates the ``EMR`` dict of the bot config;
 * :mod:`crossaccount` holds the AssumeRole session into the cluster account,
   its token kept in this plugin's storage;
-* :mod:`emr_adapter` lists, re-reads and terminates clusters, and reads steps;
+* :mod:`emr_templates` reads and validates the cluster templates of ``!emr start``;
+* :mod:`emr_adapter` lists, re-reads, starts and terminates clusters, reads steps,
+  and sets EMR's own auto-termination policy (the backstop);
 * :mod:`emr_state`, :mod:`emr_rules`, :mod:`emr_decisions` decide (pure
   functions of state, words and ``now``);
 * :mod:`emr_view` words and renders every reply and announcement;
@@ -39,6 +41,7 @@ from errbot import BotPlugin, botcmd
 # Dependency order: a module comes after the ones it imports.
 _SIBLINGS = (
     "emr_errors",
+    "emr_templates",
     "emr_settings",
     "emr_state",
     "emr_rules",
@@ -81,13 +84,17 @@ def _stamp_siblings() -> None:
 _reload_siblings_if_changed()
 
 from crossaccount import CrossAccountSession, RoleTarget, Token, utc_now
-from emr_adapter import EmrAdapter, Listing
+from emr_adapter import EmrAdapter, Listing, policy_tag
 from emr_decisions import (
     Denied,
     NameProblem,
     NoneRunning,
+    TemplateProblem,
+    active_clusters,
+    choose_template,
     hold_to_release,
     may_ask_overtime,
+    may_start,
     may_terminate,
     name_cluster,
 )
@@ -109,12 +116,17 @@ from emr_rules import (
     Cancelled,
     Expire,
     Policy,
+    Ready,
     Remind,
     Terminate,
     Warn,
     activity_seen,
     activity_unknown,
     add_hold,
+    after_end_of_day,
+    backstop_due,
+    backstop_failed,
+    backstop_set,
     drop_hold,
     needs_step_check,
     observe,
@@ -123,6 +135,7 @@ from emr_rules import (
     refused_termination,
     set_overtime,
     settle,
+    started,
     steps_seen,
     terminated,
     termination_failed,
@@ -131,13 +144,14 @@ from emr_rules import (
 )
 from emr_settings import Settings, from_mapping, parse_hhmm
 from emr_state import REASON_LIMIT, ClusterInfo, ClusterRecord, State
+from emr_templates import STARTED_BY_TAG, TEMPLATE_TAG, Template
 from emr_view import View
 
 _stamp_siblings()
 
 log = logging.getLogger("errbot.plugins.emr")
 
-SUBCOMMANDS = ("status", "lock", "unlock", "terminate", "overtime", "history", "doctor")
+SUBCOMMANDS = ("status", "start", "lock", "unlock", "terminate", "overtime", "history", "doctor")
 HISTORY_DEFAULT = 10
 HISTORY_MAX = 50
 ARGS_LIMIT = 1000
@@ -148,6 +162,7 @@ SLACK_MODES = frozenset({"slack", "slackv3", "slack_rtm"})
 SLACK_MENTION_RE = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
 HHMM_WORD_RE = re.compile(r"[0-9]{1,2}:[0-9]{2}")  # ASCII digits only: int() takes other scripts' digits too
 COUNT_WORD_RE = re.compile(r"[0-9]{1,3}")
+TAG_UNSAFE_RE = re.compile(r"[^\w .:/=+@-]")  # EMR tag values allow letters, digits, spaces and _.:/=+-@
 
 
 def answers(method: Callable[..., str | None]) -> Callable[..., str | None]:
@@ -200,6 +215,12 @@ class EMR(BotPlugin):
         self._rechecked: dict[str, datetime] = {}  # cluster id -> last DescribeCluster of an unlisted record
         self._activity_read_at: datetime | None = None  # the last GetMetricData (at most one per 5 minutes)
         self._activity_failure: str | None = None  # CloudWatch's last failure, announced once
+        # One `!emr start` at a time: two at the same moment must not both see "nothing active" and start two.
+        self._start_lock = threading.Lock()
+        # Backstop changes one at a time, each on the latest state: the last one to run leaves EMR's policy
+        # matching the holds, whatever order concurrent lock/unlock commands ran in.
+        self._backstop_lock = threading.Lock()
+        self._backstop_tried: dict[str, datetime] = {}  # cluster id -> the last backstop request (retries)
         self._generation = getattr(self, "_generation", 0) + 1  # this activation's poller (see tick)
         super().activate()
         target = RoleTarget(
@@ -340,6 +361,9 @@ class EMR(BotPlugin):
                 self._announce(self.view.expired(effect, state, now))
             elif isinstance(effect, Terminate):
                 self._terminate_by_rule(effect)
+            elif isinstance(effect, Ready):
+                self._announce(self.view.ready(effect, state, now))
+        self._sync_backstop()
 
     def _recheck_unlisted(self, state: State) -> None:
         """Ask AWS about remembered clusters the listing did not show: ended, untagged, or just not listed."""
@@ -356,7 +380,10 @@ class EMR(BotPlugin):
                 new, settled = settle(old, info, self.clock())
                 if new != old:
                     self._save(new)
-            if settled.kind == "ended":
+            if settled.kind == "start_failed":
+                self._rechecked.pop(cluster_id, None)
+                self._announce(self.view.start_failure(settled.record, info))
+            elif settled.kind == "ended":
                 self._rechecked.pop(cluster_id, None)
                 record = settled.record
                 if record.ending is None and (record.holds or record.doomed is not None):
@@ -432,6 +459,45 @@ class EMR(BotPlugin):
                 if new != old:
                     self._save(new)
 
+    def _sync_backstop(self, only: str | None = None) -> None:
+        """Make EMR's AutoTerminationPolicy match the holds (DESIGN §12): one request per cluster that changed.
+
+        Called by the poller for every managed cluster and by a command for its own (*only*), after
+        the command's state is saved. Never raises: a failure is noted in the state, announced once,
+        and retried (the poller: at most every 5 minutes); the command has answered regardless.
+        """
+        seconds = self.settings.backstop_seconds
+        if seconds is None:
+            return  # BACKSTOP_MINUTES off: the bot leaves EMR's policy alone
+        with self._backstop_lock:
+            now = self.clock()
+            with self._lock:
+                state = self._load()
+                due = backstop_due(state, seconds, now, self._backstop_tried, only)
+            for cluster_id, wanted in due:
+                record = state.clusters[cluster_id]
+                self._backstop_tried[cluster_id] = now
+                try:
+                    if wanted:
+                        self.adapter.put_backstop(record, wanted)
+                    else:
+                        self.adapter.remove_backstop(record)
+                except AwsError as error:
+                    log.warning("EMR backstop of %s not changed: %s", cluster_id, error)
+                    with self._lock:
+                        old = self._load()
+                        new, is_new = backstop_failed(old, cluster_id, error.code)
+                        if new is not old:
+                            self._save(new)
+                    if is_new:
+                        self._announce(self.view.backstop_failed(record, wanted, str(error)))
+                    continue
+                with self._lock:
+                    new, recovered = backstop_set(self._load(), cluster_id, wanted)
+                    self._save(new)
+                if recovered:
+                    self._announce(self.view.backstop_back(record, wanted))
+
     def _terminate_by_rule(self, effect: Terminate) -> None:
         cluster_id, rule = effect.cluster.id, effect.rule
         # The state lock is held across the re-read and TerminateJobFlows on purpose: a
@@ -468,7 +534,7 @@ class EMR(BotPlugin):
     @botcmd
     @answers
     def emr(self, msg: Any, args: str) -> str:
-        """Share the EMR cluster: !emr status | lock | unlock | terminate | overtime | history | doctor."""
+        """Share the EMR cluster: !emr status | start | lock | unlock | terminate | overtime | history | doctor."""
         word = args.split()[0] if args.split() else ""
         if not word:
             raise UsageError("Say what to do: !emr " + " | ".join(SUBCOMMANDS) + " (details: !help EMR).")
@@ -499,6 +565,62 @@ class EMR(BotPlugin):
 
     @botcmd
     @answers
+    def emr_start(self, msg: Any, args: str) -> str:
+        """Start a cluster from a template; you hold it at once, and hear when it is ready. Usage: !emr start [TEMPLATE] [REASON…]"""
+        templates = {t.name: t for t in self.settings.templates}
+        if not templates:
+            raise RefusedError(self.view.start_off)
+        first = args.split()[0] if args.split() else ""
+        if first.startswith("--"):
+            raise UsageError(f"Unknown option {self.view.inert(first)}.")
+        try:
+            name_of, reason = choose_template(args, list(templates))
+        except TemplateProblem as problem:
+            raise UsageError(self.view.template_problem(problem)) from None
+        template = templates[name_of]
+        reason = " ".join(reason.split())
+        if len(reason) > REASON_LIMIT:
+            raise UsageError(f"The reason is {len(reason)} characters long; keep it under {REASON_LIMIT}.")
+        user, name = self._who(msg)
+        # Single flight: the refusals are decided and RunJobFlow made under one lock, and the new cluster is
+        # in the state before the lock is let go, so a second `!emr start` sees it (a listing may not yet).
+        with self._start_lock:
+            state, listing = self._refresh()
+            refused = may_start(template, active_clusters(state, listing.managed), self.settings.max_clusters)
+            if refused is not None:
+                raise RefusedError(self.view.start_refused(refused))
+            backstop = self.settings.backstop_seconds
+            try:
+                cluster_id = self.adapter.start(template.run_job_flow(self._start_tags(template, user), backstop))
+            except AwsError as error:
+                raise RefusedError(self.view.start_failed(template, error)) from None
+            now = self.clock()
+            with self._lock:
+                state = started(
+                    self._load(),
+                    cluster_id,
+                    template.cluster_name,
+                    template.name,
+                    user,
+                    name,
+                    reason,
+                    now,
+                    backstop=backstop,
+                )
+                self._save(state)
+        self._sync_backstop(cluster_id)  # the starter's hold: EMR's idle timeout comes off again
+        record = state.clusters[cluster_id]
+        return self.view.starting(state, record, template, now, evening=after_end_of_day(self.policy, now))
+
+    def _start_tags(self, template: Template, user: str) -> dict[str, str]:
+        """The tags the bot gives a cluster it starts: managed, from which template, by whom (DESIGN §12)."""
+        managed = policy_tag(self.settings.cluster_tag)  # with CLUSTER_TAG `*`: the shipped policy's tag
+        assert managed.key is not None
+        started_by = TAG_UNSAFE_RE.sub("_", user)[:256]
+        return {managed.key: managed.value or "true", TEMPLATE_TAG: template.name, STARTED_BY_TAG: started_by}
+
+    @botcmd
+    @answers
     def emr_lock(self, msg: Any, args: str) -> str:
         """Hold a cluster while you use it (several people can hold it); cancels the idle countdown. Usage: !emr lock [CLUSTER] [REASON…]"""
         first = args.split()[0] if args.split() else ""
@@ -513,6 +635,7 @@ class EMR(BotPlugin):
             now = self.clock()
             state = add_hold(state, cluster.id, user, name, reason, now)
             self._save(state)
+        self._sync_backstop(cluster.id)  # a first hold removes EMR's idle timeout
         record = state.clusters[cluster.id]
         return self.view.locked(state, record, name, now, overtime_possible=self._overtime_possible(state, record, now))
 
@@ -547,6 +670,7 @@ class EMR(BotPlugin):
             by = name if decision.user != user else None
             state = drop_hold(state, cluster.id, decision.user, now, by=by)
             self._save(state)
+        self._sync_backstop(cluster.id)  # the last release puts EMR's idle timeout back
         return self.view.released(state, state.clusters[cluster.id], decision, user, name, now)
 
     @botcmd

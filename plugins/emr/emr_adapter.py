@@ -3,8 +3,9 @@
 It lists the clusters of account B (active states; *managed* ones carry
 ``CLUSTER_TAG``), re-reads one cluster right before a termination, reads a
 cluster's latest steps and the ``IsIdle`` metric of the managed clusters
-(CloudWatch), and terminates, all through a
-:class:`~crossaccount.CrossAccountSession`.
+(CloudWatch), terminates, starts a cluster from a template (``RunJobFlow``),
+and sets or removes EMR's own ``AutoTerminationPolicy`` (the backstop), all
+through a :class:`~crossaccount.CrossAccountSession`.
 
 Tags are not in ``ListClusters``: a cluster's tags are read with
 ``DescribeCluster`` and the answer is kept for :data:`TAG_TTL` (5 minutes), so
@@ -23,8 +24,8 @@ on the clusters that carry the managed tag (``tests/test_policies.py``).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,20 +39,40 @@ from emr_errors import (
 )
 from emr_settings import TagSelector
 from emr_state import ACTIVE_STATES, Activity, ClusterInfo
+from emr_templates import TEMPLATE_TAG
 
 ACTIVITY_PERMISSION = "cloudwatch:GetMetricData"  # IsIdle; GetMetricData has no resource-level permissions
+START_PERMISSION = "elasticmapreduce:RunJobFlow"
+# RunJobFlow hands the template's ServiceRole (to EMR) and JobFlowRole's role (to EC2) to AWS: IAM checks
+# iam:PassRole on each (its only dependent action in the IAM reference). Tags given in RunJobFlow need no
+# elasticmapreduce:AddTags: IAM lists no such dependency, and checks them as RunJobFlow's RequestTag keys.
+PASS_ROLE_PERMISSION = "iam:PassRole"  # noqa: S105 - an IAM action name, not a password
 PERMISSIONS = (
     "elasticmapreduce:ListClusters",
     "elasticmapreduce:DescribeCluster",
     "elasticmapreduce:ListSteps",
     "elasticmapreduce:TerminateJobFlows",
     ACTIVITY_PERMISSION,
+    START_PERMISSION,
+    PASS_ROLE_PERMISSION,
+    "elasticmapreduce:GetAutoTerminationPolicy",
+    "elasticmapreduce:PutAutoTerminationPolicy",
+    "elasticmapreduce:RemoveAutoTerminationPolicy",
 )
-# The actions of PERMISSIONS that change a cluster. The shipped policy allows each one only on the
+# The actions of PERMISSIONS that change something. The shipped policy allows each EMR one only on the
 # clusters of account B in REGION that carry the managed tag (condition elasticmapreduce:ResourceTag/
-# <key> = <value>; a new cluster: elasticmapreduce:RequestTag/<key>). tests/test_policies.py holds
-# the policy to it, and checks against IAM's own access levels that no changing action is left out.
-MUTATING = frozenset({"elasticmapreduce:TerminateJobFlows"})
+# <key> = <value>; a new cluster, RunJobFlow: elasticmapreduce:RequestTag/<key>), and iam:PassRole only
+# on the two roles the templates name, only to EMR and EC2 (iam:PassedToService). tests/test_policies.py
+# holds the policy to it, and checks against IAM's own access levels that no changing action is left out.
+MUTATING = frozenset(
+    {
+        "elasticmapreduce:TerminateJobFlows",
+        START_PERMISSION,
+        PASS_ROLE_PERMISSION,
+        "elasticmapreduce:PutAutoTerminationPolicy",
+        "elasticmapreduce:RemoveAutoTerminationPolicy",
+    }
+)
 # The tag the shipped policy names unless told otherwise (account-b.yaml's ClusterTagKey and
 # ClusterTagValue): the default CLUSTER_TAG.
 SHIPPED_POLICY_TAG = TagSelector("emr-chatops", "true")
@@ -83,7 +104,8 @@ class EmrAdapter:
         self.session = session
         self.selector = selector
         self.clock = clock
-        self._managed: dict[str, tuple[bool, datetime]] = {}  # cluster id -> (carries the tag, read at)
+        # cluster id -> (carries the tag, its emr-chatops:template tag, read at)
+        self._managed: dict[str, tuple[bool, str, datetime]] = {}
         self._lock = threading.Lock()
         self._describe_lock = threading.Lock()
 
@@ -104,8 +126,18 @@ class EmrAdapter:
         managed: list[ClusterInfo] = []
         others: list[ClusterInfo] = []
         for cluster in clusters:
-            (managed if self._is_managed(cluster.id) else others).append(cluster)
+            if self._is_managed(cluster.id):
+                template = self.template_of(cluster.id)
+                managed.append(replace(cluster, template=template) if template else cluster)
+            else:
+                others.append(cluster)
         return Listing(managed, others)
+
+    def template_of(self, cluster_id: str) -> str:
+        """The cluster's ``emr-chatops:template`` tag as last read ("" unknown; `*` reads no tags)."""
+        with self._lock:
+            entry = self._managed.get(cluster_id)
+        return entry[1] if entry is not None else ""
 
     def list_managed(self) -> list[ClusterInfo]:
         """Active clusters carrying the tag, oldest first."""
@@ -130,7 +162,7 @@ class EmrAdapter:
             entry = self._managed.get(cluster_id)
         if entry is None:
             return None
-        managed, read_at = entry
+        managed, _, read_at = entry
         now = self.clock()
         if not read_at <= now < read_at + TAG_TTL:  # expired (or the clock went back)
             return None
@@ -144,11 +176,12 @@ class EmrAdapter:
         )["Cluster"]
         tags = {t["Key"]: t.get("Value", "") for t in cluster.get("Tags", [])}
         managed = self.selector.matches(tags)
+        template = tags.get(TEMPLATE_TAG, "")
         with self._lock:
             if len(self._managed) >= TAG_CACHE_LIMIT:
                 self._managed.clear()
-            self._managed[cluster_id] = (managed, self.clock())
-        return _info(cluster, managed=managed)
+            self._managed[cluster_id] = (managed, template, self.clock())
+        return replace(_info(cluster, managed=managed), template=template)
 
     def latest_step(self, cluster_id: str) -> tuple[datetime | None, bool]:
         """(end of the latest finished step, whether a step is pending or running) — one ListSteps.
@@ -229,6 +262,52 @@ class EmrAdapter:
             if "termination protected" in str(error).lower() or "terminationprotected" in str(error).lower():
                 raise TerminationProtectedError(cluster.name, cluster.id) from None
             raise
+
+    # -- starting, and the backstop (DESIGN §12) --------------------------------------------
+    def start(self, request: Mapping[str, Any]) -> str:
+        """RunJobFlow with a template's parameters (tags and backstop included); the new cluster's id.
+
+        A denial names the action AWS names (``iam:PassRole`` for a role the policy may not pass);
+        a validation error is AWS's own reason, in one line (see :mod:`crossaccount`).
+        """
+        response = self.session.call("emr", "run_job_flow", START_PERMISSION, **request)
+        return str(response["JobFlowId"])
+
+    def put_backstop(self, cluster: ClusterInfo | Any, seconds: int) -> None:
+        """EMR terminates the cluster after *seconds* of idleness, whoever is around (PutAutoTerminationPolicy)."""
+        try:
+            self.session.call(
+                "emr",
+                "put_auto_termination_policy",
+                "elasticmapreduce:PutAutoTerminationPolicy",
+                ClusterId=cluster.id,
+                AutoTerminationPolicy={"IdleTimeout": seconds},
+            )
+        except AccessDeniedError as error:
+            raise self._explain_denial(error, cluster, "change the auto-termination policy of") from None
+
+    def remove_backstop(self, cluster: ClusterInfo | Any) -> None:
+        """EMR no longer terminates the cluster when idle (RemoveAutoTerminationPolicy)."""
+        try:
+            self.session.call(
+                "emr",
+                "remove_auto_termination_policy",
+                "elasticmapreduce:RemoveAutoTerminationPolicy",
+                ClusterId=cluster.id,
+            )
+        except AccessDeniedError as error:
+            raise self._explain_denial(error, cluster, "change the auto-termination policy of") from None
+
+    def backstop(self, cluster_id: str) -> int | None:
+        """The cluster's AutoTerminationPolicy IdleTimeout in seconds, or None without one (GetAutoTerminationPolicy)."""
+        response = self.session.call(
+            "emr",
+            "get_auto_termination_policy",
+            "elasticmapreduce:GetAutoTerminationPolicy",
+            ClusterId=cluster_id,
+        )
+        timeout = (response.get("AutoTerminationPolicy") or {}).get("IdleTimeout")
+        return int(timeout) if timeout is not None else None
 
     def _explain_denial(self, error: AccessDeniedError, cluster: ClusterInfo | Any, verb: str) -> AccessDeniedError:
         """A denied change (:data:`MUTATING`): IAM allows it only on clusters that carry the policy's tag, so

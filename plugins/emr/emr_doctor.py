@@ -5,7 +5,10 @@ AssumeRole into account B (on a throw-away session, so the cached token cannot
 hide a trust policy broken since it was issued), EMR ListClusters and
 DescribeCluster, managed vs unmanaged clusters, TerminateJobFlows (as far as
 it can be known without terminating: a denial the poller met is explained
-against the managed tag the role's policy requires), and the config. A link that cannot be
+against the managed tag the role's policy requires), EMR's auto-termination
+policy of each managed cluster against its holds (the backstop), RunJobFlow and
+iam:PassRole (as far as it can be known without starting a cluster: the roles
+the templates pass), the templates, and the config. A link that cannot be
 reached is "not checked", not failed. Nothing here touches the plugin state or
 a cluster, and no secret is ever shown.
 
@@ -29,7 +32,7 @@ from emr_errors import (
     one_line,
     tag_condition,
 )
-from emr_rules import ClusterInfo, State
+from emr_rules import ClusterInfo, State, backstop_wanted
 from emr_settings import Settings, TagSelector
 
 OK, FAIL, WARN, SKIP = "✓", "✗", "⚠", "–"
@@ -40,7 +43,9 @@ CLUSTER_STEPS = (
     "Clusters",
     "EMR ListSteps (steps between two ticks)",
     "CloudWatch GetMetricData (IsIdle: YARN work)",
+    "EMR auto-termination (backstop)",
 )
+START_TITLE = "EMR RunJobFlow and iam:PassRole (!emr start)"
 
 
 class Check(NamedTuple):
@@ -178,8 +183,92 @@ class Doctor:
         checks.append(self._managed_check(active, managed))
         checks.append(self._steps_check(probe, managed))
         checks.append(self._activity_check(probe, managed))
+        checks.append(self._backstop_check(probe, managed, state))
         checks.append(self._terminate_check(state, probe))
+        checks.append(self._start_check())
         return checks
+
+    def _backstop_check(self, probe: CrossAccountSession, managed: list[ClusterInfo], state: State) -> Check:
+        """Each managed cluster's AutoTerminationPolicy (GetAutoTerminationPolicy) against its holds:
+        held, none; unheld, IdleTimeout = BACKSTOP_MINUTES (DESIGN §12)."""
+        title = CLUSTER_STEPS[5]
+        seconds = self.settings.backstop_seconds
+        if seconds is None:
+            return Check(
+                WARN,
+                title,
+                "BACKSTOP_MINUTES off: if the bot is down, an unheld cluster runs until someone terminates it",
+                "set EMR_BACKSTOP_MINUTES=180 (the role needs elasticmapreduce:Put/Get/RemoveAutoTerminationPolicy)",
+            )
+        if not managed:
+            return Check(SKIP, title, "not checked: no managed cluster")
+        adapter = EmrAdapter(probe, self.settings.cluster_tag)
+        mismatches: list[str] = []
+        pending = failed = outside = 0
+        for cluster in managed:
+            try:
+                held_by_aws = adapter.backstop(cluster.id)
+            except EmrChatopsError as error:
+                detail, fix = self._emr_problem(error)
+                return Check(FAIL, title, detail, fix)
+            record = state.clusters.get(cluster.id)
+            holds = record.holds if record is not None else ()
+            wanted = 0 if holds else seconds
+            if (held_by_aws or 0) == wanted:
+                continue
+            has = f"an idle timeout of {held_by_aws // 60} min" if held_by_aws else "no auto-termination policy"
+            should = "none (someone holds it)" if holds else f"{seconds // 60} min (nobody holds it)"
+            note = ""
+            if record is None or record.backstop != backstop_wanted(record, seconds):
+                if record is not None and record.backstop_failure:
+                    failed += 1
+                    note = f"; the bot's last change failed: {record.backstop_failure}, it keeps trying"
+                else:
+                    pending += 1
+                    note = "; the poller sets it at its next tick"
+            else:
+                outside += 1
+                note = "; changed outside the bot"
+            mismatches.append(f"{cluster.name} ({cluster.id}) has {has}, should have {should}{note}")
+        if not mismatches:
+            return Check(
+                OK,
+                title,
+                f"matches the holds of {len(managed)} managed cluster{'' if len(managed) == 1 else 's'} "
+                f"(unheld: {seconds // 60} idle minutes; held: none)",
+            )
+        required = policy_tag(self.settings.cluster_tag)
+        if failed:
+            fix = (
+                f"allow elasticmapreduce:PutAutoTerminationPolicy and RemoveAutoTerminationPolicy on clusters tagged "
+                f"{required} (deploy/iam/account-b-permissions.json), and see the announcement and the bot's log"
+            )
+        elif outside:
+            fix = (
+                "`aws emr put-auto-termination-policy --cluster-id j-… --auto-termination-policy "
+                f"IdleTimeout={seconds}` on an unheld one, `aws emr remove-auto-termination-policy --cluster-id j-…` "
+                "on a held one (or `!emr lock` then `!emr unlock` it)"
+            )
+        else:
+            fix = ""
+        mark = WARN if pending and not failed and not outside else FAIL
+        return Check(mark, title, "; ".join(mismatches), fix)
+
+    def _start_check(self) -> Check:
+        """RunJobFlow and iam:PassRole cannot be probed (no dry run), so: what the templates and the policy say."""
+        templates = self.settings.templates
+        if not templates:
+            return Check(SKIP, START_TITLE, "not needed: TEMPLATES_DIR is not set (`!emr start` is off)")
+        roles = sorted({t.service_role for t in templates}), sorted({t.instance_role for t in templates})
+        required = policy_tag(self.settings.cluster_tag)
+        return Check(
+            SKIP,
+            START_TITLE,
+            "not checked (only starting a cluster would tell); deploy/iam/account-b-permissions.json allows "
+            f"RunJobFlow for clusters tagged {required} and iam:PassRole on two roles, to EMR and EC2 only: the "
+            f"templates pass {', '.join(roles[0])} (ServiceRole) and {', '.join(roles[1])} (JobFlowRole), which "
+            "must be account-b.yaml's ClusterServiceRoleName and ClusterInstanceRoleName. `!emr start` names a denial",
+        )
 
     def _activity_check(self, probe: CrossAccountSession, managed: list[ClusterInfo]) -> Check:
         """IsIdle through the same session: readable (✓), denied (✗), or no datapoints yet (⚠)."""
@@ -313,7 +402,8 @@ class Doctor:
     def _skipped(self, steps: tuple[str, ...], why: str, state: State) -> list[Check]:
         region = self.settings.region
         return [Check(SKIP, step.format(region=region), f"not checked: {why}") for step in steps] + [
-            self._terminate_check(state)
+            self._terminate_check(state),
+            self._start_check(),
         ]
 
     def _config_checks(self, notify: Check) -> list[Check]:
@@ -334,6 +424,7 @@ class Doctor:
             f"idle {s.idle_minutes} min, {eod}, warning {s.warn_minutes} min before, poll every {s.poll_seconds:g} s"
         )
         checks.append(Check(OK, "Rules", rules))
+        checks.append(self._templates_check())
         if s.end_of_day is None:
             checks.append(
                 Check(WARN, "END_OF_DAY off", "a held cluster runs all night", "set EMR_END_OF_DAY=19:00 (local time)")
@@ -348,6 +439,14 @@ class Doctor:
                 )
             )
         return checks
+
+    def _templates_check(self) -> Check:
+        s = self.settings
+        title = "Templates (!emr start)"
+        if not s.templates:
+            return Check(SKIP, title, "TEMPLATES_DIR not set: `!emr start` is off")
+        listed = ", ".join(f"{t.name} (cluster {t.cluster_name}, {t.release})" for t in s.templates)
+        return Check(OK, f"{title} {s.templates_dir}", f"{listed}; at most {s.max_clusters} managed clusters at once")
 
     def _identity_fix(self, error: EmrChatopsError) -> str:
         if isinstance(error, AwsUnreachableError):

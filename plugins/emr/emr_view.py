@@ -19,13 +19,24 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from emr_decisions import AmbiguousName, Denied, NameProblem, NoneRunning, SeveralRunning, UnknownName
-from emr_errors import one_line
-from emr_rules import Deadline, Expire, Policy, Remind, busy, next_deadline
+from emr_decisions import (
+    AmbiguousName,
+    Denied,
+    NameProblem,
+    NoneRunning,
+    SeveralRunning,
+    StartRefused,
+    TemplateProblem,
+    UnknownName,
+)
+from emr_errors import AccessDeniedError, AwsError, one_line
+from emr_rules import Deadline, Expire, Policy, Ready, Remind, busy, next_deadline
 from emr_settings import Settings
 from emr_state import UNMANAGED, ClusterInfo, ClusterRecord, Event, Hold, State
+from emr_templates import Template
 
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+STARTING_STATES = ("STARTING", "BOOTSTRAPPING")
 # Status card colours (Slack attachment side bar): Slack's own good / info / warning / danger.
 COLOR_IDLE = "#2EB886"  # WAITING, nobody holds it: the idle countdown runs
 COLOR_BUSY = "#439FE0"  # a step is running (or the cluster is starting): never idle
@@ -107,6 +118,15 @@ class View:
         if self.slack:
             flat = flat.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("@", "@\u2060")
         return "`" + flat + "`"
+
+    def aws_text(self, text: str, limit: int = 300) -> str:
+        """Text from AWS (EMR's state-change reason): one line, bounded, and for Slack escaped as Slack asks."""
+        flat = one_line(CONTROL_RE.sub(" ", text))
+        if len(flat) > limit:
+            flat = flat[: limit - 1] + "…"
+        if self.slack:
+            flat = flat.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        return flat
 
     @staticmethod
     def cluster(record: ClusterRecord | ClusterInfo) -> str:
@@ -239,11 +259,32 @@ class View:
                 f"{self.cluster(r)} ({'untagged' if r.absent == UNMANAGED else 'not listed'})" for r in hidden
             )
             text += f" Holds are kept on {names} until AWS says it ended."
-        return text
+        return text + self.templates_hint()
+
+    def templates_hint(self) -> str:
+        """What `!emr start` can start, when starting is on ("" when it is off)."""
+        names = [t.name for t in self.settings.templates]
+        if not names:
+            return ""
+        if len(names) == 1:
+            return f" Start one: `!emr start {names[0]} [REASON…]`."
+        return f" Start one: `!emr start TEMPLATE [REASON…]` (templates: {', '.join(names)})."
+
+    @staticmethod
+    def start_time(record: ClusterRecord, cluster: ClusterInfo) -> datetime:
+        """When the cluster was started: the bot's `!emr start`, else AWS's creation time, else first seen."""
+        return record.start.at if record.start else (cluster.created_at or record.first_seen)
 
     def _facts(self, state: State, record: ClusterRecord, now: datetime) -> tuple[str, list[str]]:
         """(next action, notes): the same facts for the text and the card."""
-        notes = [f"Reminder: {line}." for line in self.pending_reminders(record, mention=self.slack)]
+        notes = []
+        if record.start is not None and record.state in STARTING_STATES:
+            start = record.start
+            by = self.mention(start.by, start.by_name) if self.slack else start.by_name
+            notes.append(
+                f"Started by {by} at {self.local(start.at)} from template {start.template}; the ready notice follows."
+            )
+        notes += [f"Reminder: {line}." for line in self.pending_reminders(record, mention=self.slack)]
         if record.overtime and not self.policy.night_over(record.overtime.day, now):
             by = self.mention(record.overtime.by, record.overtime.by) if self.slack else record.overtime.by
             notes.append(f"Overtime until {self.local(record.overtime.until)} (asked by {by}).")
@@ -259,7 +300,10 @@ class View:
     ) -> str:
         started = cluster.created_at or record.first_seen
         next_action, notes = self._facts(state, record, now)
-        lines = [f"{self.cluster(cluster)} — {cluster.state}, up {duration(now - started)}"]
+        if cluster.state in STARTING_STATES:
+            lines = [f"{self.cluster(cluster)} — {cluster.state} for {precise(now - self.start_time(record, cluster))}"]
+        else:
+            lines = [f"{self.cluster(cluster)} — {cluster.state}, up {duration(now - started)}"]
         lines.append("  held by " + ("; ".join(self.hold(h) for h in record.holds) or "nobody"))
         lines.append(f"  activity: {self.activity(record, activity_problem)}")
         lines.append(f"  next: {next_action}")
@@ -286,7 +330,12 @@ class View:
             "body": " ".join(notes),
             "color": color,
             "fields": (
-                ("State", cluster.state),
+                (
+                    "State",
+                    f"{cluster.state} ({precise(now - self.start_time(record, cluster))} since the start)"
+                    if cluster.state in STARTING_STATES
+                    else cluster.state,
+                ),
                 ("Up for", duration(now - started)),
                 ("Holders", "\n".join(self.hold(h, mention=True) for h in record.holds) or "nobody"),
                 ("Activity", self.activity(record, activity_problem)),
@@ -370,6 +419,108 @@ class View:
             return f"Only holders can ask for overtime: `!emr lock {record.name}` first."
         return f"Not allowed ({denied.code})."  # pragma: no cover - every code is worded above
 
+    # -- starting (DESIGN §12) ----------------------------------------------------------------
+    start_off = (
+        "Starting clusters from chat is off: set EMR_TEMPLATES_DIR to a directory of NAME.json RunJobFlow "
+        "templates (deploy/templates/analytics.json is an example), then restart the bot."
+    )
+
+    def template_problem(self, problem: TemplateProblem) -> str:
+        names = ", ".join(problem.names)
+        if not problem.word:
+            return f"Name a template: `!emr start TEMPLATE [REASON…]` (templates: {names})."
+        return f"No template called {self.inert(problem.word)} (templates: {names})."
+
+    def start_refused(self, refused: StartRefused) -> str:
+        if refused.code == "already_active":
+            first = refused.clusters[0]
+            return f"{first.name} ({first.id}) is already {first.state}: `!emr lock {first.name}`"
+        active = ", ".join(f"{c.name} ({c.id}, {c.state})" for c in refused.clusters)
+        return (
+            f"No new cluster: {len(refused.clusters)} managed clusters are active ({active}) and MAX_CLUSTERS is "
+            f"{refused.limit}: use one (`!emr lock NAME`), or terminate one first."
+        )
+
+    def start_failed(self, template: Template, error: AwsError) -> str:
+        """AWS refused RunJobFlow: one line with its reason, and for a denial the action and its fix."""
+        text = f"Could not start {template.name}: "
+        if isinstance(error, AccessDeniedError) and error.action == "iam:PassRole":
+            return text + (
+                f"AWS denied iam:PassRole ({error.where}): the role may pass only the two roles given to "
+                "deploy/cloudformation/account-b.yaml as ClusterServiceRoleName and ClusterInstanceRoleName, and "
+                f"{template.file} passes {template.service_role} (ServiceRole) and {template.instance_role} "
+                "(JobFlowRole): make them match, then try again. Nothing was started."
+            )
+        if isinstance(error, AccessDeniedError) and error.action == "elasticmapreduce:RunJobFlow":
+            tag = str(self.settings.cluster_tag) if not self.settings.cluster_tag.matches_all else "emr-chatops=true"
+            return text + (
+                f"AWS denied elasticmapreduce:RunJobFlow ({error.where}): allow it in the role's permission policy "
+                f"for clusters tagged {tag} (its RequestTag condition must name EMR_CLUSTER_TAG; see deploy/iam/), "
+                "then try again. Nothing was started."
+            )
+        return text + one_line(str(error)).rstrip(".") + ". Nothing was started."
+
+    def starting(self, state: State, record: ClusterRecord, template: Template, now: datetime, *, evening: bool) -> str:
+        """The reply to `!emr start`: what starts, who holds it, where the ready notice comes, and what is next."""
+        hold = record.holds[0]
+        where = (
+            f"in {self.settings.notify_channel}"
+            if self.settings.notify_channel
+            else "in the bot's log (no NOTIFY_CHANNEL)"
+        )
+        text = (
+            f"🚀 Starting {self.cluster(record)} from template {template.name} ({template.release}); "
+            f"{hold.name} holds it ({self.inert(hold.reason, 200)}). It takes some minutes: the ready notice comes "
+            f"{where}, and `!emr status` shows the progress."
+        )
+        if evening:
+            text += (
+                " Tonight's end of day has passed: the idle rule and hold reminders apply to it tonight, "
+                "and the end of day from tomorrow on."
+            )
+        deadline = next_deadline(state, record, self.policy, now)
+        return text + (f" Next: {self.deadline(deadline, now)}." if deadline is not None else "")
+
+    def ready(self, effect: Ready, state: State, now: datetime) -> str:
+        record, start = effect.cluster, effect.cluster.start
+        assert start is not None
+        text = f"✅ {self.cluster(record)} is ready after {precise(effect.took)}."
+        who = self.mention(start.by, start.by_name)
+        if record.holder(start.by) is not None:
+            return text + f" {who}, you hold it: `!emr unlock {record.name}` when you are done."
+        deadline = next_deadline(state, record, self.policy, now)
+        tail = f": {self.deadline(deadline, now)}" if deadline is not None else ""
+        return text + f" {who}, you started it; nobody holds it now{tail}."
+
+    def start_failure(self, record: ClusterRecord, info: ClusterInfo) -> str:
+        """A cluster the bot started ended before it was ready (TERMINATED_WITH_ERRORS: EMR's reason)."""
+        start = record.start
+        assert start is not None
+        reason = self.aws_text(info.reason) if info.reason else "EMR gave no reason"
+        return (
+            f"❌ {self.cluster(record)} failed to start ({info.state}): {reason}. "
+            f"{self.mention(start.by, start.by_name)}, nothing is running for you: fix the cause, then "
+            f"`!emr start {start.template}` again."
+        )
+
+    # -- the backstop (DESIGN §12) -------------------------------------------------------------
+    def backstop_failed(self, record: ClusterRecord, wanted: int, problem: str) -> str:
+        if wanted:
+            return (
+                f"⚠️ Could not set EMR's auto-termination policy ({wanted // 60} idle minutes) on "
+                f"{self.cluster(record)}, which nobody holds: {one_line(problem)} If the bot goes down, nothing "
+                "ends it. I will keep trying."
+            )
+        return (
+            f"⚠️ Could not remove EMR's auto-termination policy from {self.cluster(record)}, held by "
+            f"{self.mentions(record.holds)}: {one_line(problem)} EMR may terminate it when it has been idle for "
+            f"{(self.settings.backstop_minutes or 0)} minutes although it is held. I will keep trying."
+        )
+
+    def backstop_back(self, record: ClusterRecord, wanted: int) -> str:
+        now_is = f"set ({wanted // 60} idle minutes, nobody holds it)" if wanted else "removed (it is held)"
+        return f"✓ EMR's auto-termination policy on {self.cluster(record)} is {now_is} now."
+
     # -- history ---------------------------------------------------------------------------
     def history(self, events: Sequence[Event]) -> str:
         if not events:
@@ -387,6 +538,10 @@ class View:
             who = ""
         if e.kind in ("warning", "overtime") and e.detail:
             detail = f" — until {self.local(datetime.fromisoformat(e.detail))}"
+        elif e.kind == "ready" and e.detail.isdigit():
+            detail = f" — after {precise(timedelta(seconds=int(e.detail)))}"
+        elif e.kind == "start_failed" and e.detail:
+            detail = f" — {self.aws_text(e.detail, 200)}"
         elif e.kind == "reminder" and e.detail:
             detail = f" — hold ends {self.local(datetime.fromisoformat(e.detail))} unless confirmed"
         elif e.kind in ("hold", "failed") and e.detail:
@@ -400,3 +555,13 @@ def duration(delta: timedelta) -> str:
     minutes = max(0, int(delta.total_seconds() // 60))
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m"
+
+
+def precise(delta: timedelta) -> str:
+    """A duration to the second, for starts: ``45s``, ``7m 12s``, ``1h 02m 05s``."""
+    seconds = max(0, int(delta.total_seconds()))
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m {seconds:02d}s"
+    return f"{minutes}m {seconds:02d}s" if minutes else f"{seconds}s"
