@@ -67,12 +67,16 @@ def demo_environment(emulator: Emulator, data_dir: str) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keep-data", metavar="DIR", help="bot data dir to reuse (default: a fresh temp dir)")
+    parser.add_argument(
+        "--starting-seconds", type=float, default=STARTING_SECONDS, help="how long a started cluster is STARTING"
+    )
+    parser.add_argument("--bootstrapping-seconds", type=float, default=BOOTSTRAPPING_SECONDS, help="then BOOTSTRAPPING")
     args = parser.parse_args(argv)
 
     started = time.monotonic()
     with Emulator() as emulator, tempfile.TemporaryDirectory(prefix="emr-chatops-demo-") as tmp:
         seeded = emulator.seed()
-        emulator.play_starts(STARTING_SECONDS, BOOTSTRAPPING_SECONDS)  # the bot's starts take some seconds
+        emulator.play_starts(args.starting_seconds, args.bootstrapping_seconds)  # the bot's starts take seconds
         env = demo_environment(emulator, args.keep_data or tmp)
         print(
             f"[demo] AWS emulator on {emulator.url}: account B has 'analytics' ({seeded.managed_id}, managed) "
