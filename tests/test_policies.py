@@ -286,11 +286,21 @@ def test_a_deployment_with_another_tag_protects_by_that_tag(shipped: Any) -> Non
     assert not allowed([document], cluster_request(terminate, cluster(), {"emr-chatops": "true"}))
 
 
-def variant(document: dict[str, Any], condition: dict[str, Any] | None) -> dict[str, Any]:
-    """The shipped policy with the changing statements' Condition replaced, as the README's variants say."""
+def variant(
+    document: dict[str, Any], condition: dict[str, Any] | None, start_condition: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The shipped policy as the README's variants say: the Condition of the statement that changes clusters
+    replaced (None: deleted), and the start's replaced by *start_condition* when given; never PassRole's."""
     changed = json.loads(json.dumps(document))
     for statement in changed["Statement"]:
-        if set(listed(statement["Action"])) & MUTATING:
+        actions = set(listed(statement["Action"]))
+        if PASS_ROLE in actions:
+            continue
+        if START in actions:
+            if start_condition is not None:
+                statement["Condition"] = start_condition
+            continue
+        if actions & MUTATING:
             statement.pop("Condition")
             if condition is not None:
                 statement["Condition"] = condition
@@ -299,11 +309,15 @@ def variant(document: dict[str, Any], condition: dict[str, Any] | None) -> dict[
 
 def test_the_documented_key_only_variant_accepts_any_value_of_the_key_and_nothing_else() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert KEY_ONLY_VARIANT in readme, "the README documents this very condition"
-    document = variant(json_permissions(), json.loads("{" + KEY_ONLY_VARIANT + "}"))
+    assert KEY_ONLY_VARIANT in readme and KEY_ONLY_START_VARIANT in readme, "the README documents these conditions"
+    document = variant(
+        json_permissions(), json.loads("{" + KEY_ONLY_VARIANT + "}"), json.loads("{" + KEY_ONLY_START_VARIANT + "}")
+    )
     terminate = "elasticmapreduce:TerminateJobFlows"
     for value in ("true", "yes", ""):
         assert allowed([document], cluster_request(terminate, cluster(), {"emr-chatops": value})), value
+        assert allowed([document], start_request({"emr-chatops": value})), value
+    assert not allowed([document], start_request({"team": "data"}))
     assert not allowed([document], cluster_request(terminate, cluster(), UNMANAGED))
     assert not allowed([document], cluster_request(terminate, cluster(account="333333333333"), MANAGED))
 
@@ -314,6 +328,9 @@ def test_the_documented_star_variant_protects_nothing_in_the_account_and_region(
     assert allowed([document], cluster_request(terminate, cluster(), UNMANAGED))
     assert allowed([document], cluster_request(terminate, cluster(), {}))
     assert not allowed([document], cluster_request(terminate, cluster(region="us-east-1"), {}))
+    # Starts keep the tag: with `*` the bot still tags what it starts with the shipped emr-chatops=true.
+    assert allowed([document], start_request({"emr-chatops": "true"}))
+    assert not allowed([document], pass_role("Admin", "ec2.amazonaws.com"))
 
 
 # -- the evaluator itself: each rule it applies, against a policy written for it --------------------

@@ -547,3 +547,25 @@ def test_cluster_tag_star_still_tags_started_clusters_with_the_shipped_policy_ta
     assert bot.say("!emr start analytics").startswith("🚀 Starting analytics")
     tags = {t["Key"]: t["Value"] for t in emulator.start_requests[new_cluster(emulator)]["Tags"]}
     assert tags["emr-chatops"] == "true"  # the shipped role allows RunJobFlow only with it
+
+
+# -- the wording on Slack -----------------------------------------------------------------------------
+
+
+def test_on_slack_the_starter_is_mentioned_and_emr_s_reason_cannot_ping_anyone() -> None:
+    from emr_rules import Policy, Ready, started
+    from emr_settings import Settings
+    from emr_state import ClusterInfo, State
+    from emr_view import View
+
+    view = View(Settings(role_arn=ARN), Policy(), slack=True)
+    state = started(State(), "j-NEW0000000001", "adhoc", "adhoc", "U0ALICE", "alice", "", MORNING, backstop=None)
+    record = state.clusters["j-NEW0000000001"]
+    assert "<@U0ALICE>, you hold it" in view.ready(Ready(record, timedelta(minutes=7, seconds=12)), state, MORNING)
+    info = ClusterInfo(record.id, "adhoc", "TERMINATED_WITH_ERRORS", reason="bad <!channel> & <@U0BOB>")
+    failure = view.start_failure(record, info)
+    assert "bad &lt;!channel&gt; &amp; &lt;@U0BOB&gt;" in failure and failure.count("<@") == 1
+    cluster = ClusterInfo(record.id, "adhoc", "BOOTSTRAPPING", created_at=MORNING)
+    card = view.status_card(state, record, cluster, MORNING + timedelta(minutes=4, seconds=5), None)
+    assert dict(card["fields"])["State"] == "BOOTSTRAPPING (4m 05s since the start)"
+    assert "Started by <@U0ALICE> at 10:00 from template adhoc" in card["body"]

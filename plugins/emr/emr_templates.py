@@ -122,7 +122,7 @@ class Template:
         *tags* are the bot's (they come after the template's own); *idle_timeout* is the
         AutoTerminationPolicy in seconds, or None (BACKSTOP_MINUTES off).
         """
-        request: dict[str, Any] = json.loads(json.dumps(self.request))  # deep, plain copy
+        request: dict[str, Any] = json.loads(json.dumps(dict(self.request)))  # a deep, plain copy
         request["Instances"].setdefault("KeepJobFlowAliveWhenNoSteps", True)
         own = [t for t in request.get("Tags", []) if t["Key"] not in tags]
         request["Tags"] = own + [{"Key": key, "Value": value} for key, value in tags.items()]
