@@ -951,3 +951,11 @@ def test_once_aws_answers_emr_s_policy_matches_the_holds_and_each_failure_is_ann
     sync(False)
     held = bool(state.clusters[CID].holds)
     assert emr == (None if held else HOUR3)
+
+
+def test_a_listing_asked_for_before_a_start_does_not_make_the_new_cluster_unseen() -> None:
+    state = started(observe(State(), waiting(), at(0)), NEW, "adhoc", "adhoc", "U1", "alice", "", at(1), backstop=None)
+    stale = observe(state, waiting(), at(1.01), listed_since=at(0.99))  # asked for before RunJobFlow answered
+    assert stale.clusters[NEW].listed
+    later = observe(state, waiting(), at(2), listed_since=at(1.5))  # asked for after it: absence counts
+    assert later.clusters[NEW].absent == UNSEEN

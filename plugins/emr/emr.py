@@ -282,6 +282,7 @@ class EMR(BotPlugin):
         is folded only if it started after the last one folded.
         """
         number = next(self._listings)
+        asked = self.clock()
         listing = self.adapter.list_clusters()
         now = self.clock()
         with self._lock:
@@ -289,7 +290,7 @@ class EMR(BotPlugin):
             if number < self._folded:
                 return old, listing
             self._folded = number
-            state = observe(old, listing.managed, now)
+            state = observe(old, listing.managed, now, listed_since=asked)
             if state != old:  # a steady-state status or tick writes nothing
                 self._save(state)
         return state, listing

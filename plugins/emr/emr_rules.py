@@ -214,14 +214,18 @@ class Settled:
 # -- observing AWS ------------------------------------------------------------------
 
 
-def observe(state: State, clusters: Iterable[ClusterInfo], now: datetime) -> State:
+def observe(
+    state: State, clusters: Iterable[ClusterInfo], now: datetime, *, listed_since: datetime | None = None
+) -> State:
     """Fold a fresh listing of the managed active clusters into the state.
 
     New clusters get ``first_seen = now``; a cluster coming back to WAITING from
     a busy state, or listed again after an absence, restarts its idle clock. A
     remembered cluster missing from the listing is only marked *unseen*: it
     keeps its holds until AWS says it ended (:func:`settle`). The caller must
-    not fold a listing older than one already folded (see the plugin).
+    not fold a listing older than one already folded (see the plugin). A record
+    made after the listing was asked for (*listed_since*: a cluster `!emr start`
+    just started) cannot be in it, so its absence says nothing at all.
     """
     clusters_by_id = {c.id: c for c in clusters}
     new = dict(state.clusters)
@@ -259,6 +263,8 @@ def observe(state: State, clusters: Iterable[ClusterInfo], now: datetime) -> Sta
             template=info.template or old.template,
         )
     for cid, record in state.clusters.items():
+        if listed_since is not None and record.first_seen > listed_since:
+            continue
         if cid not in clusters_by_id and record.ending is None and not record.absent:
             new[cid] = replace(record, absent=UNSEEN, unseen_since=now)
     result = replace(state, clusters=new)
