@@ -23,7 +23,7 @@ from conftest import MORNING, NOTIFY, ROOT, Chat, Clock, emr_config
 from demo.emulator import ACCOUNT_B, Emulator, Seeded
 from emr_errors import ConfigError
 from emr_settings import from_mapping
-from emr_templates import RUN_JOB_FLOW_KEYS, TemplateError, load_templates, parse_template
+from emr_templates import RUN_JOB_FLOW_KEYS, TemplateError, load_templates, parse_template, start_tags
 
 SHIPPED = ROOT / "deploy" / "templates" / "analytics.json"
 ARN = f"arn:aws:iam::{ACCOUNT_B}:role/cre"
@@ -80,6 +80,14 @@ def test_the_shipped_template_is_spark_and_hive_on_one_master_and_two_core_nodes
     assert {a["Name"] for a in analytics.request["Applications"]} == {"Spark", "Hive"}
     assert (analytics.name, analytics.cluster_name) == ("analytics", "analytics")
     assert (analytics.service_role, analytics.instance_role) == ("EMR_DefaultRole", "EMR_EC2_DefaultRole")
+
+
+def test_the_starter_s_id_becomes_a_valid_tag_value() -> None:
+    tags = start_tags(("emr-chatops", "true"), "adhoc", "<@U0ALICE|alice>\n" + "x" * 300)
+    assert (
+        tags["emr-chatops:started-by"].startswith("_@U0ALICE_alice__x") and len(tags["emr-chatops:started-by"]) == 256
+    )
+    assert (tags["emr-chatops"], tags["emr-chatops:template"]) == ("true", "adhoc")
 
 
 def test_what_the_bot_sends_adds_its_tags_the_backstop_and_keep_alive() -> None:
@@ -411,13 +419,13 @@ def test_a_template_botocore_refuses_is_one_line_and_nothing_is_sent(
 
 def test_two_starts_at_the_same_moment_through_the_plugin_start_one_cluster(starter: Chat, emulator: Emulator) -> None:
     """Both commands reach the listing together unless the plugin lets one start at a time: each waits
-    (at most a second) for the other at the listing, so without the guard both would list nothing new
+    (at most half a second) for the other at the listing, so without the guard both would list nothing new
     and both call RunJobFlow."""
     from errbot.backends.base import Message
 
     plugin = starter.plugin
     listing = plugin.adapter.list_clusters
-    together = threading.Barrier(2, timeout=1)
+    together = threading.Barrier(2, timeout=0.5)
 
     def listing_together() -> Any:
         # Broken: the other command is not listing now (it waits for the start lock, or is done).

@@ -144,7 +144,7 @@ from emr_rules import (
 )
 from emr_settings import Settings, from_mapping, parse_hhmm
 from emr_state import REASON_LIMIT, ClusterInfo, ClusterRecord, State
-from emr_templates import STARTED_BY_TAG, TEMPLATE_TAG, Template
+from emr_templates import Template, start_tags
 from emr_view import View
 
 _stamp_siblings()
@@ -162,7 +162,6 @@ SLACK_MODES = frozenset({"slack", "slackv3", "slack_rtm"})
 SLACK_MENTION_RE = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
 HHMM_WORD_RE = re.compile(r"[0-9]{1,2}:[0-9]{2}")  # ASCII digits only: int() takes other scripts' digits too
 COUNT_WORD_RE = re.compile(r"[0-9]{1,3}")
-TAG_UNSAFE_RE = re.compile(r"[^\w .:/=+@-]")  # EMR tag values allow letters, digits, spaces and _.:/=+-@
 
 
 def answers(method: Callable[..., str | None]) -> Callable[..., str | None]:
@@ -614,11 +613,9 @@ class EMR(BotPlugin):
         return self.view.starting(state, record, template, now, evening=after_end_of_day(self.policy, now))
 
     def _start_tags(self, template: Template, user: str) -> dict[str, str]:
-        """The tags the bot gives a cluster it starts: managed, from which template, by whom (DESIGN §12)."""
         managed = policy_tag(self.settings.cluster_tag)  # with CLUSTER_TAG `*`: the shipped policy's tag
         assert managed.key is not None
-        started_by = TAG_UNSAFE_RE.sub("_", user)[:256]
-        return {managed.key: managed.value or "true", TEMPLATE_TAG: template.name, STARTED_BY_TAG: started_by}
+        return start_tags((managed.key, managed.value or "true"), template.name, user)
 
     @botcmd
     @answers

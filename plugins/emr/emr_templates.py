@@ -84,6 +84,7 @@ TAG_PREFIX = "emr-chatops:"  # the bot's own tags: emr-chatops:template, emr-cha
 TEMPLATE_TAG = TAG_PREFIX + "template"
 STARTED_BY_TAG = TAG_PREFIX + "started-by"
 NAME_LIMIT = 256  # EMR's limit on a cluster name
+TAG_VALUE_UNSAFE_RE = re.compile(r"[^\w .:/=+@-]")  # EMR tag values: letters, digits, spaces and _ . : / = + - @
 FILE_LIMIT = 256 * 1024  # a template is a page of JSON, not a data file
 
 
@@ -129,6 +130,14 @@ class Template:
         if idle_timeout is not None:
             request["AutoTerminationPolicy"] = {"IdleTimeout": idle_timeout}
         return request
+
+
+def start_tags(managed: tuple[str, str], template: str, user: str) -> dict[str, str]:
+    """The tags the bot gives a cluster it starts (DESIGN §12): *managed* (the tag that makes it managed,
+    and that the role's policy requires), the template's name, and the starter (their chat id, made a
+    valid EMR tag value)."""
+    started_by = TAG_VALUE_UNSAFE_RE.sub("_", user)[:256]
+    return {managed[0]: managed[1], TEMPLATE_TAG: template, STARTED_BY_TAG: started_by}
 
 
 def parse_template(name: str, text: str, *, reserved_tags: Iterable[str] = ()) -> Template:
@@ -247,4 +256,5 @@ __all__ = [
     "TemplateError",
     "load_templates",
     "parse_template",
+    "start_tags",
 ]
