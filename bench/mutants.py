@@ -195,8 +195,8 @@ MUTANTS = (
         "R5",
         "the idle rule dooms a cluster the listing did not show",
         "emr_rules.py",
-        "    for record in state.listed():",
-        "    for record in state.clusters.values():",
+        "    for record in state.listed():\n        start = record.start",
+        "    for record in state.clusters.values():\n        start = record.start",
         (
             R + "test_a_cluster_missing_from_one_listing_keeps_its_record_and_holds",
             R + "test_holds_survive_until_aws_says_the_cluster_ended_and_unseen_clusters_are_never_doomed",
@@ -210,7 +210,7 @@ MUTANTS = (
         '    if record.state != "WAITING" or record.holds:',
         (
             "tests/test_activity.py::test_yarn_work_for_45_minutes_keeps_an_unheld_cluster_and_idle_counts_from_the_end_of_the_work",
-            "tests/test_invariants.py",
+            R + "test_a_busy_reading_keeps_the_cluster_even_when_the_idle_time_is_short",
         ),
     ),
     Mutant(
@@ -219,10 +219,7 @@ MUTANTS = (
         "emr_rules.py",
         "            elif now >= hold.reminded_at + policy.grace:",
         "            elif now >= hold.reminded_at:",
-        (
-            "tests/test_activity.py::test_a_hold_confirmed_in_time_is_kept_with_its_reason",
-            "tests/test_invariants.py",
-        ),
+        ("tests/test_activity.py::test_a_hold_confirmed_in_time_is_kept_with_its_reason",),
     ),
     Mutant(
         "A3",

@@ -151,8 +151,8 @@ def test_a_hold_confirmed_in_time_is_kept_with_its_reason(
     chat: Chat, emulator: Emulator, seeded: Seeded, clock: Clock
 ) -> None:
     chat.say("!emr lock nightly report", user="alice")
-    run_until(chat, clock, 0, 120, every=5)
-    assert len(chat.announced("⏰")) == 1
+    run_until(chat, clock, 0, 125, every=5)
+    assert len(chat.announced("⏰")) == 1 and chat.announced("⌛") == []  # asked at 12:00; ends 12:15 unless…
     clock.set(minutes(130))
     assert "nightly report" in chat.say("!emr lock", user="alice")  # confirms, keeps the reason
     run_until(chat, clock, 130, 200, every=5)

@@ -207,7 +207,7 @@ class BotMachine(RuleBasedStateMachine):
             assert reply.startswith("✗"), reply  # an AWS fault: one line, and nothing changed
             assert self.emulator.cluster_state(self.model.cluster) == "WAITING"
 
-    @rule(minutes=st.integers(min_value=1, max_value=90))
+    @rule(minutes=st.integers(min_value=1, max_value=60))
     def time_passes(self, minutes: int) -> None:
         end = self.clock.now + timedelta(minutes=minutes)
         while self.clock.now + TICK <= end:

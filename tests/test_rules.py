@@ -959,3 +959,11 @@ def test_a_listing_asked_for_before_a_start_does_not_make_the_new_cluster_unseen
     assert stale.clusters[NEW].listed
     later = observe(state, waiting(), at(2), listed_since=at(1.5))  # asked for after it: absence counts
     assert later.clusters[NEW].absent == UNSEEN
+
+
+def test_a_busy_reading_keeps_the_cluster_even_when_the_idle_time_is_short() -> None:
+    policy = Policy(idle_minutes=5, warn_minutes=1)
+    state = observe(State(), waiting(), at(0))
+    state = activity_seen(state, {CID: reading(20, busy=True, work_ended=25)}, at(34))  # read 14 minutes after
+    state, effects = plan_tick(state, policy, at(34))
+    assert not [e for e in effects if isinstance(e, Terminate)]  # the latest datapoint says work runs
