@@ -122,6 +122,10 @@ def run(emulator: Emulator, workdir: Path, *, rounds: int) -> Section:
     with Bot(workdir / "overhead-data", emr_config(emulator)) as bot:
         plugin = bot.plugin
         direct = FakeMessage("bob")
+        # A colleague holds the cluster throughout, so the measured lock/unlock are a further hold and its
+        # release: the common case. A cluster's first hold and last release also change EMR's own
+        # auto-termination policy (the backstop, DESIGN §12: one more request each), not judged here.
+        plugin.emr_lock(FakeMessage("carol"), "standing hold")
 
         def raw() -> None:
             series["raw"].append(timed(lambda: raw_client.list_clusters(ClusterStates=ACTIVE_STATES)))
