@@ -294,3 +294,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 __all__ = ["ACCOUNT_B", "MORNING", "NOTIFY", "Chat", "Clock", "emr_config"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest tests first (`slow`: real processes, the stateful machine), so that on xdist workers the
+    suite's wall time is not one long test started last."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

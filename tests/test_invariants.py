@@ -327,7 +327,7 @@ def test_safety_invariants_hold_under_random_sequences(emulator: Emulator) -> No
     run_state_machine_as_test(
         BotMachine,
         settings=settings(
-            max_examples=12,
+            max_examples=9,
             stateful_step_count=12,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow],
