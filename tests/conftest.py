@@ -19,6 +19,7 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import pytest
@@ -278,6 +279,36 @@ def start_bot(tmp_path: Path, emulator: Emulator, clock: Clock) -> Iterator[Any]
         for bot in bots:
             bot.stop()
         emulator.set_iam_enforcement(False)
+
+
+APOLOGY = "Something unexpected"  # the plugin's answer to an exception it did not expect
+
+
+class LoggedErrors(logging.Handler):
+    """The ERROR (and worse) records any logger emits while attached to the root logger.
+
+    For fuzz and stateful tests, attached around each example or for a machine's whole run:
+    pytest's caplog spans a test function, not one Hypothesis example.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def __enter__(self) -> LoggedErrors:
+        logging.getLogger().addHandler(self)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        logging.getLogger().removeHandler(self)
+
+    def summary(self) -> str:
+        first = self.records[0]
+        trace = logging.Formatter().formatException(first.exc_info) if first.exc_info else ""
+        return f"{len(self.records)} error(s) logged; first: {first.name}: {first.getMessage()}\n{trace}"
 
 
 # Termination lateness (tick time - deadline) seen by the scenario tests, reported at the end of the run.

@@ -7,14 +7,11 @@ or any ERROR record logged while the example runs (the traceback goes there).
 
 from __future__ import annotations
 
-import logging
-from types import TracebackType
-
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from conftest import Chat
+from conftest import APOLOGY, Chat, LoggedErrors
 from demo.emulator import Emulator, Seeded
 
 NASTY = [
@@ -61,34 +58,6 @@ commands = st.sampled_from(
     ["status", "lock", "unlock", "terminate", "overtime", "history", "doctor", "", "frobnicate", "lock analytics"]
 )
 users = st.sampled_from(["alice", "bob", "admin"])
-APOLOGY = "Something unexpected"  # the plugin's answer to an exception it did not expect
-
-
-class LoggedErrors(logging.Handler):
-    """The ERROR (and worse) records any logger emits while attached to the root logger.
-
-    Attached and detached around each example by the test itself: pytest's caplog
-    is set up once per test function, not once per Hypothesis example.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def __enter__(self) -> LoggedErrors:
-        logging.getLogger().addHandler(self)
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
-        logging.getLogger().removeHandler(self)
-
-    def summary(self) -> str:
-        first = self.records[0]
-        trace = logging.Formatter().formatException(first.exc_info) if first.exc_info else ""
-        return f"{len(self.records)} error(s) logged; first: {first.name}: {first.getMessage()}\n{trace}"
 
 
 @pytest.mark.slow

@@ -26,12 +26,10 @@ AccessDenied, expired tokens, injected by a proxy between bot and emulator):
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from tempfile import mkdtemp
-from types import TracebackType
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -47,7 +45,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from conftest import MORNING, Chat, Clock, emr_config
+from conftest import APOLOGY, MORNING, Chat, Clock, LoggedErrors, emr_config
 from demo.emulator import Emulator
 
 TICK = timedelta(minutes=2)
@@ -58,34 +56,6 @@ REMIND = timedelta(minutes=60)
 GRACE = timedelta(minutes=10)
 TOKYO = ZoneInfo("Asia/Tokyo")
 USERS = ("alice", "bob", "admin")
-APOLOGY = "Something unexpected"  # the plugin's answer to an exception it did not expect
-
-
-class LoggedErrors(logging.Handler):
-    """The ERROR (and worse) records any logger emits while attached to the root logger.
-
-    The machine attaches it for its whole run and checks it after every step
-    (pytest's caplog spans the test function, not one Hypothesis example).
-    """
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def __enter__(self) -> LoggedErrors:
-        logging.getLogger().addHandler(self)
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
-        logging.getLogger().removeHandler(self)
-
-    def summary(self) -> str:
-        first = self.records[0]
-        trace = logging.Formatter().formatException(first.exc_info) if first.exc_info else ""
-        return f"{len(self.records)} error(s) logged; first: {first.name}: {first.getMessage()}\n{trace}"
 
 
 def end_of_day_between(start: datetime, end: datetime) -> bool:
