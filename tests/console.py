@@ -89,6 +89,28 @@ class Console:
         self._read_upto = len(self.output)
         return self.text(start)
 
+    def wait_for_lines(self, *texts: str, timeout: float = 60) -> list[str]:
+        """Like :meth:`wait_for_line` for several lines, in whatever order they come.
+
+        A reply and a poller's notice race each other: the notice may be written first.
+        """
+        start = self._read_upto
+        deadline = time.monotonic() + timeout
+
+        def complete() -> list[str] | None:
+            lines = [line for line in self.text(start).splitlines(keepends=True) if line.endswith("\n")]
+            found = [next((line.rstrip("\r\n") for line in lines if text in line), None) for text in texts]
+            return None if None in found else [line for line in found if line is not None]
+
+        while (found := complete()) is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no whole lines with {texts!r} appeared; output so far:\n{self.text()[-3000:]}")
+            if not self._pump(min(remaining, 0.1)) and complete() is None:
+                raise AssertionError(f"the process exited before lines with {texts!r}:\n{self.text()[-3000:]}")
+        self._read_upto = len(self.output)
+        return found
+
     def wait_for_line(self, text: str, timeout: float = 60) -> str:
         """Read until a whole line containing *text* (ended by its newline) is written since the last wait.
 

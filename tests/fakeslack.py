@@ -47,6 +47,9 @@ What the fake covers
   ``no_text`` when there is neither text nor attachments/blocks.
 * Unknown methods are recorded (``unknown_methods``) and answered
   ``{"ok": false, "error": "unknown_method"}`` so gaps are visible.
+* Message text as Slack delivers it: ``send_message`` takes what a person types and escapes
+  ``&``/``<``/``>``, turns ``@channel``/``@here`` into ``<!channel>``/``<!here>``, ``@name`` into
+  ``<@U…>`` and ``#name`` into ``<#C…|name>`` (``raw=True`` sends wire text as is).
 * Socket Mode websocket: sends ``hello`` on connect; ``send_message`` / ``send_event`` push an
   ``events_api`` envelope and wait for the client's ``{"envelope_id": ...}`` ack; acks are
   recorded with their arrival time; the event's send time is recorded for round-trip timing.
@@ -63,8 +66,9 @@ What the fake covers
 
 What it does not cover
 ----------------------
-* No rate limiting (never ``429``/``ratelimited``), no pagination (one page, empty
-  ``next_cursor``), no real OAuth (tokens are compared as plain strings, no scope enforcement
+* No rate limiting (never ``429``/``ratelimited``), pagination only for
+  ``conversations.list`` and ``conversations.members`` (``page_size``, default 100, like
+  Slack's default ``limit``; ``users.list`` is one page), no real OAuth (tokens are compared as plain strings, no scope enforcement
   per method), no TLS (``http://`` / ``ws://`` only).
 * No Block Kit or attachment validation/rendering: ``blocks``/``attachments`` are stored as sent.
 * No message history (``conversations.history``/``replies``), files (``files.*``), pins,
@@ -79,8 +83,10 @@ What it does not cover
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
+import re
 import socket
 import threading
 import time
@@ -286,8 +292,10 @@ class FakeSlack:
         team_id: str = "T0FAKE",
         team_domain: str = "fake-workspace",
         app_id: str = "A0FAKE",
+        page_size: int = 100,
     ) -> None:
         self.bot = bot
+        self.page_size = page_size  # conversations.list / .members: at most this many per page
         self.bot_token = bot_token
         self.app_token = app_token
         self.scopes = tuple(scopes) if scopes is not None else manifest_bot_scopes()
@@ -518,9 +526,15 @@ class FakeSlack:
         thread_ts: str | None = None,
         wait_ack: bool = True,
         timeout: float = 10.0,
+        raw: bool = False,
     ) -> SentEvent:
         """Push a ``message`` event from ``user`` (id or name) in ``channel`` (id, ``#name`` or
-        ``None`` for a DM with the bot) and, by default, wait for the client's ack."""
+        ``None`` for a DM with the bot) and, by default, wait for the client's ack.
+
+        ``text`` is what the person types; it arrives the way Slack delivers it (see
+        :meth:`as_delivered`). ``raw=True`` sends ``text`` as the wire text, unchanged."""
+        if not raw:
+            text = self.as_delivered(text)
         uid = self._resolve_user(user)
         channel_id = self.im_channel_id(uid) if channel is None else self._resolve_channel(channel)
         ts = self._next_ts()
@@ -546,6 +560,28 @@ class FakeSlack:
         with self._cond:
             self._messages[(channel_id, ts)] = dict(event)
         return self.send_event(event, wait_ack=wait_ack, timeout=timeout)
+
+    def as_delivered(self, typed: str) -> str:
+        """Typed text as Slack delivers it in a ``message`` event: ``&``, ``<``, ``>`` escaped
+        (``&amp;``, ``&lt;``, ``&gt;``), ``@channel`` / ``@here`` / ``@everyone`` as
+        ``<!channel>``…, ``@name`` of a known user as ``<@U…>``, ``#name`` of a known channel
+        as ``<#C…|name>``."""
+        text = typed.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        users = {u.name: u.id for u in self._users.values()}
+        users.update({u.display_name: u.id for u in self._users.values() if u.display_name})
+        channels = {ch.name: ch.id for ch in self._channels.values()}
+
+        def markup(match: re.Match[str]) -> str:
+            sigil, word = match.group(1), match.group(2)
+            if sigil == "@" and word in ("channel", "here", "everyone"):
+                return f"<!{word}>"
+            if sigil == "@" and word in users:
+                return f"<@{users[word]}>"
+            if sigil == "#" and word in channels:
+                return f"<#{channels[word]}|{word}>"
+            return match.group(0)
+
+        return re.sub(r"(?<![\w@#])([@#])([\w.-]+)", markup, text)
 
     def send_event(
         self,
@@ -828,7 +864,29 @@ class FakeSlack:
                 out.append(self._channel_obj(ch.id))
         if "im" in types:
             out.extend(self._channel_obj(cid) for cid in self._ims)
-        return {"channels": out, "response_metadata": {"next_cursor": ""}}
+        page, cursor = self._page(out, params)
+        return {"channels": page, "response_metadata": {"next_cursor": cursor}}
+
+    def _page(self, items: list[_T], params: dict[str, Any]) -> tuple[list[_T], str]:
+        """One page of a cursor-paginated list, as Slack pages it: ``limit`` (default 100,
+        at most 1000) but never more than ``page_size`` items, and an opaque ``next_cursor``
+        ("" on the last page). A bad cursor is ``invalid_cursor``."""
+        try:
+            limit = int(params.get("limit") or 100)
+        except ValueError:
+            raise _SlackError("invalid_limit") from None
+        size = max(1, min(limit, 1000, self.page_size))
+        cursor = str(params.get("cursor") or "")
+        if cursor:
+            try:
+                start = int(base64.b64decode(cursor.encode()).decode().removeprefix("offset:"))
+            except (ValueError, UnicodeDecodeError):
+                raise _SlackError("invalid_cursor") from None
+        else:
+            start = 0
+        end = start + size
+        following = base64.b64encode(f"offset:{end}".encode()).decode() if end < len(items) else ""
+        return items[start:end], following
 
     def _m_conversations_info(self, params: dict[str, Any]) -> dict[str, Any]:
         cid = params.get("channel", "")
@@ -840,7 +898,8 @@ class FakeSlack:
         cid = params.get("channel", "")
         if cid not in self._channels and cid not in self._ims:
             raise _SlackError("channel_not_found")
-        return {"members": self._members(cid), "response_metadata": {"next_cursor": ""}}
+        page, cursor = self._page(self._members(cid), params)
+        return {"members": page, "response_metadata": {"next_cursor": cursor}}
 
     def _m_conversations_join(self, params: dict[str, Any]) -> dict[str, Any]:
         cid = params.get("channel", "")

@@ -17,7 +17,7 @@ day (no holder yet); after alice asks for overtime, the next tick warns that the
 mentioning her. No termination by a rule is waited for; every wait has a deadline.
 
 The last tests check the card's four colours on Errbot's test backend (the plugin told it talks
-to Slack, ``send_card`` recorded), where time can be moved to make a cluster idle or doomed.
+to Slack, its Slack posts recorded), where time can be moved to make a cluster idle or doomed.
 """
 
 from __future__ import annotations
@@ -41,14 +41,19 @@ import pytest
 
 from conftest import ROOT, Chat, Clock
 from demo.emulator import ACCOUNT_B, BOT_KEYS, EXTERNAL_ID, ROLE_ARN, Emulator, Seeded
-from fakeslack import SLACK_API_URL_ENV, FakeSlack, PostedMessage
+from fakeslack import DEFAULT_CHANNELS, SLACK_API_URL_ENV, FakeChannel, FakeSlack, PostedMessage
 
 ERRBOT = Path(sys.executable).with_name("errbot")
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy")
 DATA, NOTIFY = "C0DATA", "C0NOTIFY"  # the fake's #data and #emr-alerts
 GREEN, BLUE, ORANGE, RED = "#2EB886", "#439FE0", "#DAA038", "#A30200"
-NASTY_REASON = "<!channel> <@U0BOB> *urgent* & @here"
-INERT_REASON = "`&lt;!channel&gt; &lt;@\u2060U0BOB&gt; *urgent* &amp; @\u2060here`"
+# Typed by alice; Slack delivers it as "a&lt;b &amp; c&gt;d <!channel> <@U0BOB> *urgent* <!here>".
+NASTY_REASON = "a<b & c>d @channel @bob *urgent* @here"
+# Shown as typed, escaped exactly once, with no ping: a word joiner after each @.
+INERT_REASON = "`a&lt;b &amp; c&gt;d @\u2060channel @\u2060bob *urgent* @\u2060here`"
+# More channels than one page of conversations.list, #emr-alerts on a later page: Slack pages
+# any workspace with more than about a hundred channels (the fake pages at 2 here).
+FILLER_CHANNELS = tuple(FakeChannel(f"C0FILL{n:02d}", f"filler-{n:02d}", bot_member=n % 2 == 0) for n in range(5))
 # The real-time windows (see the module docstring): LEAD + OVERTIME_AFTER must stay within WARN_MINUTES,
 # and LEAD within IDLE_MINUTES, for both warnings to be due at the first tick and the end of day to come first.
 LEAD = timedelta(minutes=60)  # from the fixture's start to the end of day
@@ -152,7 +157,7 @@ def bot(tmp_path: Path, emulator: Emulator, seeded_now: Seeded) -> Iterator[Bot]
     assert (end_of_day + OVERTIME_AFTER).date() == started.astimezone(zone).date(), (
         "the test's night must not cross midnight"
     )
-    with FakeSlack() as slack:
+    with FakeSlack(channels=(*FILLER_CHANNELS, *DEFAULT_CHANNELS), page_size=2) as slack:
         env = {
             k: v
             for k, v in os.environ.items()
@@ -228,8 +233,11 @@ def test_the_team_runs_the_cluster_from_slack(
         sent = bot.slack.send_message("alice", "#data", "!emr status")
         card = bot.wait_post(lambda p: bool(p.attachments), channel=DATA, after=sent.sent_at)
         round_trip = card.at - sent.sent_at
-        assert card.text == "" and card.thread_ts is None
+        assert card.thread_ts is None
         [attachment] = card.attachments
+        # Notifications, search and screen readers get the essentials as plain text.
+        essentials = f"{cluster} WAITING, not held, next: terminated at {eod:%H:%M} (end of day)"
+        assert card.text == essentials and attachment["fallback"] == essentials
         assert attachment["title"] == cluster and "title_link" not in attachment  # no console for an emulator
         assert attachment["color"] == GREEN
         fields = {f["title"]: f["value"] for f in attachment["fields"]}
@@ -252,6 +260,7 @@ def test_the_team_runs_the_cluster_from_slack(
         fields = {f["title"]: f["value"] for f in attachment["fields"]}
         assert attachment["color"] == ORANGE
         assert fields["Holders"].startswith("<@U0ALICE> since ") and fields["Holders"].endswith(INERT_REASON)
+        assert held.text.startswith(f"{cluster} WAITING, held by alice, next: ") and "<@" not in held.text
         assert_inert(held)
 
         # bob may not terminate alice's cluster, nor force it, nor release her hold: each refusal names her.
@@ -261,12 +270,12 @@ def test_the_team_runs_the_cluster_from_slack(
         assert_inert(refusal)
         forced = bot.command("bob", "!emr terminate --force")
         assert forced.text == "✗ Only admins can --force the termination of a cluster held by others (analytics)."
-        released = bot.command("bob", "!emr unlock --user <@U0ALICE>")
+        released = bot.command("bob", "!emr unlock --user @alice")
         assert released.text == "✗ Only admins can release someone else's hold."
         assert emulator.cluster_state(managed) == "WAITING"
         # An admin may release someone's hold, named the Slack way (@bob arrives as <@U0BOB>); bob is told.
         assert bot.command("bob", "!emr lock").text.startswith(f"🔒 bob holds {cluster}.")
-        admin = bot.command("alice", "!emr unlock --user <@U0BOB>")
+        admin = bot.command("alice", "!emr unlock --user @bob")
         assert admin.text.startswith(f"🔓 <@U0BOB> released {cluster} (released by alice). Still held by alice since ")
 
         # Overtime: announced, and the next tick warns that it ends, mentioning the holder.
@@ -333,14 +342,14 @@ def etl_not_in(post: PostedMessage) -> bool:
 def assert_inert(post: PostedMessage) -> None:
     """No Slack control sequence or bare @-ping from the reason in the payload (text and cards)."""
     payload = post.text + json.dumps(post.attachments, ensure_ascii=False)
-    assert "<!channel>" not in payload and "<@U0BOB>" not in payload
-    assert "@here" not in payload
-    assert "&lt;!channel&gt;" in payload
+    assert "<!channel>" not in payload and "<!here>" not in payload and "<@U0BOB>" not in payload
+    assert "@here" not in payload and "@channel" not in payload  # a word joiner after each @
+    assert "a&lt;b &amp; c&gt;d" in payload and "&amp;lt;" not in payload and "&amp;amp;" not in payload
 
 
 # --------------------------------------------------------------------------- the card, colour by colour
 # The four colours on Errbot's test backend, with the plugin told it talks to Slack and its
-# send_card recorded: quicker than driving every state through the real process above.
+# Slack posts recorded: quicker than driving every state through the real process above.
 
 
 Cards = queue.Queue[dict[str, Any]]
@@ -351,16 +360,24 @@ def cards(chat: Chat, monkeypatch: pytest.MonkeyPatch) -> Cards:
     sent: Cards = queue.Queue()
     plugin = chat.plugin
     monkeypatch.setattr(type(plugin), "_on_slack", property(lambda self: True))
-    monkeypatch.setattr(plugin, "send_card", lambda **card: sent.put(card))
+    monkeypatch.setattr(plugin, "_reply_slack", lambda msg, payload: sent.put(payload))
     return sent
 
 
 def status_card(chat: Chat, cards: Cards) -> dict[str, Any]:
     chat.testbot.push_message("!emr status")
-    card = cards.get(timeout=10)  # the command runs on errbot's thread pool
+    payload = cards.get(timeout=10)  # the command runs on errbot's thread pool
     assert cards.empty(), "one managed cluster, one card"
-    card["fields"] = dict(card["fields"])
-    return card
+    [attachment] = payload["attachments"]
+    assert payload["text"] == attachment["fallback"] and payload["text"].startswith(attachment["title"])
+    return {
+        "text": payload["text"],
+        "title": attachment["title"],
+        "link": attachment.get("title_link"),
+        "color": attachment["color"],
+        "body": attachment["text"],
+        "fields": {field["title"]: field["value"] for field in attachment["fields"]},
+    }
 
 
 def test_a_waiting_cluster_nobody_holds_is_green(chat: Chat, cards: Cards, seeded: Seeded) -> None:
@@ -383,7 +400,8 @@ def test_a_held_cluster_is_orange_and_mentions_its_holders(chat: Chat, cards: Ca
     chat.say("!emr lock <!here> report", user="alice")
     card = status_card(chat, cards)
     assert card["color"] == ORANGE
-    assert card["fields"]["Holders"] == "<@alice> since 10:00: `&lt;!here&gt; report`"
+    assert card["fields"]["Holders"] == "<@alice> since 10:00: `@\u2060here report`"  # as typed, no ping
+    assert card["text"].endswith("WAITING, held by alice, next: terminated at 19:00 (end of day)")
 
 
 def test_a_cluster_being_terminated_is_red(

@@ -28,10 +28,10 @@ def test_the_demo_starts_a_cluster_from_the_shipped_template_and_says_when_it_is
         console.wait_for_line("Terminating analytics", timeout=30)
         console.type("!emr start trying the demo")
         asked = time.monotonic()
-        started = console.wait_for_line("Starting analytics", timeout=30)
-        assert "from template analytics (emr-7.5.0); admin holds it (trying the demo)" in started
-        ready = console.wait_for_line("is ready after", timeout=30)
+        # The ready notice may come before the reply when the machine is busy: either order.
+        started, ready = console.wait_for_lines("Starting analytics", "is ready after", timeout=60)
         took = time.monotonic() - asked
+        assert "from template analytics (emr-7.5.0); admin holds it (trying the demo)" in started
         record_property("demo_start_to_ready_seconds", round(took, 1))
         print(f"\n[demo] !emr start → ready notice: {took:.1f} s (1 s STARTING + 1 s BOOTSTRAPPING, 1 s poll)")
         assert "✅ analytics (j-" in ready and "@admin, you hold it" in ready

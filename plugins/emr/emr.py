@@ -145,7 +145,7 @@ from emr_rules import (
 from emr_settings import Settings, from_mapping, parse_hhmm
 from emr_state import REASON_LIMIT, ClusterInfo, ClusterRecord, State
 from emr_templates import Template, start_tags
-from emr_view import View
+from emr_view import View, typed_from_slack
 
 _stamp_siblings()
 
@@ -174,6 +174,8 @@ def answers(method: Callable[..., str | None]) -> Callable[..., str | None]:
     @functools.wraps(method)
     def wrapper(self: EMR, msg: Any, args: str) -> str | None:
         try:
+            if self._on_slack:  # what the person typed, not Slack's markup of it (escaped once, when shown)
+                args = typed_from_slack(args, self._slack_name)
             if len(args) > ARGS_LIMIT:
                 raise UsageError(f"That is {len(args)} characters of arguments; the limit is {ARGS_LIMIT}.")
             return method(self, msg, args)
@@ -554,11 +556,9 @@ class EMR(BotPlugin):
         if not records:
             return self.view.no_cluster(state)
         if self._on_slack:
-            # One card (a Slack attachment) per cluster, in the channel the command came
-            # from (or the DM); send_card(in_reply_to=msg) would open a thread instead.
-            to = msg.to if msg.is_group else msg.frm
+            # One card (a Slack attachment with a plain-text fallback) per cluster.
             for record, cluster in records:
-                self.send_card(to=to, **self.view.status_card(state, record, cluster, now, self._activity_problem))
+                self._reply_slack(msg, self.view.status_message(state, record, cluster, now, self._activity_problem))
             return None
         problem = self._activity_problem
         return "\n".join(self.view.status_lines(state, record, cluster, now, problem) for record, cluster in records)
@@ -764,8 +764,7 @@ class EMR(BotPlugin):
         if not self._on_slack:
             return Check(OK, title, "set")
         try:
-            room = self.build_identifier(channel)
-            joined = getattr(room, "joined", None)
+            joined = self._slack_member_of(channel)
         except Exception:
             log.warning("doctor: cannot resolve NOTIFY_CHANNEL %s", channel, exc_info=True)
             return Check(FAIL, title, "no such channel on Slack", "set EMR_NOTIFY_CHANNEL to an existing #channel")
@@ -777,6 +776,18 @@ class EMR(BotPlugin):
                 f"`/invite @{self._bot_name()}` in {channel}",
             )
         return Check(OK, title, "the bot is a member" if joined else "set")
+
+    def _slack_member_of(self, channel: str) -> bool | None:
+        """Whether the bot is in *channel*: ``conversations.info`` on the channel's id.
+
+        Not the backend's ``room.joined``: it reads one page of ``conversations.list`` only,
+        so in a workspace with more channels than a page it says "not a member" wrongly.
+        Resolving the name to an id pages through the whole list (the backend's room does).
+        """
+        room = self.build_identifier(channel)
+        info = self._bot.slack_web.conversations_info(channel=room.id)
+        member = info["channel"].get("is_member")
+        return None if member is None else bool(member)
 
     def _bot_name(self) -> str:
         identifier = self._bot.bot_identifier
@@ -804,6 +815,24 @@ class EMR(BotPlugin):
     def _on_slack(self) -> bool:
         """Replies go to Slack: mentions are ``<@U…>``, status is a card, user text is escaped."""
         return getattr(self._bot, "mode", "") in SLACK_MODES
+
+    def _slack_name(self, user_id: str) -> str | None:
+        """A mentioned person's Slack name (users.info, cached by the backend); None if Slack does not say."""
+        try:
+            return str(self._bot.userid_to_username(user_id))
+        except Exception:
+            log.info("no Slack name for the mentioned %s", user_id, exc_info=True)
+            return None
+
+    def _reply_slack(self, msg: Any, payload: dict[str, Any]) -> None:
+        """Post a Slack message (``text`` fallback + attachments or blocks) where *msg* came from.
+
+        The backend's ``send_card`` sends no ``text`` and no ``fallback`` (notifications and
+        screen readers get nothing), so cards go through ``chat.postMessage`` here: in the
+        channel the command came from, or the DM (not a thread).
+        """
+        channel = msg.to.id if msg.is_group else msg.frm.channelid
+        self._bot.slack_web.chat_postMessage(channel=channel, **payload)
 
     def _announce(self, text: str) -> None:
         """Post to NOTIFY_CHANNEL (and always log, so nothing depends on chat alone)."""

@@ -14,12 +14,13 @@ deadline looks like in ``!emr status``, and its warning.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from emr_decisions import (
+    ActiveCluster,
     AmbiguousName,
     Denied,
     NameProblem,
@@ -36,6 +37,9 @@ from emr_state import UNMANAGED, ClusterInfo, ClusterRecord, Event, Hold, State
 from emr_templates import Template
 
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+# Slack's markup in a message as it arrives: <@U…>, <@U…|name>, <#C…|name>, <!here>,
+# <!subteam^S…|@team>, <https://…|label>; the text between them has &, < and > escaped.
+SLACK_TOKEN_RE = re.compile(r"<([@#!])([^<>|]*)(?:\|([^<>]*))?>|<([^<>|]+)(?:\|([^<>]*))?>")
 STARTING_STATES = ("STARTING", "BOOTSTRAPPING")
 # Status card colours (Slack attachment side bar): Slack's own good / info / warning / danger.
 COLOR_IDLE = "#2EB886"  # WAITING, nobody holds it: the idle countdown runs
@@ -78,6 +82,43 @@ RULES: dict[str, RuleWords] = {
         warning_held=" Holders: {holders}.",
     ),
 }
+
+
+def typed_from_slack(text: str, name_of: Callable[[str], str | None]) -> str:
+    """What the person typed, from the text Slack delivers (and the backend passes on).
+
+    Slack sends ``&``, ``<`` and ``>`` as ``&amp;``, ``&lt;`` and ``&gt;``, and turns what it
+    recognises into markup: ``@channel`` into ``<!channel>``, a mention into ``<@U…>``, a
+    channel into ``<#C…|name>``, a link into ``<url|label>``. The commands read (and holds
+    keep) the typed text: markup becomes its words (a mention the person's name, via
+    ``name_of``; a broadcast its plain ``@word``, never a ping when shown again), and the
+    escapes are undone exactly once; :meth:`View.inert` escapes again when it is shown.
+    """
+
+    def word(match: re.Match[str]) -> str:
+        sigil, ref, label, target, link_label = match.groups()
+        if sigil is None:  # a link: what the person typed is its label, or the address
+            return _unescape(link_label or target)
+        if sigil == "@":
+            return "@" + (name_of(ref) or _unescape(label or "") or ref)
+        if sigil == "#":
+            return "#" + _unescape(label or ref)
+        if label:  # <!subteam^S…|@team>, <!date^…|fallback>
+            return _unescape(label)
+        return "@" + ref.split("^", 1)[0]  # <!here>, <!channel>, <!everyone>
+
+    out: list[str] = []
+    at = 0
+    for match in SLACK_TOKEN_RE.finditer(text):
+        out.append(_unescape(text[at : match.start()]))
+        out.append(word(match))
+        at = match.end()
+    out.append(_unescape(text[at:]))
+    return "".join(out)
+
+
+def _unescape(text: str) -> str:
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 class View:
@@ -128,9 +169,12 @@ class View:
             flat = flat.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
         return flat
 
-    @staticmethod
-    def cluster(record: ClusterRecord | ClusterInfo) -> str:
-        return f"{record.name} ({record.id})"
+    def cluster(self, record: ClusterRecord | ClusterInfo | ActiveCluster) -> str:
+        return f"{self.named(record)} ({record.id})"
+
+    def named(self, record: ClusterRecord | ClusterInfo | ActiveCluster | Event) -> str:
+        """A cluster's name as EMR has it (anyone who may create clusters chose it): on Slack escaped once."""
+        return self.aws_text(record.name, 256)
 
     def hold(self, hold: Hold, *, mention: bool = False) -> str:
         """``alice since 10:05: `reason```; *mention* makes the holder a Slack mention (they are pinged)."""
@@ -175,9 +219,9 @@ class View:
     def reminder(self, effect: Remind) -> str:
         hold, record = effect.hold, effect.cluster
         return (
-            f"⏰ {self.mention(hold.user, hold.name)}, you hold {record.name} since {self.local(hold.since)} "
+            f"⏰ {self.mention(hold.user, hold.name)}, you hold {self.named(record)} since {self.local(hold.since)} "
             f"and it has done no work since {self.local(effect.quiet_since)}. Still using it? "
-            f"`!emr lock {record.name}` keeps your hold; otherwise it ends at {self.local(effect.ends_at)}."
+            f"`!emr lock {self.named(record)}` keeps your hold; otherwise it ends at {self.local(effect.ends_at)}."
         )
 
     def expired(self, effect: Expire, state: State, now: datetime) -> str:
@@ -343,6 +387,33 @@ class View:
             ),
         }
 
+    def status_message(
+        self, state: State, record: ClusterRecord, cluster: ClusterInfo, now: datetime, activity_problem: str | None
+    ) -> dict[str, Any]:
+        """``chat.postMessage`` arguments on Slack: the card as an attachment, and a plain-text fallback.
+
+        The fallback (the message's ``text`` and the attachment's ``fallback``) is what
+        notifications, search and screen readers get: the essentials in one line, holders by
+        name (a status asked by someone must not ping the holders again).
+        """
+        card = self.status_card(state, record, cluster, now, activity_problem)
+        attachment: dict[str, Any] = {
+            "fallback": self.status_fallback(state, record, cluster, now),
+            "color": card["color"],
+            "title": card["title"],
+            "text": card["body"],
+            "fields": [{"title": title, "value": value, "short": True} for title, value in card["fields"]],
+        }
+        if card["link"]:
+            attachment["title_link"] = card["link"]
+        return {"text": attachment["fallback"], "attachments": [attachment]}
+
+    def status_fallback(self, state: State, record: ClusterRecord, cluster: ClusterInfo, now: datetime) -> str:
+        """``analytics (j-…) WAITING, held by alice, terminated at 19:00 (end of the working day)``."""
+        next_action, _ = self._facts(state, record, now)
+        held = "held by " + ", ".join(h.name for h in record.holds) if record.holds else "not held"
+        return f"{self.cluster(cluster)} {cluster.state}, {held}, next: {next_action}"
+
     def console_link(self, cluster_id: str) -> str | None:
         """The cluster's page in the EMR console (account B must be the console's account)."""
         if self.settings.endpoint_url is not None or not self.settings.role_arn.startswith("arn:aws:"):
@@ -406,17 +477,17 @@ class View:
     def denied(self, denied: Denied, record: ClusterRecord) -> str:
         holders = ", ".join(self.hold(h, mention=True) for h in denied.holds) or "nobody"
         if denied.code == "held_by_others":
-            return f"{record.name} is held by {holders}: ask them, or an admin can add --force."
+            return f"{self.named(record)} is held by {holders}: ask them, or an admin can add --force."
         if denied.code == "force_needs_admin":
-            return f"Only admins can --force the termination of a cluster held by others ({record.name})."
+            return f"Only admins can --force the termination of a cluster held by others ({self.named(record)})."
         if denied.code == "not_holder":
-            return f"You don't hold {record.name}; holders: {self.holders(record)}."
+            return f"You don't hold {self.named(record)}; holders: {self.holders(record)}."
         if denied.code == "release_needs_admin":
             return "Only admins can release someone else's hold."
         if denied.code == "target_not_holder":
-            return f"{self.inert(denied.target)} does not hold {record.name}; holders: {self.holders(record)}."
+            return f"{self.inert(denied.target)} does not hold {self.named(record)}; holders: {self.holders(record)}."
         if denied.code == "overtime_needs_hold":
-            return f"Only holders can ask for overtime: `!emr lock {record.name}` first."
+            return f"Only holders can ask for overtime: `!emr lock {self.named(record)}` first."
         return f"Not allowed ({denied.code})."  # pragma: no cover - every code is worded above
 
     # -- starting (DESIGN §12) ----------------------------------------------------------------
@@ -434,8 +505,8 @@ class View:
     def start_refused(self, refused: StartRefused) -> str:
         if refused.code == "already_active":
             first = refused.clusters[0]
-            return f"{first.name} ({first.id}) is already {first.state}: `!emr lock {first.name}`"
-        active = ", ".join(f"{c.name} ({c.id}, {c.state})" for c in refused.clusters)
+            return f"{self.named(first)} ({first.id}) is already {first.state}: `!emr lock {self.named(first)}`"
+        active = ", ".join(f"{self.named(c)} ({c.id}, {c.state})" for c in refused.clusters)
         return (
             f"No new cluster: {len(refused.clusters)} managed clusters are active ({active}) and MAX_CLUSTERS is "
             f"{refused.limit}: use one (`!emr lock NAME`), or terminate one first."
@@ -487,7 +558,7 @@ class View:
         text = f"✅ {self.cluster(record)} is ready after {precise(effect.took)}."
         who = self.mention(start.by, start.by_name)
         if record.holder(start.by) is not None:
-            return text + f" {who}, you hold it: `!emr unlock {record.name}` when you are done."
+            return text + f" {who}, you hold it: `!emr unlock {self.named(record)}` when you are done."
         deadline = next_deadline(state, record, self.policy, now)
         tail = f": {self.deadline(deadline, now)}" if deadline is not None else ""
         return text + f" {who}, you started it; nobody holds it now{tail}."
@@ -548,7 +619,7 @@ class View:
             detail = f" — {self.inert(e.detail)}"
         else:
             detail = f" — {e.detail}" if e.detail else ""
-        return f"{self.local(e.at, with_day=True)} {e.kind} {e.name} ({e.cluster}){who}{detail}"
+        return f"{self.local(e.at, with_day=True)} {e.kind} {self.named(e)} ({e.cluster}){who}{detail}"
 
 
 def duration(delta: timedelta) -> str:
