@@ -310,3 +310,27 @@ def test_an_unexpected_error_in_a_tick_is_logged_and_the_next_tick_works(
     clock.set(MORNING + timedelta(minutes=31))
     chat.tick()
     assert emulator.cluster_state(seeded.managed_id) == "TERMINATED"
+
+
+def test_tag_re_reads_are_spread_over_the_ticks_and_each_cluster_is_re_read_every_five_minutes(
+    chat: Chat, emulator: Emulator, seeded: Seeded, clock: Clock
+) -> None:
+    """Twenty clusters first seen together: their tag re-reads (DescribeCluster) are not all due
+    in one tick (that tick was the slow one: 100 clusters, 883 ms), and none is read less often
+    than every 5 minutes nor more often once settled."""
+    for n in range(19):
+        emulator.run_cluster(f"team-{n:02d}")
+    for n in range(20):
+        chat.say(f"!emr lock team-{n:02d}" if n < 19 else "!emr lock analytics", user="alice")
+    first_tick(chat, clock)
+    run_until(chat, clock, clock.now + timedelta(minutes=5))  # the first reads' phases run out
+    per_tick = []
+    for _ in range(20):  # 10 minutes of ticks
+        emulator.reset_counts()
+        clock.advance(seconds=POLL.total_seconds())
+        chat.tick()
+        per_tick.append(emulator.count("DescribeCluster"))
+    # Each of the 21 active clusters (20 managed, etl-nightly unmanaged: its tag may be added)
+    # twice in 10 minutes: every 5 minutes; and spread, not 21 in one tick.
+    assert sum(per_tick) == 42, per_tick
+    assert max(per_tick) <= 8, per_tick

@@ -11,7 +11,8 @@ Tags are not in ``ListClusters``: a cluster's tags are read with
 ``DescribeCluster`` and the answer is kept for :data:`TAG_TTL` (5 minutes), so
 a tag added or removed while the bot runs takes effect within that time, and a
 steady-state poll costs one ``ListClusters`` plus one ``DescribeCluster`` per
-active cluster every 5 minutes (12 per cluster per hour). Right before any
+active cluster every 5 minutes (12 per cluster per hour), spread over the ticks
+(:func:`tag_phase`) rather than all due in one. Right before any
 termination :meth:`EmrAdapter.describe` reads the cluster afresh, whatever the
 cache says.
 
@@ -24,6 +25,7 @@ on the clusters that carry the managed tag (``tests/test_policies.py``).
 from __future__ import annotations
 
 import threading
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -82,6 +84,11 @@ QUERIES_PER_REQUEST = 500  # GetMetricData's limit
 TAG_CACHE_LIMIT = 10_000
 STEP_BUSY_STATES = ("PENDING", "RUNNING", "CANCEL_PENDING")
 EARLIEST = datetime.min.replace(tzinfo=UTC)  # sorts clusters without a creation time first, on any host
+
+
+def tag_phase(cluster_id: str) -> timedelta:
+    """A fixed offset in [0, TAG_TTL) per cluster id (the same on every host and run)."""
+    return timedelta(seconds=zlib.crc32(cluster_id.encode()) % int(TAG_TTL.total_seconds()))
 
 
 @dataclass(frozen=True)
@@ -177,10 +184,15 @@ class EmrAdapter:
         tags = {t["Key"]: t.get("Value", "") for t in cluster.get("Tags", [])}
         managed = self.selector.matches(tags)
         template = tags.get(TEMPLATE_TAG, "")
+        now = self.clock()
         with self._lock:
             if len(self._managed) >= TAG_CACHE_LIMIT:
                 self._managed.clear()
-            self._managed[cluster_id] = (managed, template, self.clock())
+            # A first read counts as made up to a TAG_TTL earlier, by a phase fixed per cluster: the
+            # clusters first seen together (at start-up, 100 of them) are then re-read spread over
+            # the ticks of TAG_TTL, not all in one tick; each is still re-read every TAG_TTL.
+            first = cluster_id not in self._managed
+            self._managed[cluster_id] = (managed, template, now - tag_phase(cluster_id) if first else now)
         return replace(_info(cluster, managed=managed), template=template)
 
     def latest_step(self, cluster_id: str) -> tuple[datetime | None, bool]:
