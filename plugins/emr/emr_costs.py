@@ -189,6 +189,10 @@ def cost_between(prices: PriceTable, region: str, segments: Segments, start: dat
     *segments* are ``(since, composition)`` in time order; the first one counts from
     *start* even if read later (a cluster is read when first seen, priced from its creation).
     """
+    for _, composition in segments:  # an unknown price is said even for no time at all
+        rate = hourly(prices, region, composition)
+        if isinstance(rate, NoPrice):
+            return rate
     if end <= start or not segments:
         return ZERO
     total = ZERO

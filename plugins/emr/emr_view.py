@@ -13,10 +13,12 @@ deadline looks like in ``!emr status``, and its warning.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from emr_costs import Cost, NoPrice, summary
@@ -658,7 +660,9 @@ class View(CostWords):
 
 
 def money(cost: Cost) -> str:
-    return f"{'≤' if cost.upper_bound else ''}${cost.dollars:,.2f}"
+    """``$2.33``: to the cent, half up (2.325 is 2.33, whatever the float sum's last bit)."""
+    cents = Decimal(repr(round(cost.dollars, 6))).quantize(Decimal("0.01"), ROUND_HALF_UP)
+    return f"{'≤' if cost.upper_bound else ''}${cents:,}"
 
 
 def hm(delta: timedelta) -> str:
@@ -677,7 +681,7 @@ def bar(f: Figures) -> str:
     done = 0.0
     for name, mark in BAR_MARKS:
         done += getattr(f, name).total_seconds() / 3600
-        cells += [mark] * (min(round(done), BAR_CELLS) - len(cells))
+        cells += [mark] * (min(math.floor(done + 0.5), BAR_CELLS) - len(cells))  # half up, like money
     return "".join(cells)
 
 
