@@ -39,7 +39,15 @@ from bench.scale import add_terminated
 from demo.emulator import Emulator
 
 DEFAULT_INTERVAL = 30  # seconds, the plugin's POLL_SECONDS default
-ECONOMY_ACTIONS = ("ListClusters", "DescribeCluster", "ListSteps", "GetMetricData", "TerminateJobFlows", "AssumeRole")
+ECONOMY_ACTIONS = (
+    "ListClusters",
+    "DescribeCluster",
+    "ListSteps",
+    "GetMetricData",
+    "TerminateJobFlows",
+    "AssumeRole",
+    "ListInstanceGroups",  # the cost (DESIGN §13): once per cluster, then only after a state change
+)
 ACTIVITY_READS_PER_HOUR = 12  # DESIGN §10: IsIdle at most once per 5 minutes, for any number of clusters
 TAG_LIFETIME_MINUTES = 5  # DESIGN §3: a tag added or removed takes effect within 5 minutes
 ECONOMY_START = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)  # 10:00 in Tokyo, a Tuesday

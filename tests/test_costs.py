@@ -449,3 +449,13 @@ def test_a_fleet_cluster_is_read_through_list_instance_fleets_and_list_instances
         "list_instance_fleets",
         "list_instances",
     ]
+
+
+def test_the_chart_is_a_png_of_the_days_asked() -> None:
+    from emr_chart import render
+
+    ledger, state = scripted_day()
+    png = render(day_figures(ledger, state, jst(20), days=7), "EMR usage, last 7 days (Asia/Tokyo)")
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and 10_000 < len(png) < 500_000
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert (width, height) == (1000, 500)

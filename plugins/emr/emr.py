@@ -91,6 +91,7 @@ _reload_siblings_if_changed()
 
 from crossaccount import CrossAccountSession, RoleTarget, Token, utc_now
 from emr_adapter import EmrAdapter, Listing, policy_tag
+from emr_chart import preload as preload_chart
 from emr_chart import render as render_chart
 from emr_decisions import (
     Denied,
@@ -238,6 +239,7 @@ class EMR(BotPlugin):
         self._state: State | None = None  # decoded copy of the stored state, see _load
         self._ledger: Ledger | None = None  # decoded copy of the stored usage ledger, see _load_ledger
         self._instances_tried: dict[str, tuple[str, datetime]] = {}  # cluster id -> (state, when) of a failed read
+        self._instances_lock = threading.Lock()
         # Listings are numbered when they start; one older than the last folded is stale (see _refresh).
         self._listings = itertools.count(1)
         self._folded = 0
@@ -267,6 +269,8 @@ class EMR(BotPlugin):
                 self[LEDGER_KEY] = Ledger.from_dict(None, state).to_dict()
             Ledger.from_dict(self.get(LEDGER_KEY))  # and on a usage ledger we cannot read
         self.start_poller(self.settings.poll_seconds, self.tick, args=(self._generation,))
+        if self._on_slack:  # the report's chart: matplotlib imported meanwhile, not at the first report
+            threading.Thread(target=preload_chart, name="emr-chart-preload", daemon=True).start()
         log.info(
             "EMR plugin active: role %s, region %s, tag %s, poll every %ss",
             self.settings.role_arn,
@@ -455,6 +459,10 @@ class EMR(BotPlugin):
 
         No request in steady state; a failure is logged and retried after INSTANCES_RETRY.
         """
+        with self._instances_lock:  # single flight: a status and a tick seeing a new cluster read it once
+            self._read_instances(only)
+
+    def _read_instances(self, only: list[str] | None) -> None:
         now = self.clock()
         with self._lock:
             state = self._load()

@@ -30,6 +30,7 @@ Bounded: spans and clusters older than :data:`KEEP` (90 days) are dropped.
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -375,7 +376,10 @@ def report(
     windows = [(first + timedelta(days=i), _midnight(first + timedelta(days=i), zone)) for i in range(days)]
     bounds = [(day, start, _midnight(day + timedelta(days=1), zone)) for day, start in windows]
     period = (bounds[0][1], min(bounds[-1][2], now))
-    watched = merge([*ledger.watched])
+    day_starts = [start for _, start, _ in bounds]
+    all_watched = merge(ledger.watched)
+    watched_starts = [start for start, _ in all_watched]
+    watched_ends = [end for _, end in all_watched]
     starts = _first_uses(ledger)
     per_day: dict[date, Figures] = {day: Figures() for day, _, _ in bounds}
     counted = 0
@@ -385,6 +389,9 @@ def report(
         if not up:
             continue
         counted += 1
+        watched = all_watched[  # only the watched spans around this cluster's up time
+            bisect.bisect_right(watched_ends, up[0][0]) : bisect.bisect_left(watched_starts, up[-1][1])
+        ]
         held = intersect(merge([*usage.held, *_open(usage.held_since, now)]), up)
         busy_all = intersect(intersect(merge([*usage.busy, *_open(usage.busy_since, now)]), up), watched)
         busy = subtract(busy_all, held)
@@ -395,7 +402,10 @@ def report(
             (r for _, c in usage.instances if isinstance(r := hourly(prices, region, c), NoPrice)),
             None,
         )
-        for day, start, end in bounds:
+        # Only the days the cluster was up (a cluster of one day is one day's work, not ninety).
+        first_day = bisect.bisect_right(day_starts, up[0][0]) - 1
+        last_day = bisect.bisect_left(day_starts, up[-1][1])
+        for day, start, end in bounds[max(first_day, 0) : last_day]:
             window = [(start, end)]
             day_up = intersect(up, window)
             if not day_up:
