@@ -459,3 +459,27 @@ def test_the_chart_is_a_png_of_the_days_asked() -> None:
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and 10_000 < len(png) < 500_000
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
     assert (width, height) == (1000, 500)
+
+
+def test_an_upgrade_from_a_stored_v2_state_starts_the_ledger_with_its_holds() -> None:
+    stored = json.loads((Path(__file__).parent / "fixtures" / "state-v2.json").read_text())
+    ledger = Ledger.from_dict(None, State.from_dict(stored))
+    assert set(ledger.clusters) == set(stored["clusters"])
+    # alice held it since 10:05 JST, bob since 10:06: held from the earliest, nothing else invented.
+    assert ledger.clusters["j-ANALYTICS0001"].held_since == jst(10, 5)
+    assert ledger.clusters["j-LOGANALYSIS01"].held_since is None
+    assert ledger.watched == () and all(not u.busy and not u.instances for u in ledger.clusters.values())
+
+
+def test_a_dst_day_is_23_hours_long_in_new_york() -> None:
+    new_york = ZoneInfo("America/New_York")
+    start = datetime(2026, 3, 7, 12, tzinfo=new_york).astimezone(UTC)  # the day before DST starts
+    end = datetime(2026, 3, 9, 12, tzinfo=new_york).astimezone(UTC)
+    usage = Usage(CID, "analytics", start, created_at=start, ended_at=end, instances=((start, M5),))
+    r = report(Ledger({CID: usage}), PRICES, "us-east-1", new_york, 3, end, time(19), [])
+    assert [(d.isoformat(), f.up) for d, f in r.days] == [
+        ("2026-03-07", timedelta(hours=12)),
+        ("2026-03-08", timedelta(hours=23)),  # 2 a.m. does not exist that day
+        ("2026-03-09", timedelta(hours=12)),
+    ]
+    assert r.total.up == end - start
