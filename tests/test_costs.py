@@ -483,3 +483,14 @@ def test_a_dst_day_is_23_hours_long_in_new_york() -> None:
         ("2026-03-09", timedelta(hours=12)),
     ]
     assert r.total.up == end - start
+
+
+def test_up_time_is_emrs_own_from_the_creation_not_from_the_bots_first_sight() -> None:
+    # The bot started at 10:00; the cluster was created at 09:00 (EMR's timeline says so).
+    ledger = seen(Ledger(), [info(created_at=jst(9))], jst(10))
+    ledger = instances_seen(ledger, state_of(record()), CID, M5, jst(10))
+    so_far = cost_so_far(ledger, PRICES, "ap-northeast-1", CID, jst(11))
+    assert so_far.up == timedelta(hours=2) and isinstance(so_far.cost, Cost)
+    assert so_far.cost.dollars == pytest.approx(2 * RATE)
+    [(_, f)] = report(ledger, PRICES, "ap-northeast-1", TOKYO, 1, jst(11), time(19), [CID]).days
+    assert f.up == timedelta(hours=2)
