@@ -237,7 +237,8 @@ class EMR(BotPlugin):
         self._lock = threading.RLock()
         self._poll_failure: str | None = None
         self._state: State | None = None  # decoded copy of the stored state, see _load
-        self._ledger: Ledger | None = None  # decoded copy of the stored usage ledger, see _load_ledger
+        self._ledger: Ledger | None = None  # the usage ledger's latest fold, see _load_ledger
+        self._ledger_stored: Ledger | None = None  # … and what storage holds
         self._instances_tried: dict[str, tuple[str, datetime]] = {}  # cluster id -> (state, when) of a failed read
         self._instances_lock = threading.Lock()
         # Listings are numbered when they start; one older than the last folded is stale (see _refresh).
@@ -289,6 +290,9 @@ class EMR(BotPlugin):
         lock = getattr(self, "_lock", None)
         if lock is not None:
             with lock:  # let a tick in flight finish its state change before the storage closes
+                if getattr(self, "_ledger", None) is not None:
+                    with contextlib.suppress(Exception):  # a clean stop keeps the latest fold (best effort)
+                        self._write_ledger()
                 super().deactivate()
         else:
             super().deactivate()
@@ -313,15 +317,29 @@ class EMR(BotPlugin):
     def _load_ledger(self) -> Ledger:
         """The usage ledger (call under ``self._lock``); kept decoded like the state."""
         if self._ledger is None:
-            self._ledger = Ledger.from_dict(self.get(LEDGER_KEY), self._load())
+            self._ledger = self._ledger_stored = Ledger.from_dict(self.get(LEDGER_KEY), self._load())
         return self._ledger
 
     def _save_ledger(self, ledger: Ledger) -> None:
-        """Write the ledger when it changed (heartbeats move once a minute: a steady tick writes rarely)."""
-        if ledger is self._ledger or ledger == self._ledger:
+        """Keep the ledger's latest fold; it is written by the poller (:meth:`_write_ledger`), not by commands.
+
+        A command's fold needs no write of its own: the spans it opens or closes are dated by the
+        state it saved (a hold's ``since``, the last release, the termination), and the next tick's
+        fold finds them there again, also after a restart or a ``kill -9``. So lock and unlock pay one
+        storage write (the state), as before the ledger.
+        """
+        self._ledger = ledger
+
+    def _write_ledger(self) -> None:
+        """Write the ledger if it changed since it was last written (call under ``self._lock``).
+
+        Its heartbeats move once a minute, so a steady tick writes it at most once a minute.
+        """
+        ledger = self._load_ledger()
+        if ledger is self._ledger_stored or ledger == self._ledger_stored:
             return
         self[LEDGER_KEY] = ledger.to_dict()
-        self._ledger = ledger
+        self._ledger_stored = ledger
 
     @property
     def _watch_gap(self) -> timedelta:
@@ -410,6 +428,7 @@ class EMR(BotPlugin):
                 self._save(state)
             ledger = watch(self._load_ledger(), now, self._watch_gap)
             self._save_ledger(ledger_bounded(follow(ledger, state, now), now))
+            self._write_ledger()
         for effect in effects:
             if isinstance(effect, Warn):
                 self._announce(self.view.warning(effect.cluster, effect.deadline))
