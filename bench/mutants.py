@@ -335,6 +335,14 @@ MUTANTS = (
         ("tests/test_slack_e2e.py::test_the_team_runs_the_cluster_from_slack",),
     ),
     Mutant(
+        "C13",
+        "the poller never writes the ledger (only a clean stop does)",
+        "emr.py",
+        "            self._save_ledger(ledger_bounded(follow(ledger, state, now), now))\n            self._write_ledger()\n",
+        "            self._save_ledger(ledger_bounded(follow(ledger, state, now), now))\n",
+        (P + "test_a_kill_mid_day_loses_nothing_and_counts_nothing_twice",),
+    ),
+    Mutant(
         "D1",
         "an admin may terminate a held cluster without --force",
         "emr_decisions.py",

@@ -101,17 +101,16 @@ def test_the_report_of_a_scripted_day_is_exact(chat: Chat, clock: Clock) -> None
 
 def test_a_kill_mid_day_loses_nothing_and_counts_nothing_twice(tmp_path: Path, chat: Chat, clock: Clock) -> None:
     chat.say("!emr lock analytics")
-    run(chat, clock, at(10, 0), at(10, 40))
+    run(chat, clock, at(10, 0), at(11, 59))
+    clock.set(at(12))
+    chat.say("!emr unlock")
+    run(chat, clock, at(12, 0), at(12, 20))
     snapshot = tmp_path / "killed"
-    shutil.copytree(chat.data_dir, snapshot, ignore=shutil.ignore_patterns("*-shm"))  # kill -9 at 10:40
+    shutil.copytree(chat.data_dir, snapshot, ignore=shutil.ignore_patterns("*-shm"))  # kill -9 right after 12:20
     chat.stop()
-    clock.set(at(11))
-    reborn = Chat(snapshot, chat.emr, clock).start()
+    reborn = Chat(snapshot, chat.emr, clock).start()  # back at once: the idle time before the kill was written
     try:
-        run(reborn, clock, at(11), at(11, 59))
-        clock.set(at(12))
-        reborn.say("!emr unlock")
-        run(reborn, clock, at(12), at(12, 35))
+        run(reborn, clock, at(12, 20), at(12, 35))
         clock.set(at(20))
         assert today_row(reborn.say("!emr report 1")) == EXPECTED_ROW
     finally:
