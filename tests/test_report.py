@@ -143,12 +143,12 @@ def test_a_cluster_terminated_outside_the_bot_ends_at_emrs_end_time_and_no_rule_
     assert row.startswith("12-01 Tue   0:30   0:30   0:00   0:00   0:00     $0.47     $0.00  —"), row
 
 
-@pytest.mark.parametrize("words", ["0", "91", "abc", "7 8", "-3", "٣", "--days 3"])
-def test_a_bad_report_argument_gets_one_line_and_changes_nothing(chat: Chat, words: str) -> None:
+def test_a_bad_report_argument_gets_one_line_and_changes_nothing(chat: Chat) -> None:
     chat.say("!emr status")
     before = (chat.plugin.get("state"), chat.plugin.get("ledger"))
-    reply = chat.say(f"!emr report {words}")
-    assert reply == "✗ !emr report takes one number of days, 1–90 (default 7): !emr report [DAYS]"
+    for words in ("0", "91", "abc", "7 8", "-3", "٣", "--days 3", "9" * 40):  # one bot for all: it starts slowly
+        reply = chat.say(f"!emr report {words}")
+        assert reply == "✗ !emr report takes one number of days, 1–90 (default 7): !emr report [DAYS]", words
     assert (chat.plugin.get("state"), chat.plugin.get("ledger")) == before
 
 
