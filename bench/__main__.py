@@ -20,11 +20,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import hang, lateness, memory, overhead, poller, scale, sts
+from bench import hang, lateness, memory, overhead, poller, report, scale, sts
 from bench.harness import ROOT, Section, hermetic_environment, quiet_errbot_console
 from demo.emulator import Emulator
 
-SECTIONS = ("sts", "overhead", "scale", "poller", "memory", "lateness", "hang")
+SECTIONS = ("sts", "overhead", "scale", "poller", "memory", "lateness", "hang", "report")
 DEFAULT_JSON = ROOT / "bench" / "results" / "latest.json"
 
 
@@ -56,6 +56,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--hang-runs", type=int, help="hang: timed commands against a hanging endpoint (default 3; quick 2)"
     )
+    parser.add_argument(
+        "--report-repeats", type=int, help="report: reports timed after the first (default 20; quick 5)"
+    )
+    parser.add_argument(
+        "--report-seed",
+        type=int,
+        default=report.DEFAULT_SEED,
+        help=f"report: ledger RNG seed (default {report.DEFAULT_SEED})",
+    )
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"JSON output (default {DEFAULT_JSON})")
     args = parser.parse_args(argv)
     defaults: dict[str, tuple[Any, Any]] = {
@@ -69,6 +78,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "memory_seconds": (300.0, 30.0),
         "scenarios": (40, 8),
         "hang_runs": (3, 2),
+        "report_repeats": (20, 5),
     }
     for name, (full, quick) in defaults.items():
         if getattr(args, name) is None:
@@ -133,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
                 "memory": lambda: memory.run(workdir, seconds=args.memory_seconds),
                 "lateness": lambda: lateness.run(emulator, workdir, scenarios=args.scenarios, seed=args.seed),
                 "hang": lambda: hang.run(emulator, workdir, runs=args.hang_runs),
+                "report": lambda: report.run(
+                    emulator, workdir, repeats=args.report_repeats, statuses=args.report_repeats, seed=args.report_seed
+                ),
             }
             for key in SECTIONS:
                 if key not in wanted:

@@ -37,6 +37,8 @@ class Mutant:
 T = "tests/test_trustworthy.py::"
 R = "tests/test_rules.py::"
 D = "tests/test_decisions.py::"
+C = "tests/test_costs.py::"
+P = "tests/test_report.py::"
 MUTANTS = (
     Mutant(
         "M1",
@@ -228,6 +230,117 @@ MUTANTS = (
         "reason=reason[:REASON_LIMIT] or existing.reason, confirmed=now, reminded_at=None",
         "reason=reason[:REASON_LIMIT] or existing.reason, confirmed=now",
         ("tests/test_rules.py::test_a_confirmation_keeps_the_hold_and_its_reason",),
+    ),
+    # Cost (DESIGN §13)
+    Mutant(
+        "C1",
+        "spot capacity not marked as an upper bound",
+        "emr_costs.py",
+        "total = total + Cost(group.count * price.per_hour, upper_bound=group.spot)",
+        "total = total + Cost(group.count * price.per_hour, upper_bound=False)",
+        (C + "test_cost_is_count_times_hours_times_ec2_plus_emr",),
+    ),
+    Mutant(
+        "C2",
+        "a resize ignored: each composition priced to the end",
+        "emr_costs.py",
+        "seg_end = end if index + 1 == len(segments) else min(end, segments[index + 1][0])",
+        "seg_end = end",
+        (C + "test_a_resize_mid_way_is_priced_piecewise",),
+    ),
+    Mutant(
+        "C3",
+        "a type without a price counted as free (a guess)",
+        "emr_costs.py",
+        "            return NoPrice(group.instance_type, region)",
+        "            continue",
+        (
+            C + "test_cost_is_count_times_hours_times_ec2_plus_emr",
+            P + "test_an_operator_price_table_is_used_and_a_missing_price_is_said",
+        ),
+    ),
+    Mutant(
+        "C4",
+        "the bot's downtime counted as idle",
+        "emr_ledger.py",
+        "        idle = subtract(intersect(unheld, watched), busy)",
+        "        idle = subtract(unheld, busy)",
+        (
+            C + "test_the_scripted_day_is_exact_whatever_the_restarts",
+            P + "test_the_bot_down_while_nobody_holds_the_cluster_is_not_idle",
+        ),
+    ),
+    Mutant(
+        "C5",
+        "a held span opened when the ledger notices it, not at the hold's start",
+        "emr_ledger.py",
+        "            usage = replace(usage, held_since=min(since, now))",
+        "            usage = replace(usage, held_since=now)",
+        (C + "test_a_hold_taken_while_the_ledger_was_not_written_counts_from_its_since",),
+    ),
+    Mutant(
+        "C6",
+        "up time from the bot's first sight, not EMR's timeline",
+        "emr_ledger.py",
+        "        return self.created_at or self.first_seen",
+        "        return self.first_seen",
+        (C + "test_up_time_is_emrs_own_from_the_creation_not_from_the_bots_first_sight",),
+    ),
+    Mutant(
+        "C7",
+        "a held span closed when the ledger notices it, not at the release",
+        "emr_ledger.py",
+        "            elif record.last_release is not None and record.last_release >= usage.held_since:",
+        "            elif False:",
+        (C + "test_a_hold_taken_while_the_ledger_was_not_written_counts_from_its_since",),
+    ),
+    Mutant(
+        "C8",
+        "automatic terminations not recorded",
+        "emr_ledger.py",
+        "        if ending is not None and ending.rule is not None and (ending.at, ending.rule) not in usage.terminations:",
+        "        if False:",
+        (C + "test_the_scripted_day_is_exact_whatever_the_restarts", P + "test_the_report_of_a_scripted_day_is_exact"),
+    ),
+    Mutant(
+        "C9",
+        "a saving counted beyond now",
+        "emr_ledger.py",
+        "    until = min(until, now)",
+        "    until = until",
+        (C + "test_a_saving_is_never_counted_beyond_now",),
+    ),
+    Mutant(
+        "C10",
+        "instances read at every tick",
+        "emr_ledger.py",
+        "        if usage is None or not usage.instances or usage.instances_state != record.state:",
+        "        if True:",
+        (P + "test_status_shows_a_cost_that_grows_with_time_and_asks_aws_nothing_more",),
+    ),
+    Mutant(
+        "C11",
+        "a fleet cluster never read through ListInstanceFleets",
+        "emr_adapter.py",
+        '            if type(error) is not AwsError or "InvalidRequestException" not in str(error):',
+        "            if True:",
+        (C + "test_a_fleet_cluster_is_read_through_list_instance_fleets_and_list_instances",),
+    ),
+    Mutant(
+        "C12",
+        "the chart uploaded to the channel's name, not its id",
+        "emr.py",
+        '        channel = msg.to.id if msg.is_group else getattr(msg.frm, "channelid", None)',
+        '        channel = str(msg.to) if msg.is_group else getattr(msg.frm, "channelid", None)',
+        ("tests/test_slack_e2e.py::test_the_team_runs_the_cluster_from_slack",),
+    ),
+    Mutant(
+        "C13",
+        "the poller never writes the ledger (only a clean stop does)",
+        "emr.py",
+        "            self._save_ledger(ledger_bounded(follow(ledger, state, now), now))\n            self._write_ledger()\n",
+        "            self._save_ledger(ledger_bounded(follow(ledger, state, now), now))\n",
+        (P + "test_a_kill_mid_day_loses_nothing_and_counts_nothing_twice",),
     ),
     Mutant(
         "D1",

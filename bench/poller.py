@@ -39,7 +39,15 @@ from bench.scale import add_terminated
 from demo.emulator import Emulator
 
 DEFAULT_INTERVAL = 30  # seconds, the plugin's POLL_SECONDS default
-ECONOMY_ACTIONS = ("ListClusters", "DescribeCluster", "ListSteps", "GetMetricData", "TerminateJobFlows", "AssumeRole")
+ECONOMY_ACTIONS = (
+    "ListClusters",
+    "DescribeCluster",
+    "ListSteps",
+    "GetMetricData",
+    "TerminateJobFlows",
+    "AssumeRole",
+    "ListInstanceGroups",  # the cost (DESIGN §13): once per cluster, then only after a state change
+)
 ACTIVITY_READS_PER_HOUR = 12  # DESIGN §10: IsIdle at most once per 5 minutes, for any number of clusters
 TAG_LIFETIME_MINUTES = 5  # DESIGN §3: a tag added or removed takes effect within 5 minutes
 ECONOMY_START = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)  # 10:00 in Tokyo, a Tuesday
@@ -222,15 +230,16 @@ def run(emulator: Emulator, workdir: Path, *, ticks: int, hours: float) -> Secti
         "economy_per_hour_at_30s": economy,
     }
     steady_ok = per_tick == {"ListClusters": 1.0}
-    # A new unheld cluster gets EMR's auto-termination policy once (the backstop, DESIGN §12).
+    # A new unheld cluster gets EMR's auto-termination policy once (the backstop, DESIGN §12), and its
+    # instances are read once for its cost (DESIGN §13).
     newcomer_ok = newcomer_first == Counter(
-        {"ListClusters": 1, "DescribeCluster": 1, "PutAutoTerminationPolicy": 1}
+        {"ListClusters": 1, "DescribeCluster": 1, "PutAutoTerminationPolicy": 1, "ListInstanceGroups": 1}
     ) and newcomer_next == Counter({"ListClusters": 1})
     section.targets.append(
         Target(
             "poller: requests per steady-state tick",
             "one ListClusters; no DescribeCluster for a cluster already seen within the tag lifetime; "
-            "a new unheld cluster: its tags and its backstop policy, once",
+            "a new unheld cluster: its tags, its backstop policy and its instances, once",
             f"{_fmt(per_tick)}; new cluster: {_fmt(newcomer_first)}, then {_fmt(newcomer_next)}",
             steady_ok and newcomer_ok,
         )

@@ -368,6 +368,7 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_get("/link/", self._handle_socket)
+        app.router.add_post("/upload/{file_id}", _handle_upload(self))  # files_upload_v2, see the end of the file
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -1019,3 +1020,95 @@ class _SlackError(LookupError):
     def __init__(self, error: str) -> None:
         super().__init__(error)
         self.error = error
+
+
+# ------------------------------------------------------------------ file uploads (files_upload_v2)
+#
+# slack_sdk's files_upload_v2 makes three requests: files.getUploadURLExternal (filename, length) →
+# an upload URL and a file id; a POST of the bytes to that URL (served here by the fake itself, under
+# /upload/<file id>); files.completeUploadExternal (the file ids and titles, and channel_id, which must
+# be a channel id: the `<#C…|name>` string the SlackV3 backend's own upload sends is refused, as Slack
+# refuses it). Kept in one block, apart from the class, so other additions to the fake merge cleanly.
+
+
+@dataclass
+class FakeUpload:
+    """One file uploaded through the three steps; *channel* is set once the upload is completed."""
+
+    file_id: str
+    filename: str
+    length: int
+    data: bytes | None = None
+    channel: str | None = None
+    title: str | None = None
+
+
+def _uploads(fake: FakeSlack) -> dict[str, FakeUpload]:
+    if not hasattr(fake, "_uploads_by_id"):
+        fake._uploads_by_id = {}  # type: ignore[attr-defined]
+    uploads: dict[str, FakeUpload] = fake._uploads_by_id  # type: ignore[attr-defined]
+    return uploads
+
+
+def uploads(fake: FakeSlack) -> list[FakeUpload]:
+    """The completed uploads, in order."""
+    with fake._cond:
+        return [u for u in _uploads(fake).values() if u.channel is not None]
+
+
+def wait_for_upload(fake: FakeSlack, timeout: float = 10.0) -> FakeUpload:
+    return fake._wait(lambda: next(iter(uploads(fake)), None), timeout, lambda: f"uploads so far: {uploads(fake)}")
+
+
+def _m_files_get_upload_url_external(fake: FakeSlack, params: dict[str, Any]) -> dict[str, Any]:
+    if "files:write" not in fake.scopes:
+        raise _SlackError("missing_scope")
+    filename = str(params.get("filename") or "")
+    try:
+        length = int(params.get("length") or 0)
+    except ValueError:
+        raise _SlackError("invalid_arguments") from None
+    if not filename or length <= 0:
+        raise _SlackError("invalid_arguments")
+    uploads_ = _uploads(fake)
+    file_id = f"F{len(uploads_) + 1:07d}"
+    uploads_[file_id] = FakeUpload(file_id, filename, length)
+    return {"upload_url": f"http://127.0.0.1:{fake.port}/upload/{file_id}", "file_id": file_id}
+
+
+def _handle_upload(fake: FakeSlack) -> Callable[[web.Request], Any]:
+    async def handle(request: web.Request) -> web.Response:
+        data = await request.read()
+        with fake._cond:
+            upload = _uploads(fake).get(request.match_info["file_id"])
+            if upload is None:
+                return web.Response(status=404, text="unknown upload")
+            upload.data = data
+            fake._cond.notify_all()
+        return web.Response(text=f"OK - {len(data)}")
+
+    return handle
+
+
+def _m_files_complete_upload_external(fake: FakeSlack, params: dict[str, Any]) -> dict[str, Any]:
+    files = params.get("files")
+    if isinstance(files, str):
+        files = json.loads(files)
+    if not isinstance(files, list) or not files:
+        raise _SlackError("invalid_arguments")
+    channel = str(params.get("channel_id") or "")
+    if channel and (channel not in fake._channels and channel not in fake._ims):
+        raise _SlackError("channel_not_found")  # e.g. "<#C0GENERAL|general>"
+    done = []
+    for item in files:
+        upload = _uploads(fake).get(str(item.get("id")))
+        if upload is None or upload.data is None or len(upload.data) != upload.length:
+            raise _SlackError("file_not_found")
+        upload.title = item.get("title")
+        upload.channel = channel or None
+        done.append({"id": upload.file_id, "name": upload.filename, "title": upload.title})
+    return {"files": done}
+
+
+FakeSlack._METHODS["files.getUploadURLExternal"] = _m_files_get_upload_url_external
+FakeSlack._METHODS["files.completeUploadExternal"] = _m_files_complete_upload_external

@@ -305,7 +305,8 @@ def test_slack_manifest_is_socket_mode_with_the_scopes_the_backend_needs() -> No
     scopes = manifest["oauth_config"]["scopes"]["bot"]
     assert len(scopes) == len(set(scopes))
     # What the SlackV3 backend calls: users.info/list, team.info, conversations.info/list/members,
-    # conversations.open, chat.postMessage/update, reactions.add; plus reading message events.
+    # conversations.open, chat.postMessage/update, reactions.add; plus reading message events; the report's
+    # chart: files.getUploadURLExternal / files.completeUploadExternal.
     needed = {
         "users:read",
         "team:read",
@@ -316,6 +317,7 @@ def test_slack_manifest_is_socket_mode_with_the_scopes_the_backend_needs() -> No
         "im:write",
         "chat:write",
         "reactions:write",
+        "files:write",  # the !emr report chart (files_upload_v2)
         "channels:history",
         "groups:history",
         "im:history",

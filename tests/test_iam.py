@@ -49,7 +49,9 @@ def test_the_whole_flow_passes_with_exactly_the_shipped_policies(
     try:
         bot.tick()  # the backstop goes on (PutAutoTerminationPolicy)
         assert emulator.backstop(seeded.managed_id) == 10800
-        assert "analytics" in bot.say("!emr status")
+        status = bot.say("!emr status")
+        assert "analytics" in status and "cost: ≈ $" in status  # ListInstanceGroups allowed (read at the tick)
+        assert emulator.count("ListInstanceGroups") == 1 and "cannot read the instances" not in caplog.text
         assert bot.say("!emr lock check enforcement").startswith("🔒 alice holds analytics")
         assert bot.say("!emr unlock").startswith("🔓 You released analytics")
         clock.advance(minutes=26)  # the idle warning is due: the steps are read first (ListSteps)
@@ -91,6 +93,26 @@ def test_a_role_without_terminate_permission_gets_a_one_line_answer_naming_it(
         assert "deploy/iam" in reply and "\n" not in reply
         assert emulator.cluster_state(seeded.managed_id) == "WAITING"
         assert bot.plugin.get("state") == before
+    finally:
+        bot.stop()
+        emulator.set_iam_enforcement(False)
+
+
+def test_a_role_without_list_instance_groups_shows_no_cost_and_the_doctor_names_the_action(
+    tmp_path: Path, emulator: Emulator, clock: Clock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    emulator.reset()
+    emulator.seed(permissions=policies.permission_policy(without=["elasticmapreduce:ListInstanceGroups"]))
+    bot = iam_bot(tmp_path, emulator, clock, monkeypatch)
+    try:
+        bot.tick()
+        status = bot.say("!emr status")
+        assert "cost: not known yet" in status and "$" not in status  # never a guess
+        assert "cannot read the instances" in caplog.text
+        doctor = bot.say("!emr doctor")
+        assert "✗ EMR ListInstanceGroups / ListInstanceFleets (cost)" in doctor
+        assert "elasticmapreduce:ListInstanceGroups" in doctor
+        assert bot.say("!emr lock").startswith("🔒 alice holds analytics")  # the rest works on
     finally:
         bot.stop()
         emulator.set_iam_enforcement(False)

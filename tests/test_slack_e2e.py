@@ -41,7 +41,7 @@ import pytest
 
 from conftest import ROOT, Chat, Clock
 from demo.emulator import ACCOUNT_B, BOT_KEYS, EXTERNAL_ID, ROLE_ARN, Emulator, Seeded
-from fakeslack import DEFAULT_CHANNELS, SLACK_API_URL_ENV, FakeChannel, FakeSlack, PostedMessage
+from fakeslack import DEFAULT_CHANNELS, SLACK_API_URL_ENV, FakeChannel, FakeSlack, PostedMessage, wait_for_upload
 
 ERRBOT = Path(sys.executable).with_name("errbot")
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy")
@@ -244,6 +244,7 @@ def test_the_team_runs_the_cluster_from_slack(
         card_fields = ["State", "Up for", "Holders", "Next action"]  # in this order; others (activity…) may join
         assert [title for title in fields if title in card_fields] == card_fields, list(fields)
         assert fields["State"] == "WAITING" and fields["Holders"] == "nobody"
+        assert re.fullmatch(r"≈ \$\d+\.\d\d so far \(3 × m5\.xlarge, \d+m\)", fields["Cost"]), fields["Cost"]
         assert minutes_of(fields["Up for"]) <= (datetime.now(UTC) - bot.started) / timedelta(minutes=1) + 1
         assert fields["Next action"] == f"terminated at {eod:%H:%M} (end of day)"
         assert etl_not_in(card), "the unmanaged cluster is invisible"
@@ -291,6 +292,20 @@ def test_the_team_runs_the_cluster_from_slack(
         assert "✓ NOTIFY_CHANNEL #emr-alerts: the bot is a member" in doctor.text
         assert "✓ Clusters: 1 managed (analytics WAITING), 1 unmanaged (not touched)" in doctor.text
         assert doctor.text.endswith("All checks passed."), doctor.text
+        # The report: the figures as text in the channel, and the chart uploaded there (files_upload_v2,
+        # to the channel's id), through the fake's three steps; the bytes are a PNG of a sensible size.
+        report = bot.command("alice", "!emr report 3")
+        assert (
+            report.text.startswith("Usage of the managed clusters, last 3 days") and "saved (estimate)" in report.text
+        )
+        upload = wait_for_upload(bot.slack, timeout=60)
+        assert upload.channel == DATA and upload.filename == "emr-report-3d.png"
+        assert upload.data is not None and upload.data.startswith(b"\x89PNG\r\n\x1a\n")
+        assert 10_000 < len(upload.data) < 1_000_000, len(upload.data)
+        assert [c.method for c in bot.slack.calls if c.method.startswith("files.")] == [
+            "files.getUploadURLExternal",
+            "files.completeUploadExternal",
+        ]
         # A status card in a DM goes to the DM.
         dm_card = bot.command("bob", "!emr status", channel=None, card=True)
         assert dm_card.channel == "D0BOB" and dm_card.attachments[0]["title"] == cluster

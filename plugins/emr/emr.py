@@ -11,7 +11,10 @@ decision or transition of the pure layers, and hands the result to the view.
   and sets EMR's own auto-termination policy (the backstop);
 * :mod:`emr_state`, :mod:`emr_rules`, :mod:`emr_decisions` decide (pure
   functions of state, words and ``now``);
-* :mod:`emr_view` words and renders every reply and announcement;
+* :mod:`emr_costs` and :mod:`emr_ledger` price the clusters and keep the usage
+  ledger behind ``!emr report`` (pure; the ledger is stored under ``ledger``);
+* :mod:`emr_view` words and renders every reply and announcement, :mod:`emr_chart`
+  draws the report's chart for Slack;
 * :mod:`emr_doctor` runs the checks of ``!emr doctor``.
 
 All state lives in the plugin storage under ``state`` (versioned plain data,
@@ -33,7 +36,7 @@ import re
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from errbot import BotPlugin, botcmd
@@ -41,14 +44,17 @@ from errbot import BotPlugin, botcmd
 # Dependency order: a module comes after the ones it imports.
 _SIBLINGS = (
     "emr_errors",
+    "emr_costs",
     "emr_templates",
     "emr_settings",
     "emr_state",
+    "emr_ledger",
     "emr_rules",
     "emr_decisions",
     "crossaccount",
     "emr_adapter",
     "emr_view",
+    "emr_chart",
     "emr_doctor",
 )
 
@@ -85,6 +91,8 @@ _reload_siblings_if_changed()
 
 from crossaccount import CrossAccountSession, RoleTarget, Token, utc_now
 from emr_adapter import EmrAdapter, Listing, policy_tag
+from emr_chart import preload as preload_chart
+from emr_chart import render as render_chart
 from emr_decisions import (
     Denied,
     NameProblem,
@@ -108,6 +116,24 @@ from emr_errors import (
     UnknownClusterError,
     UsageError,
     one_line,
+)
+from emr_ledger import (
+    REPORT_MAX_DAYS,
+    CostSoFar,
+    Ledger,
+    cost_so_far,
+    ended,
+    follow,
+    instances_due,
+    instances_seen,
+    seen,
+    watch,
+)
+from emr_ledger import (
+    bounded as ledger_bounded,
+)
+from emr_ledger import (
+    report as usage_report,
 )
 from emr_rules import (
     PERIOD as ACTIVITY_PERIOD,
@@ -151,12 +177,15 @@ _stamp_siblings()
 
 log = logging.getLogger("errbot.plugins.emr")
 
-SUBCOMMANDS = ("status", "start", "lock", "unlock", "terminate", "overtime", "history", "doctor")
+SUBCOMMANDS = ("status", "start", "lock", "unlock", "terminate", "overtime", "history", "report", "doctor")
+REPORT_DEFAULT_DAYS = 7
 HISTORY_DEFAULT = 10
 HISTORY_MAX = 50
 ARGS_LIMIT = 1000
 STATE_KEY = "state"
 TOKEN_KEY = "sts"  # noqa: S105 - a storage key name, not a secret
+LEDGER_KEY = "ledger"
+INSTANCES_RETRY = ACTIVITY_PERIOD  # a failed read of a cluster's instances is retried after 5 minutes
 # Backend modes that speak Slack markup (errbot-backend-slackv3 says "slackv3").
 SLACK_MODES = frozenset({"slack", "slackv3", "slack_rtm"})
 SLACK_MENTION_RE = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
@@ -210,6 +239,10 @@ class EMR(BotPlugin):
         self._lock = threading.RLock()
         self._poll_failure: str | None = None
         self._state: State | None = None  # decoded copy of the stored state, see _load
+        self._ledger: Ledger | None = None  # the usage ledger's latest fold, see _load_ledger
+        self._ledger_stored: Ledger | None = None  # … and what storage holds
+        self._instances_tried: dict[str, tuple[str, datetime]] = {}  # cluster id -> (state, when) of a failed read
+        self._instances_lock = threading.Lock()
         # Listings are numbered when they start; one older than the last folded is stale (see _refresh).
         self._listings = itertools.count(1)
         self._folded = 0
@@ -234,8 +267,13 @@ class EMR(BotPlugin):
         self.session = CrossAccountSession(target, _PluginTokenStore(self), clock=lambda: self.clock())
         self.adapter = EmrAdapter(self.session, self.settings.cluster_tag, clock=lambda: self.clock())
         with self._lock:
-            State.from_dict(self.get(STATE_KEY))  # refuse to start on state we cannot read (or a newer format)
+            state = State.from_dict(self.get(STATE_KEY))  # refuse to start on state we cannot read (or a newer format)
+            if LEDGER_KEY not in self:  # an upgrade: the ledger starts from the state's clusters and holds
+                self[LEDGER_KEY] = Ledger.from_dict(None, state).to_dict()
+            Ledger.from_dict(self.get(LEDGER_KEY))  # and on a usage ledger we cannot read
         self.start_poller(self.settings.poll_seconds, self.tick, args=(self._generation,))
+        if self._on_slack:  # the report's chart: matplotlib imported meanwhile, not at the first report
+            threading.Thread(target=preload_chart, name="emr-chart-preload", daemon=True).start()
         log.info(
             "EMR plugin active: role %s, region %s, tag %s, poll every %ss",
             self.settings.role_arn,
@@ -254,6 +292,9 @@ class EMR(BotPlugin):
         lock = getattr(self, "_lock", None)
         if lock is not None:
             with lock:  # let a tick in flight finish its state change before the storage closes
+                if getattr(self, "_ledger", None) is not None:
+                    with contextlib.suppress(Exception):  # a clean stop keeps the latest fold (best effort)
+                        self._write_ledger()
                 super().deactivate()
         else:
             super().deactivate()
@@ -273,6 +314,39 @@ class EMR(BotPlugin):
     def _save(self, state: State) -> None:
         self[STATE_KEY] = state.to_dict()  # written through before anyone sees it
         self._state = state
+        self._save_ledger(follow(self._load_ledger(), state, self.clock()))
+
+    def _load_ledger(self) -> Ledger:
+        """The usage ledger (call under ``self._lock``); kept decoded like the state."""
+        if self._ledger is None:
+            self._ledger = self._ledger_stored = Ledger.from_dict(self.get(LEDGER_KEY), self._load())
+        return self._ledger
+
+    def _save_ledger(self, ledger: Ledger) -> None:
+        """Keep the ledger's latest fold; it is written by the poller (:meth:`_write_ledger`), not by commands.
+
+        A command's fold needs no write of its own: the spans it opens or closes are dated by the
+        state it saved (a hold's ``since``, the last release, the termination), and the next tick's
+        fold finds them there again, also after a restart or a ``kill -9``. So lock and unlock pay one
+        storage write (the state), as before the ledger.
+        """
+        self._ledger = ledger
+
+    def _write_ledger(self) -> None:
+        """Write the ledger if it changed since it was last written (call under ``self._lock``).
+
+        Its heartbeats move once a minute, so a steady tick writes it at most once a minute.
+        """
+        ledger = self._load_ledger()
+        if ledger is self._ledger_stored or ledger == self._ledger_stored:
+            return
+        self[LEDGER_KEY] = ledger.to_dict()
+        self._ledger_stored = ledger
+
+    @property
+    def _watch_gap(self) -> timedelta:
+        """A longer pause between two ticks means the bot was down: that time is not watched."""
+        return timedelta(seconds=2 * self.settings.poll_seconds + 60)
 
     def _refresh(self) -> tuple[State, Listing]:
         """List the clusters (outside the lock) and fold the listing into the state, unless it is stale.
@@ -294,6 +368,7 @@ class EMR(BotPlugin):
             state = observe(old, listing.managed, now, listed_since=asked)
             if state != old:  # a steady-state status or tick writes nothing
                 self._save(state)
+            self._save_ledger(seen(self._load_ledger(), listing.managed, now))
         return state, listing
 
     def _target(self, words: str, *, rest_allowed: bool = False) -> tuple[ClusterInfo, str]:
@@ -344,6 +419,7 @@ class EMR(BotPlugin):
             self._poll_failure = None
             self._announce(self.view.poller_back)
         self._recheck_unlisted(state)
+        self._read_instances_where_due()
         self._read_activity_if_due()
         self._read_steps_where_due()
         now = self.clock()
@@ -352,6 +428,9 @@ class EMR(BotPlugin):
             state, effects = plan_tick(old, self.policy, now)
             if state != old:
                 self._save(state)
+            ledger = watch(self._load_ledger(), now, self._watch_gap)
+            self._save_ledger(ledger_bounded(follow(ledger, state, now), now))
+            self._write_ledger()
         for effect in effects:
             if isinstance(effect, Warn):
                 self._announce(self.view.warning(effect.cluster, effect.deadline))
@@ -382,6 +461,9 @@ class EMR(BotPlugin):
                 new, settled = settle(old, info, self.clock())
                 if new != old:
                     self._save(new)
+            if settled.kind in ("start_failed", "ended"):
+                with self._lock:
+                    self._save_ledger(ended(self._load_ledger(), info, self.clock()))
             if settled.kind == "start_failed":
                 self._rechecked.pop(cluster_id, None)
                 self._announce(self.view.start_failure(settled.record, info))
@@ -392,6 +474,34 @@ class EMR(BotPlugin):
                     self._announce(self.view.ended(record, info))
             elif settled.kind == "unmanaged":
                 self._announce(self.view.unmanaged(settled.record))
+
+    def _read_instances_where_due(self, only: list[str] | None = None) -> None:
+        """Read what the clusters run (for their cost): once, and again after a state change (DESIGN §13).
+
+        No request in steady state; a failure is logged and retried after INSTANCES_RETRY.
+        """
+        with self._instances_lock:  # single flight: a status and a tick seeing a new cluster read it once
+            self._read_instances(only)
+
+    def _read_instances(self, only: list[str] | None) -> None:
+        now = self.clock()
+        with self._lock:
+            state = self._load()
+            due = [cid for cid in instances_due(self._load_ledger(), state) if only is None or cid in only]
+        for cluster_id in due:
+            cluster_state = state.clusters[cluster_id].state
+            tried = self._instances_tried.get(cluster_id)
+            if tried is not None and tried[0] == cluster_state and now - tried[1] < INSTANCES_RETRY:
+                continue
+            try:
+                composition = self.adapter.instances(cluster_id)
+            except AwsError as error:
+                self._instances_tried[cluster_id] = (cluster_state, now)
+                log.warning("EMR: cannot read the instances of %s (its cost stays unknown): %s", cluster_id, error)
+                continue
+            self._instances_tried.pop(cluster_id, None)
+            with self._lock:
+                self._save_ledger(instances_seen(self._load_ledger(), self._load(), cluster_id, composition, now))
 
     def _read_activity_if_due(self) -> None:
         """Read IsIdle of the managed clusters (one GetMetricData), at most once per metric period.
@@ -555,13 +665,69 @@ class EMR(BotPlugin):
         records = [(state.clusters[c.id], c) for c in shown if c.id in state.clusters and state.clusters[c.id].listed]
         if not records:
             return self.view.no_cluster(state)
+        self._read_instances_where_due(only=[r.id for r, _ in records])  # a cluster seen for the first time
+        with self._lock:
+            ledger = self._load_ledger()
+        costs = {r.id: self._cost(ledger, r.id, now) for r, _ in records}
         if self._on_slack:
             # One card (a Slack attachment with a plain-text fallback) per cluster.
             for record, cluster in records:
-                self._reply_slack(msg, self.view.status_message(state, record, cluster, now, self._activity_problem))
+                self._reply_slack(
+                    msg, self.view.status_message(state, record, cluster, now, self._activity_problem, costs[record.id])
+                )
             return None
         problem = self._activity_problem
-        return "\n".join(self.view.status_lines(state, record, cluster, now, problem) for record, cluster in records)
+        return "\n".join(
+            self.view.status_lines(state, record, cluster, now, problem, costs[record.id])
+            for record, cluster in records
+        )
+
+    def _cost(self, ledger: Ledger, cluster_id: str, now: datetime) -> CostSoFar:
+        return cost_so_far(ledger, self.settings.prices, self.settings.region, cluster_id, now)
+
+    @botcmd
+    @answers
+    def emr_report(self, msg: Any, args: str) -> str | None:
+        """Per day: hours up, held, busy and idle, automatic terminations, cost, and what the rules saved. Usage: !emr report [DAYS]"""
+        words = args.split()
+        if len(words) > 1 or (words and not COUNT_WORD_RE.fullmatch(words[0])):
+            raise UsageError(self.view.report_usage(REPORT_MAX_DAYS))
+        days = int(words[0]) if words else REPORT_DEFAULT_DAYS
+        if not 1 <= days <= REPORT_MAX_DAYS:
+            raise UsageError(self.view.report_usage(REPORT_MAX_DAYS))
+        now = self.clock()
+        with self._lock:  # a consistent copy; the figures are computed outside the lock (a tick may run)
+            active = list(self._load().clusters)
+            ledger = watch(self._load_ledger(), now, self._watch_gap, exact=True)
+        settings = self.settings
+        figures = usage_report(
+            ledger, settings.prices, settings.region, settings.timezone, days, now, settings.end_of_day, active
+        )
+        text = self.view.report(figures, days, now)
+        if not self._on_slack:
+            return text
+        to = msg.to if msg.is_group else msg.frm
+        self.send(to, text)
+        return self._upload_chart(msg, render_chart(figures, self.view.report_title(days)), days)
+
+    def _upload_chart(self, msg: Any, png: bytes, days: int) -> str | None:
+        """Upload the chart to the channel the report was asked in, by its id (DESIGN §13).
+
+        Through the Web API's ``files_upload_v2``: the SlackV3 backend's own stream upload names the
+        channel as ``<#C…|name>``, which Slack's upload refuses.
+        """
+        channel = msg.to.id if msg.is_group else getattr(msg.frm, "channelid", None)
+        try:
+            self._bot.slack_web.files_upload_v2(
+                channel=channel,
+                file=png,
+                filename=f"emr-report-{days}d.png",
+                title=self.view.report_title(days),
+            )
+        except Exception as error:
+            log.warning("!emr report: chart not uploaded to %s: %s", channel, error)
+            return self.view.chart_failed(error)
+        return None
 
     @botcmd
     @answers

@@ -32,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from crossaccount import CrossAccountSession
+from emr_costs import Composition, Instances
 from emr_errors import (
     AccessDeniedError,
     AwsError,
@@ -49,6 +50,12 @@ START_PERMISSION = "elasticmapreduce:RunJobFlow"
 # iam:PassRole on each (its only dependent action in the IAM reference). Tags given in RunJobFlow need no
 # elasticmapreduce:AddTags: IAM lists no such dependency, and checks them as RunJobFlow's RequestTag keys.
 PASS_ROLE_PERMISSION = "iam:PassRole"  # noqa: S105 - an IAM action name, not a password
+# The instances a cluster runs, for its cost (DESIGN §13): read once and again after a state change.
+INSTANCE_PERMISSIONS = (
+    "elasticmapreduce:ListInstanceGroups",
+    "elasticmapreduce:ListInstanceFleets",
+    "elasticmapreduce:ListInstances",
+)
 PERMISSIONS = (
     "elasticmapreduce:ListClusters",
     "elasticmapreduce:DescribeCluster",
@@ -60,6 +67,7 @@ PERMISSIONS = (
     "elasticmapreduce:GetAutoTerminationPolicy",
     "elasticmapreduce:PutAutoTerminationPolicy",
     "elasticmapreduce:RemoveAutoTerminationPolicy",
+    *INSTANCE_PERMISSIONS,
 )
 # The actions of PERMISSIONS that change something. The shipped policy allows each EMR one only on the
 # clusters of account B in REGION that carry the managed tag (condition elasticmapreduce:ResourceTag/
@@ -174,6 +182,59 @@ class EmrAdapter:
         if not read_at <= now < read_at + TAG_TTL:  # expired (or the clock went back)
             return None
         return managed
+
+    # -- instances (cost) ---------------------------------------------------------------
+    def instances(self, cluster_id: str) -> Composition:
+        """What the cluster runs: instance type, count and market of each instance group (or fleet).
+
+        ``ListInstanceGroups`` (paginated) first; a cluster made of instance fleets has no
+        groups (EMR answers with none, or refuses the call), so then ``ListInstanceFleets``.
+        A fleet of one instance type gives its count from the provisioned capacity; a fleet
+        that may mix types is counted with ``ListInstances`` (its running instances, by type
+        and market). Before the cluster is ready, a group's requested count stands in for
+        its running count (the instances are being launched, and billed).
+        """
+        try:
+            groups = self._pages(
+                "list_instance_groups", "elasticmapreduce:ListInstanceGroups", "InstanceGroups", cluster_id
+            )
+        except AwsError as error:
+            # A fleet cluster: EMR refuses ListInstanceGroups as an invalid request (moto answers none).
+            if type(error) is not AwsError or "InvalidRequestException" not in str(error):
+                raise
+            groups = []
+        if groups:
+            return group_composition(groups)
+        fleets = self._pages(
+            "list_instance_fleets", "elasticmapreduce:ListInstanceFleets", "InstanceFleets", cluster_id
+        )
+        composition: list[Instances] = []
+        for fleet in fleets:
+            single = fleet_composition(fleet)
+            if single is not None:
+                composition += single
+                continue
+            running = self._pages(
+                "list_instances",
+                "elasticmapreduce:ListInstances",
+                "Instances",
+                cluster_id,
+                InstanceFleetId=fleet.get("Id", ""),
+                InstanceStates=["AWAITING_FULFILLMENT", "PROVISIONING", "BOOTSTRAPPING", "RUNNING"],
+            )
+            composition += instance_composition(running)
+        return tuple(composition)
+
+    def _pages(self, operation: str, action: str, key: str, cluster_id: str, **extra: Any) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"ClusterId": cluster_id, **extra}
+        while True:
+            page = self.session.call("emr", operation, action, **params)
+            items.extend(page.get(key, []))
+            marker = page.get("Marker")
+            if not marker:
+                return items
+            params["Marker"] = marker
 
     # -- one cluster -----------------------------------------------------------------
     def describe(self, cluster_id: str) -> ClusterInfo:
@@ -377,3 +438,51 @@ def _aware(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+LIVE_GROUP_STATES = frozenset({"PROVISIONING", "BOOTSTRAPPING", "RUNNING", "RECONFIGURING", "RESIZING", "SUSPENDED"})
+
+
+def group_composition(groups: Sequence[Mapping[str, Any]]) -> Composition:
+    """``ListInstanceGroups``' groups as instances: running count, or requested while it provisions."""
+    out: list[Instances] = []
+    for group in groups:
+        state = group.get("Status", {}).get("State", "")
+        if state not in LIVE_GROUP_STATES:
+            continue  # ENDED, TERMINATED …: nothing runs
+        running = int(group.get("RunningInstanceCount") or 0)
+        count = running if running or state == "RUNNING" else int(group.get("RequestedInstanceCount") or 0)
+        if state == "RESIZING":
+            count = max(running, int(group.get("RequestedInstanceCount") or 0))
+        if count:
+            out.append(Instances(str(group.get("InstanceType", "")), count, group.get("Market") == "SPOT"))
+    return tuple(out)
+
+
+def fleet_composition(fleet: Mapping[str, Any]) -> list[Instances] | None:
+    """A fleet of one instance type, from its provisioned capacity (units / weight); None if it mixes types."""
+    specs = fleet.get("InstanceTypeSpecifications", [])
+    if fleet.get("Status", {}).get("State") in ("TERMINATING", "TERMINATED"):
+        return []
+    if len(specs) != 1:
+        return None
+    spec = specs[0]
+    weight = max(int(spec.get("WeightedCapacity") or 1), 1)
+    out = []
+    for units, spot in (
+        (fleet.get("ProvisionedOnDemandCapacity") or fleet.get("TargetOnDemandCapacity") or 0, False),
+        (fleet.get("ProvisionedSpotCapacity") or fleet.get("TargetSpotCapacity") or 0, True),
+    ):
+        count = -(-int(units) // weight)  # ceiling: a unit of a larger instance is a whole instance
+        if count:
+            out.append(Instances(str(spec.get("InstanceType", "")), count, spot))
+    return out
+
+
+def instance_composition(instances: Sequence[Mapping[str, Any]]) -> list[Instances]:
+    """``ListInstances``' instances, counted by type and market."""
+    counts: dict[tuple[str, bool], int] = {}
+    for instance in instances:
+        key = (str(instance.get("InstanceType", "")), instance.get("Market") == "SPOT")
+        counts[key] = counts.get(key, 0) + 1
+    return [Instances(t, n, spot) for (t, spot), n in sorted(counts.items())]

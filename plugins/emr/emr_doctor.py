@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 from crossaccount import CrossAccountSession, MemoryTokenStore
 from emr_adapter import EmrAdapter, policy_tag
+from emr_costs import NoPrice, hourly, summary
 from emr_errors import (
     AccessDeniedError,
     AwsUnreachableError,
@@ -44,6 +45,7 @@ CLUSTER_STEPS = (
     "EMR ListSteps (steps between two ticks)",
     "CloudWatch GetMetricData (IsIdle: YARN work)",
     "EMR auto-termination (backstop)",
+    "EMR ListInstanceGroups / ListInstanceFleets (cost)",
 )
 START_TITLE = "EMR RunJobFlow and iam:PassRole (!emr start)"
 
@@ -182,6 +184,7 @@ class Doctor:
 
         checks.append(self._managed_check(active, managed))
         checks.append(self._steps_check(probe, managed))
+        checks.append(self._instances_check(probe, managed))
         checks.append(self._activity_check(probe, managed))
         checks.append(self._backstop_check(probe, managed, state))
         checks.append(self._terminate_check(state, probe))
@@ -320,6 +323,35 @@ class Doctor:
         return Check(
             OK, title, f"read the steps of {managed[0].name}: a step between two ticks restarts the idle clock"
         )
+
+    def _instances_check(self, probe: CrossAccountSession, managed: list[ClusterInfo]) -> Check:
+        """What the managed clusters run, and whether the price table has a price for each (DESIGN §13)."""
+        title = CLUSTER_STEPS[6]
+        s = self.settings
+        table = f"PRICES_FILE {s.prices_file}" if s.prices_file else "the shipped price table"
+        dated = f"{table} of {s.prices.date.isoformat()}"
+        if not managed:
+            return Check(SKIP, title, f"not checked: no managed cluster ({dated})")
+        adapter = EmrAdapter(probe, s.cluster_tag)
+        seen: list[str] = []
+        for cluster in managed:
+            try:
+                composition = adapter.instances(cluster.id)
+            except EmrChatopsError as error:
+                detail, fix = self._emr_problem(error)
+                return Check(FAIL, title, f"{detail} Until fixed !emr status shows no cost", fix)
+            rate = hourly(s.prices, s.region, composition)
+            if isinstance(rate, NoPrice):
+                return Check(
+                    WARN,
+                    title,
+                    f"{cluster.name} runs {summary(composition)}: no price for {rate.instance_type} in "
+                    f"{rate.region} in {dated}, so its cost is shown as unknown",
+                    "add it to a copy of plugins/emr/prices.json and set EMR_PRICES_FILE to it (README, Cost)",
+                )
+            bound = "≤ " if rate.upper_bound else ""
+            seen.append(f"{cluster.name} {summary(composition)} {bound}${rate.dollars:.2f}/h")
+        return Check(OK, title, f"{'; '.join(seen)} ({dated})")
 
     def _managed_check(self, active: list[ClusterInfo], managed: list[ClusterInfo]) -> Check:
         s = self.settings

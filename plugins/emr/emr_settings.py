@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import time
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from emr_costs import PriceError, PriceTable, read_prices, shipped_prices
 from emr_errors import ConfigError
 from emr_templates import Template, TemplateError, load_templates
 
@@ -44,6 +45,7 @@ KEYS = (
     "TEMPLATES_DIR",
     "MAX_CLUSTERS",
     "BACKSTOP_MINUTES",
+    "PRICES_FILE",
 )
 ACTIVITY_SOURCES = ("cloudwatch", "off")
 BACKSTOP_DEFAULT = 180
@@ -96,6 +98,8 @@ class Settings:
     templates: tuple[Template, ...] = ()  # read from templates_dir at activation, validated
     max_clusters: int = 2  # `!emr start` refuses when more managed clusters would be active
     backstop_minutes: int | None = BACKSTOP_DEFAULT  # EMR's AutoTerminationPolicy on unheld clusters; None: off
+    prices_file: str | None = None  # None: the table shipped in the plugin (prices.json)
+    prices: PriceTable = field(default_factory=shipped_prices)  # read at activation, validated
 
     @property
     def backstop_seconds(self) -> int | None:
@@ -272,6 +276,14 @@ def from_mapping(raw: Mapping[str, Any]) -> Settings:
                 f"{backstop_minutes} must be longer than IDLE_MINUTES ({idle_minutes}): EMR's own timeout "
                 "is the backstop for when the bot is down, and must never fire before the bot's idle rule",
             )
+    prices_file: str | None = None
+    prices = shipped_prices()
+    if not _optional_text(raw.get("PRICES_FILE")):
+        prices_file = _text("PRICES_FILE", raw["PRICES_FILE"])
+        try:
+            prices = read_prices(prices_file)
+        except PriceError as problem:
+            raise ConfigError("PRICES_FILE", str(problem)) from None
     return Settings(
         role_arn=role_arn,
         external_id=external_id,
@@ -292,4 +304,6 @@ def from_mapping(raw: Mapping[str, Any]) -> Settings:
         templates=templates,
         max_clusters=max_clusters,
         backstop_minutes=backstop_minutes,
+        prices_file=prices_file,
+        prices=prices,
     )

@@ -13,12 +13,15 @@ deadline looks like in ``!emr status``, and its warning.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from emr_costs import Cost, NoPrice, summary
 from emr_decisions import (
     ActiveCluster,
     AmbiguousName,
@@ -31,6 +34,7 @@ from emr_decisions import (
     UnknownName,
 )
 from emr_errors import AccessDeniedError, AwsError, one_line
+from emr_ledger import CostSoFar, Figures, Report
 from emr_rules import Deadline, Expire, Policy, Ready, Remind, busy, next_deadline
 from emr_settings import Settings
 from emr_state import UNMANAGED, ClusterInfo, ClusterRecord, Event, Hold, State
@@ -46,6 +50,95 @@ COLOR_IDLE = "#2EB886"  # WAITING, nobody holds it: the idle countdown runs
 COLOR_BUSY = "#439FE0"  # a step is running (or the cluster is starting): never idle
 COLOR_HELD = "#DAA038"  # someone holds it
 COLOR_DOOMED = "#A30200"  # being terminated now
+
+
+REPORT_RULES = {"idle": "idle", "end_of_day": "end of day", "overtime": "overtime"}
+BAR_CELLS = 24  # one cell per hour of the day
+BAR_MARKS = (("held", "█"), ("busy", "▓"), ("idle", "░"), ("unwatched", "·"))
+
+
+class CostWords:
+    """The wording of costs and of ``!emr report`` (DESIGN §13); mixed into :class:`View`."""
+
+    settings: Settings
+    slack: bool
+
+    def cost_so_far(self, c: CostSoFar) -> str:
+        """ "≈ $12.40 so far (3 × m5.xlarge, 4h 10m)"; never a number without a price."""
+        if c.cost is None:
+            return "not known yet (its instances are read at the next poll)"
+        if isinstance(c.cost, NoPrice):
+            return self.no_price(c.cost)
+        what = f"{summary(c.composition)}, {duration(c.up)}"
+        if c.cost.upper_bound:
+            return f"≤ {money(c.cost)} so far ({what}; spot priced at on-demand: an upper bound)"
+        return f"≈ {money(c.cost)} so far ({what})"
+
+    def no_price(self, missing: NoPrice) -> str:
+        table = "PRICES_FILE" if self.settings.prices_file else "the shipped price table"
+        return f"cost unknown (no price for {missing.instance_type} in {missing.region} in {table})"
+
+    def report_usage(self, maximum: int) -> str:
+        return f"!emr report takes one number of days, 1–{maximum} (default 7): !emr report [DAYS]"
+
+    def report(self, report: Report, days: int, now: datetime) -> str:
+        """The table, one Unicode bar per day, the totals, and the definitions under the figures."""
+        zone = self.settings.timezone
+        header = (
+            f"Usage of the managed clusters, last {days} day{'s' if days != 1 else ''} "
+            f"({zone.key}, to {self.local(now, with_day=True)}), {report.clusters} cluster"
+            f"{'s' if report.clusters != 1 else ''}"
+        )
+        columns = f"{'day':<9} {'up':>6} {'held':>6} {'busy':>6} {'idle':>6} {'n/w':>6} {'cost':>9} {'saved':>9}  auto-terminations"
+        lines = [columns]
+        for day, figures in report.days:
+            lines.append((self._report_row(_day(day), figures) + "  " + bar(figures)).rstrip())
+        lines.append(self._report_row("total", report.total))
+        body = "\n".join(lines)
+        notes = [
+            "busy = work running while nobody held it; idle = up, unheld, no work; "
+            "n/w = up and unheld while the bot was not watching (down or restarting): neither busy nor idle known.",
+            f"bar: one cell per hour — {', '.join(f'{mark} {name}' for name, mark in BAR_MARKS)}.",
+            "saved (estimate) = " + self.saving_definition(report),
+            f"Prices: {report.prices.source}, as of {report.prices.date.isoformat()}"
+            f"{' (PRICES_FILE)' if self.settings.prices_file else ''}; EC2 on-demand + EMR per instance-hour.",
+        ]
+        if report.total.cost.upper_bound or report.total.saving.upper_bound:
+            notes.append("≤: spot capacity is priced at on-demand, so the figure is an upper bound.")
+        for missing in report.total.unknown:
+            notes.append(f"Left out of the cost: {self.no_price(missing)}.")
+        # In a code block on both chats: the columns stay aligned, and markdown leaves the lines alone.
+        return f"{header}\n```\n{body}\n```\n" + "\n".join(notes)
+
+    def report_title(self, days: int) -> str:
+        return f"EMR usage, last {days} day{'s' if days != 1 else ''} ({self.settings.timezone.key})"
+
+    def chart_failed(self, error: Exception) -> str:
+        code = getattr(getattr(error, "response", None), "get", lambda _k: None)("error")
+        why = f"Slack said {code}" if isinstance(code, str) else "see the bot's log"
+        fix = (
+            ": the app needs the files:write scope (deploy/slack-app-manifest.yaml)" if code == "missing_scope" else ""
+        )
+        return f"✗ The chart was not uploaded ({why}){fix}; the figures above are complete."
+
+    def saving_definition(self, report: Report) -> str:
+        eod = report.end_of_day.strftime("%H:%M") if report.end_of_day else None
+        until = f"that day's END_OF_DAY ({eod})" if eod else "the end of that day (END_OF_DAY is off)"
+        return (
+            f"for each idle-rule termination, the cost of running on until {until}; for each end-of-day or "
+            "overtime termination, the cost of running on until the next hold or cluster start, at most 24 h "
+            "(never beyond now), at the cluster's instances when it was terminated."
+        )
+
+    def _report_row(self, label: str, f: Figures) -> str:
+        stops = ", ".join(f"{REPORT_RULES.get(rule, rule)} {n}" for rule, n in sorted(f.terminations.items())) or "—"
+        return (
+            f"{label:<9} {hm(f.up):>6} {hm(f.held):>6} {hm(f.busy):>6} {hm(f.idle):>6} {hm(f.unwatched):>6} "
+            f"{money(f.cost):>9} {money(f.saving):>9}  {stops}"
+        )
+
+    def local(self, moment: datetime | None, *, with_day: bool = False) -> str:
+        raise NotImplementedError  # View's
 
 
 @dataclass(frozen=True)
@@ -121,7 +214,7 @@ def _unescape(text: str) -> str:
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
-class View:
+class View(CostWords):
     """Wording and rendering for one chat (plain text, or Slack markup)."""
 
     def __init__(self, settings: Settings, policy: Policy, *, slack: bool) -> None:
@@ -340,7 +433,13 @@ class View:
         return (self.deadline(deadline, now) if deadline is not None else "none"), notes
 
     def status_lines(
-        self, state: State, record: ClusterRecord, cluster: ClusterInfo, now: datetime, activity_problem: str | None
+        self,
+        state: State,
+        record: ClusterRecord,
+        cluster: ClusterInfo,
+        now: datetime,
+        activity_problem: str | None,
+        cost: CostSoFar | None = None,
     ) -> str:
         started = cluster.created_at or record.first_seen
         next_action, notes = self._facts(state, record, now)
@@ -350,12 +449,20 @@ class View:
             lines = [f"{self.cluster(cluster)} — {cluster.state}, up {duration(now - started)}"]
         lines.append("  held by " + ("; ".join(self.hold(h) for h in record.holds) or "nobody"))
         lines.append(f"  activity: {self.activity(record, activity_problem)}")
+        if cost is not None:
+            lines.append(f"  cost: {self.cost_so_far(cost)}")
         lines.append(f"  next: {next_action}")
         lines += [f"  {note[0].lower()}{note[1:].rstrip('.')}" for note in notes]
         return "\n".join(lines)
 
     def status_card(
-        self, state: State, record: ClusterRecord, cluster: ClusterInfo, now: datetime, activity_problem: str | None
+        self,
+        state: State,
+        record: ClusterRecord,
+        cluster: ClusterInfo,
+        now: datetime,
+        activity_problem: str | None,
+        cost: CostSoFar | None = None,
     ) -> dict[str, Any]:
         """``send_card`` arguments for one cluster: the same facts as :meth:`status_lines`.
 
@@ -383,12 +490,19 @@ class View:
                 ("Up for", duration(now - started)),
                 ("Holders", "\n".join(self.hold(h, mention=True) for h in record.holds) or "nobody"),
                 ("Activity", self.activity(record, activity_problem)),
+                *((("Cost", self.cost_so_far(cost)),) if cost is not None else ()),
                 ("Next action", next_action),
             ),
         }
 
     def status_message(
-        self, state: State, record: ClusterRecord, cluster: ClusterInfo, now: datetime, activity_problem: str | None
+        self,
+        state: State,
+        record: ClusterRecord,
+        cluster: ClusterInfo,
+        now: datetime,
+        activity_problem: str | None,
+        cost: CostSoFar | None = None,
     ) -> dict[str, Any]:
         """``chat.postMessage`` arguments on Slack: the card as an attachment, and a plain-text fallback.
 
@@ -396,7 +510,7 @@ class View:
         notifications, search and screen readers get: the essentials in one line, holders by
         name (a status asked by someone must not ping the holders again).
         """
-        card = self.status_card(state, record, cluster, now, activity_problem)
+        card = self.status_card(state, record, cluster, now, activity_problem, cost)
         attachment: dict[str, Any] = {
             "fallback": self.status_fallback(state, record, cluster, now),
             "color": card["color"],
@@ -620,6 +734,32 @@ class View:
         else:
             detail = f" — {e.detail}" if e.detail else ""
         return f"{self.local(e.at, with_day=True)} {e.kind} {self.named(e)} ({e.cluster}){who}{detail}"
+
+
+def money(cost: Cost) -> str:
+    """``$2.33``: to the cent, half up (2.325 is 2.33, whatever the float sum's last bit)."""
+    cents = Decimal(repr(round(cost.dollars, 6))).quantize(Decimal("0.01"), ROUND_HALF_UP)
+    return f"{'≤' if cost.upper_bound else ''}${cents:,}"
+
+
+def hm(delta: timedelta) -> str:
+    """Hours and minutes, ``12:05`` (rounded to the minute)."""
+    minutes = round(delta.total_seconds() / 60)
+    return f"{minutes // 60}:{minutes % 60:02d}"
+
+
+def _day(day: date) -> str:
+    return day.strftime("%m-%d %a")
+
+
+def bar(f: Figures) -> str:
+    """One cell per hour of the day, held / busy / idle / not watched, rounded so the cells add up."""
+    cells: list[str] = []
+    done = 0.0
+    for name, mark in BAR_MARKS:
+        done += getattr(f, name).total_seconds() / 3600
+        cells += [mark] * (min(math.floor(done + 0.5), BAR_CELLS) - len(cells))  # half up, like money
+    return "".join(cells)
 
 
 def duration(delta: timedelta) -> str:

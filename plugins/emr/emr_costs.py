@@ -1,0 +1,274 @@
+"""What a cluster costs (DESIGN §13): prices, instance composition, and cost over time.
+
+Pure: no boto3, no errbot, no clock. The price table is plain data (the
+shipped ``prices.json`` or an operator's ``PRICES_FILE``), validated by
+:func:`price_table` with a message that names the problem. Costs are computed
+from a cluster's *composition* (which instance types, how many, on-demand or
+spot) over time: a list of ``(since, composition)`` segments, so a resize
+mid-way is priced piecewise.
+
+An instance type or region missing from the table is never guessed: the result
+is a :class:`NoPrice` naming both. Spot capacity is priced at the on-demand
+rate, and the figure is marked as an upper bound.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+SHIPPED_PRICES = Path(__file__).with_name("prices.json")
+REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d$")
+INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+HOUR = timedelta(hours=1)
+PRICE_LIMIT = 1000.0  # $/h for one instance: above it, a table is wrong (the largest EC2 types cost ~$110/h)
+
+
+class PriceError(ValueError):
+    """A price table that cannot be used; the message names the problem."""
+
+
+@dataclass(frozen=True)
+class Price:
+    """One instance-hour, in USD: the EC2 on-demand price and EMR's own charge."""
+
+    ec2: float
+    emr: float
+
+    @property
+    def per_hour(self) -> float:
+        return self.ec2 + self.emr
+
+
+@dataclass(frozen=True)
+class PriceTable:
+    """Prices per region and instance type, with where they came from."""
+
+    source: str
+    date: date
+    regions: Mapping[str, Mapping[str, Price]]
+
+    def price(self, region: str, instance_type: str) -> Price | None:
+        return self.regions.get(region, {}).get(instance_type)
+
+
+@dataclass(frozen=True)
+class Instances:
+    """Running instances of one type in one instance group (or one type of an instance fleet)."""
+
+    instance_type: str
+    count: int
+    spot: bool = False
+
+
+Composition = tuple[Instances, ...]
+
+
+@dataclass(frozen=True)
+class NoPrice:
+    """A price the table does not have: the cost is unknown, never guessed."""
+
+    instance_type: str
+    region: str
+
+
+@dataclass(frozen=True)
+class Cost:
+    """USD; *upper_bound* when spot capacity was priced at on-demand."""
+
+    dollars: float
+    upper_bound: bool = False
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(self.dollars + other.dollars, self.upper_bound or other.upper_bound)
+
+
+ZERO = Cost(0.0)
+
+
+# -- the table -----------------------------------------------------------------------------
+
+
+def price_table(data: object) -> PriceTable:
+    """Validate a price table's plain data (the format of ``prices.json``); PriceError names the problem.
+
+    Format: ``{"source": URL or text, "date": "YYYY-MM-DD", "currency": "USD",
+    "regions": {REGION: {INSTANCE_TYPE: {"ec2": $/h, "emr": $/h}}}}``.
+    """
+    if not isinstance(data, Mapping):
+        raise PriceError("not a JSON object")
+    source = data.get("source")
+    if not isinstance(source, str) or not source.strip():
+        raise PriceError('"source" is missing: say where the prices come from')
+    raw_date = data.get("date")
+    try:
+        when = date.fromisoformat(raw_date) if isinstance(raw_date, str) else None
+    except ValueError:
+        when = None
+    if when is None:
+        raise PriceError('"date" must be the day the prices were read, YYYY-MM-DD')
+    if data.get("currency", "USD") != "USD":
+        raise PriceError('"currency" must be USD')
+    regions = data.get("regions")
+    if not isinstance(regions, Mapping) or not regions:
+        raise PriceError('"regions" must be an object of regions, each an object of instance types')
+    table: dict[str, dict[str, Price]] = {}
+    for region, types in regions.items():
+        if not isinstance(region, str) or not REGION_RE.fullmatch(region):
+            raise PriceError(f"{region!r} is not a region name (like us-east-1)")
+        if not isinstance(types, Mapping) or not types:
+            raise PriceError(f"region {region}: expected an object of instance types")
+        table[region] = {}
+        for instance_type, entry in types.items():
+            where = f"{region} {instance_type}"
+            if not isinstance(instance_type, str) or not INSTANCE_TYPE_RE.fullmatch(instance_type):
+                raise PriceError(f"region {region}: {instance_type!r} is not an instance type (like m5.xlarge)")
+            if not isinstance(entry, Mapping) or set(entry) != {"ec2", "emr"}:
+                raise PriceError(f'{where}: expected {{"ec2": $/h, "emr": $/h}}')
+            values = [entry["ec2"], entry["emr"]]
+            for value in values:
+                if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                    raise PriceError(f"{where}: prices must be numbers (USD per hour)")
+                if not 0 <= value <= PRICE_LIMIT:
+                    raise PriceError(f"{where}: {value} is not a price per hour (0–{PRICE_LIMIT:g})")
+            table[region][instance_type] = Price(float(values[0]), float(values[1]))
+    return PriceTable(source=source.strip(), date=when, regions=table)
+
+
+def read_prices(path: str | Path | None) -> PriceTable:
+    """The shipped table (*path* None) or an operator's; PriceError names the file's problem."""
+    file = Path(path) if path is not None else SHIPPED_PRICES
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PriceError(f"{file}: no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise PriceError(f"{file}: cannot read it ({error.__class__.__name__})") from None
+    except json.JSONDecodeError as error:
+        raise PriceError(f"{file}: not JSON (line {error.lineno}: {error.msg})") from None
+    try:
+        return price_table(data)
+    except PriceError as problem:
+        raise PriceError(f"{file}: {problem}") from None
+
+
+@functools.cache
+def shipped_prices() -> PriceTable:
+    """The table shipped with the plugin (read once)."""
+    return read_prices(None)
+
+
+# -- arithmetic ----------------------------------------------------------------------------
+
+
+def hourly(prices: PriceTable, region: str, composition: Composition) -> Cost | NoPrice:
+    """Dollars per hour of a composition; the first type without a price makes it unknown."""
+    total = ZERO
+    for group in composition:
+        if group.count <= 0:
+            continue
+        price = prices.price(region, group.instance_type)
+        if price is None:
+            return NoPrice(group.instance_type, region)
+        total = total + Cost(group.count * price.per_hour, upper_bound=group.spot)
+    return total
+
+
+Segments = Sequence[tuple[datetime, Composition]]
+
+
+def cost_between(prices: PriceTable, region: str, segments: Segments, start: datetime, end: datetime) -> Cost | NoPrice:
+    """The cost of running from *start* to *end*, each composition segment at its own rate.
+
+    *segments* are ``(since, composition)`` in time order; the first one counts from
+    *start* even if read later (a cluster is read when first seen, priced from its creation).
+    """
+    for _, composition in segments:  # an unknown price is said even for no time at all
+        rate = hourly(prices, region, composition)
+        if isinstance(rate, NoPrice):
+            return rate
+    if end <= start or not segments:
+        return ZERO
+    total = ZERO
+    for index, (since, composition) in enumerate(segments):
+        seg_start = start if index == 0 else max(start, since)
+        seg_end = end if index + 1 == len(segments) else min(end, segments[index + 1][0])
+        if seg_end <= seg_start:
+            continue
+        rate = hourly(prices, region, composition)
+        if isinstance(rate, NoPrice):
+            return rate
+        total = total + Cost(rate.dollars * ((seg_end - seg_start) / HOUR), rate.upper_bound)
+    return total
+
+
+def summary(composition: Composition) -> str:
+    """``3 × m5.xlarge`` (counts of one type added up; spot ones named), largest first."""
+    counts: dict[tuple[str, bool], int] = {}
+    for group in composition:
+        if group.count > 0:
+            key = (group.instance_type, group.spot)
+            counts[key] = counts.get(key, 0) + group.count
+    parts = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return " + ".join(f"{n} × {t}{' spot' if spot else ''}" for (t, spot), n in parts) or "no instances"
+
+
+# -- intervals -----------------------------------------------------------------------------
+
+Span = tuple[datetime, datetime]
+
+
+def merge(spans: Iterable[Span]) -> list[Span]:
+    """Sorted, non-overlapping, non-empty spans covering the same time."""
+    out: list[Span] = []
+    for start, end in sorted(s for s in spans if s[1] > s[0]):
+        if out and start <= out[-1][1]:
+            if end > out[-1][1]:
+                out[-1] = (out[-1][0], end)
+        else:
+            out.append((start, end))
+    return out
+
+
+def intersect(a: Sequence[Span], b: Sequence[Span]) -> list[Span]:
+    """Time in both (each argument merged)."""
+    out: list[Span] = []
+    i = j = 0
+    while i < len(a) and j < len(b):
+        start, end = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if start < end:
+            out.append((start, end))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
+def subtract(a: Sequence[Span], b: Sequence[Span]) -> list[Span]:
+    """Time in *a* and not in *b* (each argument merged)."""
+    out: list[Span] = []
+    j = 0
+    for start, end in a:
+        cursor = start
+        while j < len(b) and b[j][1] <= cursor:
+            j += 1
+        k = j
+        while k < len(b) and b[k][0] < end:
+            if b[k][0] > cursor:
+                out.append((cursor, b[k][0]))
+            cursor = max(cursor, b[k][1])
+            k += 1
+        if cursor < end:
+            out.append((cursor, end))
+    return out
+
+
+def length(spans: Iterable[Span]) -> timedelta:
+    return sum((end - start for start, end in spans), timedelta())

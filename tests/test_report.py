@@ -1,0 +1,195 @@
+"""What it costs, end to end (DESIGN §13): cost in `!emr status`, the usage ledger, `!emr report`.
+
+The real plugin on Errbot's test backend, moto's server for AWS (the seeded analytics cluster runs
+3 × m5.xlarge in ap-northeast-1, created at 10:00 JST), moved time. A restart is a real stop and
+start of the bot on the same storage; a ``kill -9`` is a copy of the SQLite storage taken while
+the bot runs (what a killed process leaves: every committed write, nothing after), on which a
+new bot starts.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import MORNING, Chat, Clock, emr_config
+from demo.emulator import Emulator, Seeded
+
+
+def at(hh: int, mm: int = 0) -> datetime:
+    """That time of the test day (JST); MORNING is 10:00."""
+    return MORNING + timedelta(hours=hh - 10, minutes=mm)
+
+
+def run(chat: Chat, clock: Clock, start: datetime, end: datetime, every: timedelta = timedelta(minutes=1)) -> None:
+    """Tick the poller every minute from *start* to *end* (both included)."""
+    moment = start
+    while moment <= end:
+        clock.set(moment)
+        chat.tick()
+        moment += every
+
+
+def today_row(report: str) -> str:
+    [row] = [line for line in report.splitlines() if line.startswith("12-01 Tue")]
+    return row
+
+
+def test_status_shows_a_cost_that_grows_with_time_and_asks_aws_nothing_more(
+    chat: Chat, emulator: Emulator, clock: Clock
+) -> None:
+    assert "cost: ≈ $0.00 so far (3 × m5.xlarge, 0m)" in chat.say("!emr status")
+    chat.say("!emr lock")  # held: no idle termination meanwhile
+    run(chat, clock, at(10, 1), at(11, 0), every=timedelta(minutes=5))
+    reads = emulator.count("ListInstanceGroups")
+    assert reads == 1  # read once, when first seen
+    clock.set(at(11))
+    assert "cost: ≈ $0.93 so far (3 × m5.xlarge, 1h 00m)" in chat.say("!emr status")  # 3 × ($0.248 + $0.062)
+    clock.set(at(14, 10))
+    assert "cost: ≈ $3.88 so far (3 × m5.xlarge, 4h 10m)" in chat.say("!emr status")  # × 4h 10m = $3.875
+    assert emulator.count("ListInstanceGroups") == reads  # steady state: no request for the cost
+
+
+def test_a_state_change_reads_the_instances_again(chat: Chat, emulator: Emulator, seeded: Seeded, clock: Clock) -> None:
+    chat.say("!emr lock")
+    chat.tick()
+    assert emulator.count("ListInstanceGroups") == 1
+    emulator.set_cluster_state(seeded.managed_id, "RUNNING")  # a step runs: the cluster may have been resized
+    clock.advance(minutes=1)
+    chat.tick()
+    assert emulator.count("ListInstanceGroups") == 2
+    clock.advance(minutes=1)
+    chat.tick()
+    assert emulator.count("ListInstanceGroups") == 2
+
+
+def scripted_day(chat: Chat, clock: Clock) -> Chat:
+    """lock 10:00, restart 11:00, unlock 12:00, idle termination 12:30; the poller every minute."""
+    assert chat.say("!emr lock analytics").startswith("🔒 alice holds analytics")
+    run(chat, clock, at(10, 0), at(10, 59))
+    clock.set(at(11))
+    chat = chat.restart()
+    run(chat, clock, at(11, 0), at(11, 59))
+    clock.set(at(12))
+    assert chat.say("!emr unlock").startswith("🔓 You released analytics")
+    run(chat, clock, at(12, 0), at(12, 35))
+    assert chat.announced("🛑 Terminated analytics")
+    return chat
+
+
+# up 10:00–12:30, held 10:00–12:00, idle 12:00–12:30; 2.5 h × $0.93 = $2.325; saved 12:30–19:00: 6.5 h × $0.93.
+EXPECTED_ROW = "12-01 Tue   2:30   2:00   0:00   0:30   0:00     $2.33     $6.05  idle 1  ██░"
+
+
+def test_the_report_of_a_scripted_day_is_exact(chat: Chat, clock: Clock) -> None:
+    chat = scripted_day(chat, clock)
+    clock.set(at(20))
+    report = chat.say("!emr report 1")
+    assert report.startswith("Usage of the managed clusters, last 1 day (Asia/Tokyo, to 12-01 20:00), 1 cluster")
+    assert today_row(report) == EXPECTED_ROW
+    assert "saved (estimate) = for each idle-rule termination, the cost of running on until that day's" in report
+    assert "END_OF_DAY (19:00)" in report and "as of 2026-11-29" in report
+    # Asked again after a restart: the same figures.
+    chat = chat.restart()
+    assert today_row(chat.say("!emr report 1")) == EXPECTED_ROW
+
+
+def test_a_kill_mid_day_loses_nothing_and_counts_nothing_twice(tmp_path: Path, chat: Chat, clock: Clock) -> None:
+    chat.say("!emr lock analytics")
+    run(chat, clock, at(10, 0), at(11, 59))
+    clock.set(at(12))
+    chat.say("!emr unlock")
+    run(chat, clock, at(12, 0), at(12, 20))
+    snapshot = tmp_path / "killed"
+    shutil.copytree(chat.data_dir, snapshot, ignore=shutil.ignore_patterns("*-shm"))  # kill -9 right after 12:20
+    chat.stop()
+    reborn = Chat(snapshot, chat.emr, clock).start()  # back at once: the idle time before the kill was written
+    try:
+        run(reborn, clock, at(12, 20), at(12, 35))
+        clock.set(at(20))
+        assert today_row(reborn.say("!emr report 1")) == EXPECTED_ROW
+    finally:
+        reborn.stop()
+
+
+def test_the_bot_down_while_nobody_holds_the_cluster_is_not_idle(
+    start_bot: Any, emulator: Emulator, seeded: Seeded, clock: Clock
+) -> None:
+    bot = start_bot(POLL_SECONDS=60, IDLE_MINUTES=120)  # the watched gap: two polls and a minute
+    run(bot, clock, at(10), at(10, 20))
+    bot.stop()
+    clock.set(at(10, 50))  # down 30 minutes
+    bot.start()
+    run(bot, clock, at(10, 50), at(11))
+    row = today_row(bot.say("!emr report 1"))
+    # up 1:00 = idle 0:30 (10:00–10:20, 10:50–11:00) + not watched 0:30 (10:20–10:50)
+    assert row.startswith("12-01 Tue   1:00   0:00   0:00   0:30   0:30 "), row
+
+
+def test_a_cluster_terminated_outside_the_bot_ends_at_emrs_end_time_and_no_rule_is_credited(
+    chat: Chat, emulator: Emulator, seeded: Seeded, clock: Clock
+) -> None:
+    chat.say("!emr lock")
+    run(chat, clock, at(10), at(10, 30))
+    emulator.emr_b().terminate_job_flows(JobFlowIds=[seeded.managed_id])  # someone, in the console, at 10:30
+    run(chat, clock, at(10, 31), at(10, 40))
+    clock.set(at(18))
+    row = today_row(chat.say("!emr report 1"))
+    assert row.startswith("12-01 Tue   0:30   0:30   0:00   0:00   0:00     $0.47     $0.00  —"), row
+
+
+def test_a_bad_report_argument_gets_one_line_and_changes_nothing(chat: Chat) -> None:
+    chat.say("!emr status")
+    before = (chat.plugin.get("state"), chat.plugin.get("ledger"))
+    for words in ("0", "91", "abc", "7 8", "-3", "٣", "--days 3", "9" * 40):  # one bot for all: it starts slowly
+        reply = chat.say(f"!emr report {words}")
+        assert reply == "✗ !emr report takes one number of days, 1–90 (default 7): !emr report [DAYS]", words
+    assert (chat.plugin.get("state"), chat.plugin.get("ledger")) == before
+
+
+def test_a_report_asked_while_a_tick_runs_answers(chat: Chat, clock: Clock) -> None:
+    chat.say("!emr lock")
+    run(chat, clock, at(10), at(10, 10))
+    errors: list[BaseException] = []
+
+    def ticks() -> None:
+        try:
+            for _ in range(20):
+                chat.tick()
+        except BaseException as error:  # the poller never raises; a failure here is a bug
+            errors.append(error)
+
+    ticker = threading.Thread(target=ticks)
+    ticker.start()
+    replies = [chat.say("!emr report 2") for _ in range(3)]
+    ticker.join()
+    assert not errors and all(r.startswith("Usage of the managed clusters, last 2 days") for r in replies)
+
+
+def test_an_operator_price_table_is_used_and_a_missing_price_is_said(
+    tmp_path: Path, start_bot: Any, emulator: Emulator, seeded: Seeded
+) -> None:
+    table = tmp_path / "prices.json"
+    table.write_text(
+        '{"source": "our negotiated rates", "date": "2026-11-01", '
+        '"regions": {"ap-northeast-1": {"r5.xlarge": {"ec2": 0.3, "emr": 0.07}}}}'
+    )
+    bot = start_bot(PRICES_FILE=str(table))
+    status = bot.say("!emr status")
+    assert "cost: cost unknown (no price for m5.xlarge in ap-northeast-1 in PRICES_FILE)" in status
+    assert "$" not in status
+
+
+def test_a_bad_price_file_stops_activation_naming_it(tmp_path: Path, emulator: Emulator, clock: Clock) -> None:
+    from emr_errors import ConfigError
+    from emr_settings import from_mapping
+
+    table = tmp_path / "prices.json"
+    table.write_text('{"source": "x", "date": "2026-11-01", "regions": {"us-east-1": {"m5.xlarge": {"ec2": -1}}}}')
+    with pytest.raises(ConfigError, match=r"PRICES_FILE.*prices.json: us-east-1 m5.xlarge: expected"):
+        from_mapping(emr_config(emulator, PRICES_FILE=str(table)))
