@@ -285,7 +285,17 @@ def test_a_start_counts_the_clusters_a_listing_does_not_show_yet() -> None:
 # -- the layers ------------------------------------------------------------------------------
 
 PLUGIN = Path(__file__).resolve().parent.parent / "plugins" / "emr"
-PURE = ("emr_state", "emr_rules", "emr_decisions", "emr_errors", "emr_settings", "emr_view", "emr_templates")
+PURE = (
+    "emr_state",
+    "emr_rules",
+    "emr_decisions",
+    "emr_errors",
+    "emr_settings",
+    "emr_view",
+    "emr_templates",
+    "emr_clicks",
+    "emr_blocks",
+)
 NO_CHAT = ("crossaccount", "emr_adapter", "emr_doctor")
 BOTO = ("boto3", "botocore")
 
