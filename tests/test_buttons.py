@@ -17,6 +17,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import emr_slack
+from conftest import MORNING, NOTIFY, Chat, Clock
+from demo.emulator import Seeded
 from emr_blocks import fallback, kept_blocks, message_blocks, outcome, stale_text, updated_blocks
 from emr_clicks import KEEP, OVERTIME, RELEASE, STILL, Buttons, Click, buttons_for, moot_after, parse_click, stale
 from emr_rules import Policy
@@ -285,3 +287,56 @@ def test_button_values_survive_a_round_trip_for_every_kind() -> None:
         buttons = Buttons(kind, CLUSTER, DEADLINE, user)  # type: ignore[arg-type]
         for action in buttons.actions:
             assert parse_click(action.id, buttons.value) == Click(action, buttons)
+
+
+def test_a_double_click_is_said_once() -> None:
+    buttons = buttons_for("end_of_day", CLUSTER, DEADLINE)
+    line = outcome(SLACK, Click(KEEP, buttons), "U0BOB", "bob", NOW)
+    once = updated_blocks(kept_blocks(message_blocks("words", buttons)), line, buttons)
+    twice = updated_blocks(kept_blocks(once), line, buttons)
+    assert twice == once
+
+
+# -- the warnings and reminders the poller posts --------------------------------------------------------------
+
+
+@pytest.fixture
+def on_slack(chat: Chat, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, list[dict[str, Any]]]]:
+    """The plugin told it talks to Slack; its Block Kit posts recorded as (to, text, blocks)."""
+    posted: list[tuple[str, str, list[dict[str, Any]]]] = []
+    plugin = chat.plugin
+    monkeypatch.setattr(type(plugin), "_on_slack", property(lambda self: True))
+    monkeypatch.setattr(plugin, "_send_blocks", lambda to, text, blocks: posted.append((str(to), text, blocks)))
+    return posted
+
+
+def test_on_slack_the_idle_warning_and_the_reminder_carry_their_buttons(
+    chat: Chat, on_slack: list[tuple[str, str, list[dict[str, Any]]]], clock: Clock, seeded: Seeded
+) -> None:
+    chat.tick()  # 10:00: first seen
+    clock.advance(minutes=26)
+    chat.tick()
+    [(to, text, blocks)] = on_slack
+    assert to == NOTIFY and text.startswith(f"⏳ analytics ({seeded.managed_id}) has been idle since 10:00")
+    [keep] = blocks[1]["elements"]
+    click = parse_click(keep["action_id"], keep["value"])
+    assert click == Click(KEEP, buttons_for("idle", seeded.managed_id, MORNING + timedelta(minutes=30)))
+
+    chat.say("!emr lock", user="U0ALICE")  # a Slack user id, as holds have on Slack
+    clock.advance(minutes=121)
+    chat.tick()
+    (to, text, blocks) = on_slack[-1]
+    assert text.startswith("⏰ <@U0ALICE>, you hold analytics since 10:26") and "`!emr lock analytics` keeps" in text
+    assert [e["text"]["text"] for e in blocks[1]["elements"]] == ["Still using it", "Release"]
+    click = parse_click(blocks[1]["elements"][1]["action_id"], blocks[1]["elements"][1]["value"])
+    assert click is not None and click.action == RELEASE
+    assert (click.buttons.user, click.buttons.deadline) == ("U0ALICE", MORNING + timedelta(minutes=26 + 121 + 15))
+
+
+def test_on_the_test_backend_warnings_stay_plain_text(chat: Chat, clock: Clock, seeded: Seeded) -> None:
+    sent: list[Any] = []
+    chat.plugin._send_blocks = lambda *args: sent.append(args)
+    chat.tick()
+    clock.advance(minutes=26)
+    chat.tick()
+    assert chat.announced("⏳") and sent == []

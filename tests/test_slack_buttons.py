@@ -231,11 +231,15 @@ def test_buttons_act_for_the_person_who_clicks(
         for command, answer in (("reload", "reloaded"), ("deactivate", "deactivated"), ("activate", "activated")):
             reply = bot.command("alice", f"!plugin {command} EMR", channel=None)
             assert answer in reply.text, reply.text
+            if command == "deactivate":  # a click now reaches no plugin: the backend acks it, nothing else happens
+                slack.click("bob", warning, KEEP)
         click = slack.click("bob", warning, KEEP)
         bob_kept = wait_for(bot, lambda p: p.ts == warning.ts, method="chat.update", after=click.sent_at)
         time.sleep(1.0)  # a second listener would act right after the first, on the same worker thread
         assert holds_taken(bot.data_dir) == ["alice", "bob"]
         assert len(updates(warning.ts)) == 1
+        to_bob = [p for p in slack.posts if p.method == "chat.postEphemeral" and p.params.get("user") == "U0BOB"]
+        assert to_bob == [refusal], "the click while deactivated did nothing"
         assert context_lines(bob_kept.params["blocks"])[-1].startswith("🔒 kept by <@U0BOB> at ")
         assert labels(bob_kept.params["blocks"]) == ["Overtime 2 h", "Keep it"], "a hold does not stop the end of day"
 

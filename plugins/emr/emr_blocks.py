@@ -63,6 +63,8 @@ def kept_blocks(blocks: object) -> list[dict[str, Any]]:
 def updated_blocks(kept: Sequence[Mapping[str, Any]], line: str, buttons: Buttons | None) -> list[dict[str, Any]]:
     """The message after a click: its words and earlier outcomes, this outcome, and its buttons unless moot."""
     blocks = [dict(b) for b in kept][:DONE_LIMIT]
+    if block_texts(blocks[-1:]) == [line]:  # a double click (same person, same minute): said once
+        blocks.pop()
     done = sum(1 for b in blocks if str(b.get("block_id", "")).startswith(DONE_BLOCK))
     context = ContextBlock(block_id=f"{DONE_BLOCK}{done + 1}", elements=[MarkdownTextObject(text=line)])
     blocks.append(context.to_dict())

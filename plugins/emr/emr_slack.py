@@ -210,6 +210,10 @@ class Clicks:
             plugin.run_click_command(click.action.command, msg, click.cluster_id)
         except EmrChatopsError as error:
             self._ephemeral(envelope, refused(one_line(str(error))))
+            with plugin._lock:
+                now_gone = plugin._load().clusters.get(click.cluster_id)
+            if record is not None and (now_gone is None or not now_gone.listed):  # a termination won the race
+                self._update(envelope, gone_line(cluster), moot=True)
             return
         user, shown = plugin._who(msg)
         now = plugin.clock()
