@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import emr_slack
 from conftest import MORNING, NOTIFY, Chat, Clock
-from demo.emulator import Seeded
+from demo.emulator import Emulator, Seeded
 from emr_blocks import fallback, kept_blocks, message_blocks, outcome, stale_text, updated_blocks
 from emr_clicks import KEEP, OVERTIME, RELEASE, STILL, Buttons, Click, buttons_for, moot_after, parse_click, stale
 from emr_rules import Policy
@@ -340,3 +340,155 @@ def test_on_the_test_backend_warnings_stay_plain_text(chat: Chat, clock: Clock, 
     clock.advance(minutes=26)
     chat.tick()
     assert chat.announced("⏳") and sent == []
+
+
+# -- clicks on the test backend: the race with a termination, and ACCESS_CONTROLS by room ---------------------
+
+
+class Web:
+    """The two Web API methods a click answers with, recorded (slack_web's stand-in)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def chat_update(self, **params: Any) -> None:
+        self.calls.append(("chat.update", params))
+
+    def chat_postEphemeral(self, **params: Any) -> None:
+        self.calls.append(("chat.postEphemeral", params))
+
+    def said(self, method: str) -> list[dict[str, Any]]:
+        return [params for name, params in self.calls if name == method]
+
+
+class ClicksOnTheTestBackend(emr_slack.Clicks):
+    """The click handler with the clicker built the test backend's way (no Slack identifiers there)."""
+
+    @staticmethod
+    def _message(backend: Any, user: str, channel: str, body: str) -> Any:
+        import sys
+
+        from errbot.backends.base import Message
+
+        module = sys.modules[type(backend).__module__]
+        room = module.TestRoom(channel, bot=backend)
+        return Message(body, frm=module.TestOccupant(user, room), to=room)
+
+
+def clicking(chat: Chat, monkeypatch: pytest.MonkeyPatch) -> tuple[ClicksOnTheTestBackend, Web]:
+    web = Web()
+    monkeypatch.setattr(chat.testbot.bot, "slack_web", web, raising=False)
+    return ClicksOnTheTestBackend(chat.plugin), web
+
+
+def envelope(kind: str, cluster_id: str, deadline: datetime, action: Any = KEEP, user: str = "U0ALICE") -> Any:
+    buttons = buttons_for(kind, cluster_id, deadline)  # type: ignore[arg-type]
+    return emr_slack.ClickEnvelope(
+        Click(action, buttons), user, "#emr-alerts", "1764567060.000001", message_blocks("⏳ words", buttons)
+    )
+
+
+def test_a_click_that_waits_for_a_termination_in_progress_is_told_the_cluster_is_gone(
+    chat: Chat, monkeypatch: pytest.MonkeyPatch, clock: Clock, emulator: Emulator, seeded: Seeded
+) -> None:
+    import threading
+
+    clicks, web = clicking(chat, monkeypatch)
+    plugin = chat.plugin
+    chat.tick()
+    deadline = MORNING + timedelta(minutes=30)
+    terminating, go_on = threading.Event(), threading.Event()
+    terminate = plugin.adapter.terminate
+
+    def slow_terminate(record: Any) -> None:  # the tick holds the state lock across the re-read and this call
+        terminating.set()
+        assert go_on.wait(10)
+        terminate(record)
+
+    monkeypatch.setattr(plugin.adapter, "terminate", slow_terminate)
+    clock.set(deadline - timedelta(seconds=1))
+    click = threading.Thread(target=clicks, args=(envelope("idle", seeded.managed_id, deadline),))
+    tick = threading.Thread(target=chat.tick)
+    clock.set(deadline)
+    tick.start()
+    assert terminating.wait(10)
+    clock.set(deadline - timedelta(seconds=1))  # the click was made just before the deadline
+    click.start()
+    click.join(0.3)
+    assert click.is_alive(), "the click waits for the termination in progress"
+    go_on.set()
+    tick.join(10)
+    click.join(10)
+    [answer] = web.said("chat.postEphemeral")
+    assert answer["user"] == "U0ALICE"
+    assert answer["text"].startswith(f"✗ analytics ({seeded.managed_id}) is no longer running")
+    [update] = web.said("chat.update")
+    assert update["blocks"][-1]["elements"][0]["text"] == f"🛑 analytics ({seeded.managed_id}) is no longer running."
+    assert emulator.cluster_state(seeded.managed_id) == "TERMINATED"
+    assert plugin.get("state")["clusters"][seeded.managed_id]["holds"] == []
+
+
+def test_a_click_that_lands_before_the_termination_keeps_the_cluster(
+    chat: Chat, monkeypatch: pytest.MonkeyPatch, clock: Clock, emulator: Emulator, seeded: Seeded
+) -> None:
+    clicks, web = clicking(chat, monkeypatch)
+    plugin = chat.plugin
+    chat.tick()
+    deadline = MORNING + timedelta(minutes=30)
+    terminate_by_rule = plugin._terminate_by_rule
+
+    def click_first(effect: Any) -> None:  # the tick decided (the cluster is doomed); the click takes the lock first
+        clock.set(deadline - timedelta(seconds=1))
+        clicks(envelope("idle", seeded.managed_id, deadline))
+        clock.set(deadline)
+        terminate_by_rule(effect)
+
+    monkeypatch.setattr(plugin, "_terminate_by_rule", click_first)
+    clock.set(deadline)
+    chat.tick()
+    assert emulator.cluster_state(seeded.managed_id) == "WAITING"
+    [update] = web.said("chat.update")
+    assert update["blocks"][-1]["elements"][0]["text"] == "🔒 kept by @U0ALICE at 10:29"
+    assert web.said("chat.postEphemeral") == []
+    assert [h["user"] for h in plugin.get("state")["clusters"][seeded.managed_id]["holds"]] == ["U0ALICE"]
+
+
+def test_a_click_from_a_room_access_controls_refuses_changes_nothing(
+    start_bot: Any, monkeypatch: pytest.MonkeyPatch, seeded: Seeded
+) -> None:
+    acl = {"EMR:*": {"allowrooms": ("#data",)}}
+    bot = start_bot(extra_config={"ACCESS_CONTROLS": acl})
+    clicks, web = clicking(bot, monkeypatch)
+    deadline = MORNING + timedelta(minutes=30)
+    bot.tick()
+    clicks(envelope("idle", seeded.managed_id, deadline))  # in #emr-alerts: EMR commands only in #data
+    [answer] = web.said("chat.postEphemeral")
+    assert answer["text"].startswith("✗ You may not run `!emr lock analytics` here (the bot's ACCESS_CONTROLS)")
+    assert web.said("chat.update") == []
+    assert bot.plugin.get("state")["clusters"][seeded.managed_id]["holds"] == []
+
+
+def test_a_termination_between_the_clicks_check_and_its_hold_refuses_the_hold(
+    chat: Chat, monkeypatch: pytest.MonkeyPatch, clock: Clock, emulator: Emulator, seeded: Seeded
+) -> None:
+    clicks, web = clicking(chat, monkeypatch)
+    plugin = chat.plugin
+    chat.tick()
+    deadline = MORNING + timedelta(minutes=30)
+    target = plugin._target
+
+    def then_the_tick(words: str, **kwargs: Any) -> Any:  # the click named its cluster; the rule fires now
+        named = target(words, **kwargs)
+        clock.set(deadline)
+        chat.tick()
+        assert emulator.cluster_state(seeded.managed_id) == "TERMINATED"
+        return named
+
+    monkeypatch.setattr(plugin, "_target", then_the_tick)
+    clock.set(deadline - timedelta(seconds=1))
+    clicks(envelope("idle", seeded.managed_id, deadline))
+    [answer] = web.said("chat.postEphemeral")
+    assert answer["text"] == f"✗ analytics ({seeded.managed_id}) is no longer running; see !emr status."
+    [update] = web.said("chat.update")
+    assert update["blocks"][-1]["elements"][0]["text"] == f"🛑 analytics ({seeded.managed_id}) is no longer running."
+    assert plugin.get("state")["clusters"][seeded.managed_id]["holds"] == []
