@@ -206,6 +206,13 @@ class Clicks:
             if why == "gone":
                 self._update(envelope, gone_line(cluster), moot=True)
             return
+        log.info(
+            "Slack buttons: %s clicked %r on the %s message about %s",
+            envelope.user,
+            click.action.label,
+            click.buttons.kind,
+            click.cluster_id,
+        )
         try:
             plugin.run_click_command(click.action.command, msg, click.cluster_id)
         except EmrChatopsError as error:
