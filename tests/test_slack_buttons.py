@@ -5,8 +5,10 @@ What is asserted is what Slack receives (``chat.postMessage`` with blocks and a 
 ``chat.update`` of the clicked message, ``chat.postEphemeral`` to the clicker), what the bot stored
 (its SQLite storage, read beside it) and what AWS really did (the cluster's state in moto).
 
+Two managed clusters: analytics (warnings) and reports (bob's forgotten hold: its reminder).
 The bot's clock cannot be moved (it is another process), so the deadlines are put where the test
-needs them: the bot's storage is seeded with the cluster first seen 11 hours ago, so its idle clock
+needs them: the bot's storage is seeded with the clusters first seen 11 hours ago and bob's hold on
+reports taken 3 hours ago (his reminder is due at the first tick), so analytics' idle clock
 counts from the cluster's ready time (EMR's ReadyDateTime), which the emulator sets; an idle
 deadline a few seconds ahead is then a real deadline the test can see pass. The end of day is an
 hour ahead with WARN_MINUTES 120, as in tests/test_slack_e2e.py, so its warning is posted at the
@@ -38,7 +40,7 @@ from test_slack_e2e import ERRBOT, PROXY_VARS, Bot, noon_zone
 
 from conftest import ROOT
 from demo.emulator import BOT_KEYS, EXTERNAL_ID, ROLE_ARN, Emulator, Seeded
-from emr_state import ClusterRecord, State
+from emr_state import ClusterRecord, Hold, State
 from fakeslack import DEFAULT_USERS, SLACK_API_URL_ENV, FakeSlack, FakeUser, PostedMessage
 from tests._storage_writer import load_storage_plugin
 
@@ -58,10 +60,17 @@ ACCESS_CONTROLS = {{"EMR:emr_lock": {{"allowusers": ("U0ALICE", "U0BOB")}}, **AC
 
 @pytest.fixture
 def seeded_now(emulator: Emulator) -> Seeded:
+    """analytics (the managed id) and reports, managed; etl-nightly, unmanaged."""
     emulator.reset()
-    seeded = emulator.seed()
+    seeded = emulator.seed(managed_names=("analytics", "reports"))
     emulator.reset_counts()
     return seeded
+
+
+def cluster_id(emulator: Emulator, name: str) -> str:
+    clusters = emulator.emr_b().list_clusters(ClusterStates=["WAITING"])["Clusters"]
+    [found] = [c["Id"] for c in clusters if c["Name"] == name]
+    return str(found)
 
 
 @pytest.fixture
@@ -75,7 +84,13 @@ def bot(tmp_path: Path, emulator: Emulator, seeded_now: Seeded) -> Iterator[Bot]
     started = datetime.now(UTC)
     zone = noon_zone(started)
     end_of_day = (started.astimezone(zone) + LEAD).replace(second=0, microsecond=0)
-    seed_state(data_dir, seeded_now.managed_id, first_seen=started - timedelta(hours=11))
+    seed_state(
+        data_dir,
+        seeded_now.managed_id,
+        cluster_id(emulator, "reports"),
+        first_seen=started - timedelta(hours=11),
+        bob_since=started - timedelta(hours=3),
+    )
     with FakeSlack(users=(*DEFAULT_USERS, CAROL)) as slack:
         env = {
             k: v
@@ -119,13 +134,23 @@ def bot(tmp_path: Path, emulator: Emulator, seeded_now: Seeded) -> Iterator[Bot]
             running.stop()
 
 
-def seed_state(data_dir: Path, cluster_id: str, *, first_seen: datetime) -> None:
-    """The bot's storage before it starts: it has known the cluster since *first_seen* (nothing else)."""
+def seed_state(data_dir: Path, analytics: str, reports: str, *, first_seen: datetime, bob_since: datetime) -> None:
+    """The bot's storage before it starts: it has known both clusters since *first_seen*, and bob has held
+    reports since *bob_since* without confirming (his hold reminder is due at the first tick)."""
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    record = ClusterRecord(id=cluster_id, name="analytics", state="WAITING", first_seen=first_seen)
+    records = {
+        analytics: ClusterRecord(id=analytics, name="analytics", state="WAITING", first_seen=first_seen),
+        reports: ClusterRecord(
+            id=reports,
+            name="reports",
+            state="WAITING",
+            first_seen=first_seen,
+            holds=(Hold(user="U0BOB", name="bob", since=bob_since),),
+        ),
+    }
     store = load_storage_plugin("SQLite", data_dir).open("EMR")
     try:
-        store.set("state", State(clusters={cluster_id: record}).to_dict())
+        store.set("state", State(clusters=records).to_dict())
     finally:
         store.close()
 
@@ -138,9 +163,9 @@ def stored_state(data_dir: Path) -> dict[str, Any]:
     return state
 
 
-def holds_taken(data_dir: Path) -> list[str]:
-    """Who took or confirmed a hold, in order (the history's `hold` events)."""
-    return [e["who"] for e in stored_state(data_dir)["history"] if e["kind"] == "hold"]
+def holds_taken(data_dir: Path, cluster: str = "analytics") -> list[str]:
+    """Who took or confirmed a hold on *cluster*, in order (the history's `hold` events)."""
+    return [e["who"] for e in stored_state(data_dir)["history"] if e["kind"] == "hold" and e["name"] == cluster]
 
 
 def labels(blocks: list[dict[str, Any]]) -> list[str]:
@@ -171,7 +196,9 @@ def test_buttons_act_for_the_person_who_clicks(
 
     try:
         # The first tick: the end-of-day warning, with its two buttons and its words as the text fallback.
-        warning = bot.wait_post(lambda p: p.text.startswith("⏳ End of day"), channel=NOTIFY, timeout=STARTUP_TIMEOUT)
+        warning = bot.wait_post(
+            lambda p: p.text.startswith(f"⏳ End of day: {cluster}"), channel=NOTIFY, timeout=STARTUP_TIMEOUT
+        )
         assert warning.text == (
             f"⏳ End of day: {cluster} will be terminated at {eod:%H:%M}. "
             "A holder can keep it longer with `!emr overtime [HH:MM]`."
@@ -193,6 +220,23 @@ def test_buttons_act_for_the_person_who_clicks(
         assert updates(warning.ts) == [] and labels(slack.message(NOTIFY, warning.ts)["blocks"]) == labels(
             warning.blocks
         )
+
+        # bob's forgotten hold on reports: the reminder asks him, with "Still using it" and "Release".
+        reports = cluster_id(emulator, "reports")
+        reminder = bot.wait_post(lambda p: p.text.startswith("⏰ <@U0BOB>, you hold reports"), channel=NOTIFY)
+        assert "`!emr lock reports` keeps your hold; otherwise it ends at " in reminder.text
+        assert labels(reminder.blocks) == ["Still using it", "Release"]
+        # alice holds nothing there: her "Release" is refused as `!emr unlock reports` would be.
+        click = slack.click("alice", reminder, "emr-chatops:release")
+        assert ephemeral("U0ALICE", click.sent_at).text.startswith("✗ You don't hold reports; holders: bob since ")
+        # bob still uses it: his hold is confirmed, the reminder withdrawn, the buttons gone.
+        click = slack.click("bob", reminder, "emr-chatops:still")
+        confirmed = wait_for(bot, lambda p: p.ts == reminder.ts, method="chat.update", after=click.sent_at)
+        assert context_lines(confirmed.params["blocks"])[0].startswith("🔒 still used: <@U0BOB> confirmed the hold at ")
+        assert labels(confirmed.params["blocks"]) == []
+        [hold] = stored_state(bot.data_dir)["clusters"][reports]["holds"]
+        assert hold["user"] == "U0BOB" and hold["reminded_at"] is None and hold["confirmed"] is not None
+        assert holds_taken(bot.data_dir, "reports") == ["bob"]
 
         # The idle deadline, seconds ahead: its warning comes with "Keep it"; alice's click keeps the cluster.
         deadline = datetime.now(UTC) + IDLE_AHEAD
@@ -258,7 +302,7 @@ def test_buttons_act_for_the_person_who_clicks(
         wait_for_log(bot, "ignored a malformed click", count=2)
 
         # The cluster is terminated; a click on the end-of-day warning then says it is gone and changes nothing.
-        done = bot.command("alice", "!emr terminate --force")
+        done = bot.command("alice", "!emr terminate analytics --force")
         assert done.text.startswith(f"🛑 Terminating {cluster} at alice's request.")
         click = slack.click("bob", warning, KEEP)
         gone = ephemeral("U0BOB", click.sent_at)
