@@ -232,11 +232,15 @@ def click_payload(action_id: str = KEEP.id, raw: str | None = None, **changes: A
 
 def test_exactly_one_listener_after_any_sequence_of_attach_and_detach() -> None:
     backend = Backend()
-    listeners = backend.slack_socket_mode.socket_mode_request_listeners
+    client = backend.slack_socket_mode
+    [own] = client.socket_mode_request_listeners
     emr_slack.attach(backend, lambda envelope: None)
+    being_iterated = client.socket_mode_request_listeners
     emr_slack.attach(backend, lambda envelope: None)  # a reload whose deactivate never ran
-    assert len(emr_slack.ours(listeners)) == 1 and len(listeners) == 2, "the backend's own listener stays"
-    assert emr_slack.detach(backend) == 1 and len(listeners) == 1
+    listeners = client.socket_mode_request_listeners
+    assert len(emr_slack.ours(listeners)) == 1 and listeners[0] is own, "the backend's own listener stays first"
+    assert len(being_iterated) == 2, "a list slack_sdk may be iterating is never changed under it"
+    assert emr_slack.detach(backend) == 1 and client.socket_mode_request_listeners == [own]
     assert emr_slack.detach(backend) == 0
     assert emr_slack.attach(object(), lambda envelope: None) is None, "no Socket Mode client (another backend)"
 

@@ -59,6 +59,7 @@ log = logging.getLogger("errbot.plugins.emr.slack")
 MARKER = "emr_chatops_click_listener"  # the attribute that says "this listener is the EMR plugin's"
 CHANNEL_ID_RE = re.compile(r"[CDG][A-Z0-9]{2,20}")
 TS_RE = re.compile(r"[0-9]{1,12}\.[0-9]{1,9}")
+_REGISTRATION = threading.Lock()  # attach and detach from two plugin threads at once still leave one listener
 SHOWN_LIMIT = 200  # messages whose current blocks are remembered (for clicks arriving at the same time)
 
 
@@ -77,9 +78,11 @@ def attach(backend: Any, handle: Callable[[ClickEnvelope], None]) -> ClickListen
     client = socket_client(backend)
     if client is None:
         return None
-    detach(backend)
     listener = ClickListener(handle)
-    client.socket_mode_request_listeners.append(listener)
+    with _REGISTRATION:
+        # A new list, swapped in whole: slack_sdk may be iterating the old one on a worker thread.
+        others = [other for other in client.socket_mode_request_listeners if not getattr(other, MARKER, False)]
+        client.socket_mode_request_listeners = [*others, listener]
     log.info("Slack buttons: click listener registered")
     return listener
 
@@ -89,10 +92,11 @@ def detach(backend: Any) -> int:
     client = socket_client(backend)
     if client is None:
         return 0
-    listeners = client.socket_mode_request_listeners
-    found = ours(listeners)
-    for listener in found:
-        listeners.remove(listener)
+    with _REGISTRATION:
+        listeners = client.socket_mode_request_listeners
+        found = ours(listeners)
+        if found:
+            client.socket_mode_request_listeners = [other for other in listeners if other not in found]
     return len(found)
 
 
