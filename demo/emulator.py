@@ -32,7 +32,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -366,6 +366,14 @@ class Emulator:
         cluster.state = state
         if state != "BOOTSTRAPPING":
             cluster.ready_datetime = utcnow()
+
+    def set_ready_time(self, cluster_id: str, at: datetime) -> None:
+        """Say the cluster became ready (EMR's ReadyDateTime) at *at*: the bot's idle clock counts from there.
+
+        The Slack tests use it to put an idle deadline seconds ahead of the real clock, in a bot process
+        whose time cannot be moved (its state remembers the cluster from long ago).
+        """
+        self._moto_cluster(cluster_id).ready_datetime = at.astimezone(UTC).replace(tzinfo=None)
 
     def fail_start(self, cluster_id: str, reason: str) -> None:
         """The start failed: TERMINATED_WITH_ERRORS with EMR's state-change reason (e.g. a bootstrap failure)."""

@@ -55,6 +55,13 @@ What the fake covers
   recorded with their arrival time; the event's send time is recorded for round-trip timing.
   ``disconnect_clients`` drops the connections server-side (slack_sdk then reconnects through
   ``apps.connections.open``; ``wait_until_connected(hellos_more_than=n)`` waits for that).
+* Interactivity over Socket Mode: ``click`` presses a button of a message the bot posted (as
+  the messages now stand, after any ``chat.update``) and pushes the ``interactive`` envelope
+  (``block_actions``) Slack would send, shaped like Slack's: ``user``, ``channel``,
+  ``container.message_ts``, the ``message`` with its ``blocks``, the ``actions`` pressed;
+  ``send_interactive`` pushes any payload (forged, malformed). ``chat.update`` replaces the
+  stored message (text and blocks); ``chat.postEphemeral`` needs a ``user`` and is recorded
+  as a post with method ``chat.postEphemeral`` (its ``user`` in ``params``).
 * Public and private channels (events carry ``channel_type`` ``channel`` / ``group``), DMs
   (``D`` + the user id without its ``U``, ``channel_type`` ``im``), thread replies
   (``thread_ts`` on the event; the bot's ``thread_ts`` is kept on ``PostedMessage``).
@@ -72,8 +79,8 @@ What it does not cover
   per method), no TLS (``http://`` / ``ws://`` only).
 * No Block Kit or attachment validation/rendering: ``blocks``/``attachments`` are stored as sent.
 * No message history (``conversations.history``/``replies``), files (``files.*``), pins,
-  stars, user groups, Enterprise Grid, shared channels, slash commands, interactivity
-  (``block_actions``, view submissions), ``app_mention`` events, retries of un-acked
+  stars, user groups, Enterprise Grid, shared channels, slash commands, modals and view
+  submissions, ``response_url`` replies, ``app_mention`` events, retries of un-acked
   envelopes, ``disconnect`` / ``refresh_requested`` messages (``disconnect_clients`` just
   closes the websocket), presence events, or mpim/group-DM channels.
 * Bot-authored messages are not echoed back as events (real Slack would send the bot its own
@@ -630,6 +637,98 @@ class FakeSlack:
             self._sent.append(sent)
         return sent
 
+    def message(self, channel: str, ts: str) -> dict[str, Any]:
+        """A message as it stands now (after any chat.update): type, user, text, ts, blocks."""
+        with self._cond:
+            return dict(self._messages[(self._resolve_channel(channel), ts)])
+
+    def click(
+        self,
+        user: str,
+        post: PostedMessage,
+        action_id: str,
+        *,
+        wait_ack: bool = True,
+        timeout: float = 10.0,
+    ) -> SentEvent:
+        """*user* presses the button *action_id* of the bot's message *post*, as the message stands now.
+
+        Raises LookupError when the message (as it stands) has no such button: a user cannot
+        press a button that is not shown (to send one anyway, build the payload and use
+        :meth:`send_interactive`).
+        """
+        message = self.message(post.channel, post.ts)
+        pressed = [
+            element
+            for block in message.get("blocks", [])
+            if block.get("type") == "actions"
+            for element in block.get("elements", [])
+            if element.get("action_id") == action_id
+        ]
+        if not pressed:
+            raise LookupError(f"message {post.ts} shows no button {action_id}")
+        return self.send_interactive(
+            self.block_actions_payload(user, post.channel, message, action_id, pressed[0].get("value")),
+            wait_ack=wait_ack,
+            timeout=timeout,
+        )
+
+    def block_actions_payload(
+        self, user: str, channel: str, message: Mapping[str, Any], action_id: str, value: Any
+    ) -> dict[str, Any]:
+        """The ``block_actions`` payload Slack sends when *user* presses a button of *message*."""
+        uid = self._resolve_user(user)
+        cid = self._resolve_channel(channel)
+        return {
+            "type": "block_actions",
+            "user": {
+                "id": uid,
+                "username": self._users[uid].name,
+                "name": self._users[uid].name,
+                "team_id": self.team_id,
+            },
+            "api_app_id": self.app_id,
+            "token": "fake-verification-token",
+            "container": {"type": "message", "message_ts": message["ts"], "channel_id": cid, "is_ephemeral": False},
+            "trigger_id": f"{next(self._event_counter)}.{self.team_id}.fake",
+            "team": {"id": self.team_id, "domain": self.team_domain},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "channel": {"id": cid, "name": self._channels[cid].name if cid in self._channels else "directmessage"},
+            "message": dict(message),
+            "state": {"values": {}},
+            "response_url": f"{self.base_url.rstrip('/')}/response_url/fake",
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": action_id,
+                    "block_id": "emr-chatops:actions",
+                    "text": {"type": "plain_text", "text": "button", "emoji": True},
+                    "value": value,
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
+
+    def send_interactive(self, payload: Any, *, wait_ack: bool = True, timeout: float = 10.0) -> SentEvent:
+        """Push an ``interactive`` envelope carrying *payload* (any JSON value: forged ones too)."""
+        self.wait_until_connected(timeout)
+        envelope_id = str(uuid.uuid4())
+        envelope = {
+            "envelope_id": envelope_id,
+            "payload": payload,
+            "type": "interactive",
+            "accepts_response_payload": False,
+        }
+        assert self._loop is not None
+        push = asyncio.run_coroutine_threadsafe(self._push(json.dumps(envelope)), self._loop)
+        sent_at = push.result(timeout)
+        ack = self.wait_for_ack(envelope_id, timeout=timeout) if wait_ack else None
+        sent = SentEvent(envelope_id, envelope, sent_at, ack)
+        with self._cond:
+            self._sent.append(sent)
+        return sent
+
     def disconnect_clients(self, timeout: float = 5.0) -> None:
         """Close every Socket Mode connection from the server side (a client with auto-reconnect
         on will call apps.connections.open again)."""
@@ -939,7 +1038,11 @@ class FakeSlack:
     def _record_post(self, method: str, cid: str, params: dict[str, Any], ts: str) -> PostedMessage:
         post = PostedMessage(method, cid, str(params.get("text") or ""), ts, params, time.monotonic())
         self._posts.append(post)
-        self._messages[(cid, ts)] = {"type": "message", "user": self.bot.id, "text": post.text, "ts": ts}
+        if method != "chat.postEphemeral":  # an ephemeral message is the clicker's alone, never stored
+            message = {"type": "message", "user": self.bot.id, "text": post.text, "ts": ts}
+            if post.blocks:
+                message["blocks"] = post.blocks
+            self._messages[(cid, ts)] = message
         return post
 
     def _m_chat_post_message(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -977,6 +1080,9 @@ class FakeSlack:
 
     def _m_chat_post_ephemeral(self, params: dict[str, Any]) -> dict[str, Any]:
         cid = self._post_target(params)
+        self._resolve_user(str(params.get("user") or ""))
+        if not (params.get("text") or params.get("attachments") or params.get("blocks")):
+            raise _SlackError("no_text")
         ts = self._next_ts()
         self._record_post("chat.postEphemeral", cid, params, ts)
         return {"message_ts": ts}

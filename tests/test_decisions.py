@@ -296,6 +296,8 @@ PURE = (
     "emr_costs",
     "emr_ledger",
     "emr_chart",
+    "emr_clicks",
+    "emr_blocks",
 )
 NO_CHAT = ("crossaccount", "emr_adapter", "emr_doctor")
 BOTO = ("boto3", "botocore")

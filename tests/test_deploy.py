@@ -300,6 +300,8 @@ def test_slack_manifest_is_socket_mode_with_the_scopes_the_backend_needs() -> No
     manifest = yaml.safe_load(MANIFEST.read_text(encoding="utf-8"))
     settings = manifest["settings"]
     assert settings["socket_mode_enabled"] is True
+    # The buttons (DESIGN §14): interactivity on, over Socket Mode (a Request URL would need a public endpoint).
+    assert settings["interactivity"] == {"is_enabled": True}
     events = set(settings["event_subscriptions"]["bot_events"])
     assert {"message.channels", "message.groups", "message.im"} <= events
     scopes = manifest["oauth_config"]["scopes"]["bot"]

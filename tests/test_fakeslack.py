@@ -144,6 +144,43 @@ def test_socket_mode_hello_event_and_ack_with_slack_sdk(slack: FakeSlack) -> Non
     assert slack.acks[0].envelope_id == sent.envelope_id
 
 
+def test_a_click_on_a_button_as_the_message_now_stands_arrives_as_block_actions(slack: FakeSlack) -> None:
+    received: list[SocketModeRequest] = []
+
+    def on_request(client: BaseSocketModeClient, req: SocketModeRequest) -> None:
+        received.append(req)
+        client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
+
+    button = {"type": "button", "action_id": "go", "value": "v1", "text": {"type": "plain_text", "text": "Go"}}
+    blocks = [{"type": "actions", "block_id": "b", "elements": [button]}]
+    client = SocketModeClient(app_token=slack.app_token, web_client=web(slack), auto_reconnect_enabled=False)
+    client.socket_mode_request_listeners.append(on_request)
+    try:
+        client.connect()
+        slack.wait_until_connected(timeout=5)
+        web(slack).chat_postMessage(channel="C0NOTIFY", text="fallback", blocks=blocks)
+        post = slack.wait_for_post(channel="C0NOTIFY")
+        sent = slack.click("alice", post, "go")
+        with pytest.raises(LookupError):
+            slack.click("alice", post, "stop")  # no such button
+        web(slack).chat_update(channel="C0NOTIFY", ts=post.ts, text="done", blocks=[])
+        with pytest.raises(LookupError):
+            slack.click("alice", post, "go")  # the update took the button away
+        with pytest.raises(SlackApiError, match="user_not_found"):
+            web(slack).chat_postEphemeral(channel="C0NOTIFY", user="U0NOBODY", text="psst")
+    finally:
+        slack.disconnect_clients()
+        client.close()
+
+    assert sent.ack is not None and [r.type for r in received] == ["interactive"]
+    payload = received[0].payload
+    assert payload["type"] == "block_actions" and payload["user"]["id"] == "U0ALICE"
+    assert payload["container"]["message_ts"] == post.ts and payload["channel"]["id"] == "C0NOTIFY"
+    assert payload["actions"][0]["action_id"] == "go" and payload["actions"][0]["value"] == "v1"
+    assert payload["message"]["blocks"] == blocks
+    assert slack.message("C0NOTIFY", post.ts)["text"] == "done"
+
+
 # --------------------------------------------------------------------------- the real errbot process
 
 CONFIG_TEMPLATE = """\

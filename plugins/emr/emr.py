@@ -56,6 +56,9 @@ _SIBLINGS = (
     "emr_view",
     "emr_chart",
     "emr_doctor",
+    "emr_clicks",
+    "emr_blocks",
+    "emr_slack",
 )
 
 
@@ -89,10 +92,13 @@ def _stamp_siblings() -> None:
 
 _reload_siblings_if_changed()
 
+import emr_slack
 from crossaccount import CrossAccountSession, RoleTarget, Token, utc_now
 from emr_adapter import EmrAdapter, Listing, policy_tag
+from emr_blocks import message_blocks
 from emr_chart import preload as preload_chart
 from emr_chart import render as render_chart
+from emr_clicks import Buttons, buttons_for
 from emr_decisions import (
     Denied,
     NameProblem,
@@ -274,6 +280,8 @@ class EMR(BotPlugin):
         self.start_poller(self.settings.poll_seconds, self.tick, args=(self._generation,))
         if self._on_slack:  # the report's chart: matplotlib imported meanwhile, not at the first report
             threading.Thread(target=preload_chart, name="emr-chart-preload", daemon=True).start()
+        # Slack buttons: one click listener on the backend's Socket Mode client (none on other backends).
+        emr_slack.attach(self._bot, emr_slack.Clicks(self))
         log.info(
             "EMR plugin active: role %s, region %s, tag %s, poll every %ss",
             self.settings.role_arn,
@@ -283,6 +291,7 @@ class EMR(BotPlugin):
         )
 
     def deactivate(self) -> None:
+        emr_slack.detach(self._bot)  # no click reaches a deactivated plugin
         with contextlib.suppress(ValueError, AttributeError):  # activation failed before the poller started
             self.stop_poller(self.tick, args=(self._generation,))
         # Errbot only cancels the timers when pollers are left over; stop_poller
@@ -433,11 +442,13 @@ class EMR(BotPlugin):
             self._write_ledger()
         for effect in effects:
             if isinstance(effect, Warn):
-                self._announce(self.view.warning(effect.cluster, effect.deadline))
+                buttons = buttons_for(effect.deadline.rule, effect.cluster.id, effect.deadline.at)
+                self._announce(self.view.warning(effect.cluster, effect.deadline), buttons)
             elif isinstance(effect, Cancelled):
                 self._announce(self.view.termination_called_off(effect.cluster, effect.rule, effect.why))
             elif isinstance(effect, Remind):
-                self._announce(self.view.reminder(effect))
+                buttons = buttons_for("reminder", effect.cluster.id, effect.ends_at, effect.hold.user)
+                self._announce(self.view.reminder(effect), buttons)
             elif isinstance(effect, Expire):
                 self._announce(self.view.expired(effect, state, now))
             elif isinstance(effect, Terminate):
@@ -787,6 +798,9 @@ class EMR(BotPlugin):
     @answers
     def emr_lock(self, msg: Any, args: str) -> str:
         """Hold a cluster while you use it (several people can hold it); cancels the idle countdown. Usage: !emr lock [CLUSTER] [REASON…]"""
+        return self._lock_command(msg, args)
+
+    def _lock_command(self, msg: Any, args: str) -> str:
         first = args.split()[0] if args.split() else ""
         if first.startswith("--"):
             raise UsageError(f"Unknown option {self.view.inert(first)}.")
@@ -815,6 +829,9 @@ class EMR(BotPlugin):
     @answers
     def emr_unlock(self, msg: Any, args: str) -> str:
         """Release your hold on a cluster; admins can release someone else's with --user NAME. Usage: !emr unlock [CLUSTER] [--user NAME]"""
+        return self._unlock_command(msg, args)
+
+    def _unlock_command(self, msg: Any, args: str) -> str:
         words = args.split()
         target: str | None = None
         if "--user" in words:
@@ -868,6 +885,9 @@ class EMR(BotPlugin):
     @answers
     def emr_overtime(self, msg: Any, args: str) -> str:
         """Keep a cluster you hold past tonight's end of day, until HH:MM (default 2 h later). Usage: !emr overtime [CLUSTER] [HH:MM]"""
+        return self._overtime_command(msg, args)
+
+    def _overtime_command(self, msg: Any, args: str) -> str:
         words = args.split()
         _reject_options(words, self.view)
         hhmm = None
@@ -1000,16 +1020,36 @@ class EMR(BotPlugin):
         channel = msg.to.id if msg.is_group else msg.frm.channelid
         self._bot.slack_web.chat_postMessage(channel=channel, **payload)
 
-    def _announce(self, text: str) -> None:
-        """Post to NOTIFY_CHANNEL (and always log, so nothing depends on chat alone)."""
+    def _announce(self, text: str, buttons: Buttons | None = None) -> None:
+        """Post to NOTIFY_CHANNEL (and always log, so nothing depends on chat alone).
+
+        On Slack, *buttons* make it a Block Kit message whose buttons run the commands the
+        text names (DESIGN §14); the text stays its plain-text fallback. Elsewhere: the text.
+        """
         log.info("announce: %s", text)
         channel = self.settings.notify_channel
         if not channel:
             return
         try:
-            self.send(self.build_identifier(channel), text)
+            if buttons is not None and self._on_slack:
+                self._send_blocks(self.build_identifier(channel), text, message_blocks(text, buttons))
+            else:
+                self.send(self.build_identifier(channel), text)
         except Exception:
             log.exception("Could not post to NOTIFY_CHANNEL %s", channel)
+
+    # -- Slack buttons (DESIGN §14; the listener is in emr_slack) -------------------------------------
+    def _send_blocks(self, to: Any, text: str, blocks: list[dict[str, Any]]) -> None:
+        """A Block Kit message through the backend (which keeps *text*, converted like any reply, as its fallback)."""
+        msg = self._bot.build_message(text)
+        msg.to, msg.frm = to, self._bot.bot_identifier
+        msg.extras["blocks"] = blocks
+        self._bot.send_message(msg)
+
+    def run_click_command(self, command: str, msg: Any, cluster_id: str) -> str:
+        """What a button does: the command it stands for, on its cluster, as the clicker (refusals raise)."""
+        run = {"lock": self._lock_command, "unlock": self._unlock_command, "overtime": self._overtime_command}[command]
+        return run(msg, cluster_id)
 
 
 class _PluginTokenStore:
