@@ -146,10 +146,10 @@ def run(emulator: Emulator, workdir: Path, *, rounds: int) -> Section:
             series["state write"].append(timed(lambda: plugin._store.set("bench-probe", state)))
             series["state read"].append(timed(lambda: plugin._store.get("state")))
             # What the plugin does per load / save: the same, plus State.from_dict / State.to_dict.
-            with plugin._lock:
-                series["state load"].append(timed(plugin._load))
-                loaded = plugin._load()
-                series["state save"].append(timed(lambda: plugin._save(loaded)))
+            with plugin.service._lock:
+                series["state load"].append(timed(plugin.service._load))
+                loaded = plugin.service._load()
+                series["state save"].append(timed(lambda: plugin.service._save(loaded)))
 
         steps: list[Callable[[], None]] = [
             raw,
