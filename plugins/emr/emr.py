@@ -1,29 +1,18 @@
 """EMR: share the team's Amazon EMR cluster from chat.
 
 The plugin is Errbot wiring only (DESIGN §15): a command parses its arguments,
-calls one method of the service, and hands the result to the view.
+calls one method of :class:`emr_service.Service`, and hands the result to
+:class:`emr_view.View`. Here: activation (settings, the AssumeRole session of
+:mod:`crossaccount`, the adapter, the service, the poller, the Slack click
+listener of :mod:`emr_slack`), the commands' arguments, who asks, and posting
+to the chat (replies, Slack cards and blocks, the report's chart, NOTIFY_CHANNEL).
 
-* :mod:`emr_settings` validates the ``EMR`` dict of the bot config;
-* :mod:`crossaccount` holds the AssumeRole session into the cluster account,
-  its token kept in this plugin's storage;
-* :mod:`emr_service` owns the state and the usage ledger in this plugin's storage,
-  the poller's tick and the commands' actions (no errbot, no boto3 there);
-* :mod:`emr_templates` reads and validates the cluster templates of ``!emr start``;
-* :mod:`emr_adapter` lists, re-reads, starts and terminates clusters, reads steps,
-  and sets EMR's own auto-termination policy (the backstop);
-* :mod:`emr_state`, :mod:`emr_rules`, :mod:`emr_decisions` decide (pure
-  functions of state, words and ``now``);
-* :mod:`emr_costs` and :mod:`emr_ledger` price the clusters and keep the usage
-  ledger behind ``!emr report`` (pure; the ledger is stored under ``ledger``);
-* :mod:`emr_view` words and renders every reply and announcement, :mod:`emr_chart`
-  draws the report's chart for Slack;
-* :mod:`emr_doctor` runs the checks of ``!emr doctor``;
-* :mod:`emr_slack` listens for Slack button clicks and runs them as the commands.
-
-Here: activation (settings, session, service, poller, click listener), the
-commands' argument parsing, who asks, and posting to the chat (replies, cards,
-blocks, the chart, NOTIFY_CHANNEL). The STS token lives in this plugin's storage
-under ``sts``.
+The service owns the state and the usage ledger (this plugin's storage, under
+``state`` and ``ledger``), the poller's tick and the commands' actions; the pure
+layers (:mod:`emr_state`, :mod:`emr_rules`, :mod:`emr_decisions`,
+:mod:`emr_ledger`, :mod:`emr_costs`) decide, :mod:`emr_adapter` talks to AWS.
+The STS token is stored under ``sts``. The README's "How it is built" lists
+every module.
 """
 
 from __future__ import annotations
@@ -98,14 +87,13 @@ _reload_siblings_if_changed()
 import emr_slack
 from crossaccount import CrossAccountSession, RoleTarget, utc_now
 from emr_adapter import EmrAdapter
-from emr_blocks import message_blocks
+from emr_blocks import apology, message_blocks, refused
 from emr_chart import preload as preload_chart
 from emr_chart import render as render_chart
 from emr_clicks import Buttons
 from emr_doctor import Doctor, notify_check
 from emr_errors import ConfigError, EmrChatopsError, RefusedError, UsageError, one_line
 from emr_ledger import REPORT_MAX_DAYS
-from emr_rules import Policy
 from emr_service import Service, StoredToken, Who
 from emr_settings import Settings, from_mapping, parse_hhmm
 from emr_view import View, typed_from_slack
@@ -140,13 +128,13 @@ def answers(method: Callable[..., str | None]) -> Callable[..., str | None]:
             if self._on_slack:  # what the person typed, not Slack's markup of it (escaped once, when shown)
                 args = typed_from_slack(args, self._slack_name)
             if len(args) > ARGS_LIMIT:
-                raise UsageError(f"That is {len(args)} characters of arguments; the limit is {ARGS_LIMIT}.")
+                raise UsageError(self.view.too_long(len(args), ARGS_LIMIT))
             return method(self, msg, args)
         except EmrChatopsError as error:
-            return f"✗ {one_line(str(error))}"
+            return refused(one_line(str(error)))
         except Exception:
             log.exception("!emr command failed: %s", method.__name__)
-            return "✗ Something unexpected went wrong (details are in the bot's log); nothing was changed."
+            return apology
 
     return wrapper
 
@@ -163,14 +151,6 @@ class EMR(BotPlugin):
         if not isinstance(raw, dict):
             raise ConfigError("EMR", "the bot config has no EMR dict (see config.py)")
         self.settings: Settings = from_mapping(raw)
-        self.policy = Policy(
-            idle_minutes=self.settings.idle_minutes,
-            warn_minutes=self.settings.warn_minutes,
-            end_of_day=self.settings.end_of_day,
-            timezone=self.settings.timezone,
-            remind_minutes=self.settings.hold_remind_minutes,
-            grace_minutes=self.settings.hold_grace_minutes,
-        )
         self._generation = getattr(self, "_generation", 0) + 1  # this activation's poller (see tick)
         super().activate()
         target = RoleTarget(
@@ -184,7 +164,6 @@ class EMR(BotPlugin):
         self.adapter = EmrAdapter(self.session, self.settings.cluster_tag, clock=lambda: self.clock())
         self.service: Service = Service(
             self.settings,
-            self.policy,
             self.adapter,
             self,  # the plugin's persistent storage: state under "state", the usage ledger under "ledger"
             clock=lambda: self.clock(),
@@ -239,8 +218,8 @@ class EMR(BotPlugin):
         """Share the EMR cluster: !emr status | start | lock | unlock | terminate | overtime | history | doctor."""
         word = args.split()[0] if args.split() else ""
         if not word:
-            raise UsageError("Say what to do: !emr " + " | ".join(SUBCOMMANDS) + " (details: !help EMR).")
-        raise UsageError(f"Unknown subcommand {self.view.inert(word)}: try !emr " + " | ".join(SUBCOMMANDS) + ".")
+            raise UsageError(self.view.what_to_do(SUBCOMMANDS))
+        raise UsageError(self.view.unknown_subcommand(word, SUBCOMMANDS))
 
     @botcmd
     @answers
@@ -335,7 +314,7 @@ class EMR(BotPlugin):
         if "--user" in words:
             at = words.index("--user")
             if at + 1 >= len(words):
-                raise UsageError("--user needs a name: !emr unlock [CLUSTER] --user NAME")
+                raise UsageError(self.view.user_needs_name)
             target = _user_ref(words[at + 1])
             words = words[:at] + words[at + 2 :]
         _reject_options(words, self.view)
@@ -369,7 +348,7 @@ class EMR(BotPlugin):
             try:
                 hhmm = parse_hhmm("HH:MM", words.pop())
             except ConfigError:
-                raise UsageError("The time must be HH:MM, 00:00–23:59.") from None
+                raise UsageError(self.view.bad_time) from None
         who = self._person(msg)
         overtime = self.service.overtime(who, " ".join(words), hhmm)  # announced to NOTIFY_CHANNEL too
         return self.view.overtime_set(overtime.record, who.name, overtime.until)
@@ -380,10 +359,10 @@ class EMR(BotPlugin):
         """The last N events (holds, releases, warnings, overtime, terminations). Usage: !emr history [N]"""
         words = args.split()
         if len(words) > 1 or (words and not COUNT_WORD_RE.fullmatch(words[0])):
-            raise UsageError(f"!emr history takes one number N (1–{HISTORY_MAX}).")
+            raise UsageError(self.view.history_usage(HISTORY_MAX))
         count = int(words[0]) if words else HISTORY_DEFAULT
         if not 1 <= count <= HISTORY_MAX:
-            raise UsageError(f"N must be between 1 and {HISTORY_MAX}.")
+            raise UsageError(self.view.history_range(HISTORY_MAX))
         return self.view.history(self.service.history(count))
 
     @botcmd
@@ -391,7 +370,7 @@ class EMR(BotPlugin):
     def emr_doctor(self, msg: Any, args: str) -> str:
         """Check the whole chain (identity, AssumeRole, EMR permissions, clusters, config) and say what to fix."""
         if args.split():
-            raise UsageError("!emr doctor takes no arguments.")
+            raise UsageError(self.view.doctor_usage)
         state = self.service.state()
         notify = notify_check(
             self.settings.notify_channel, self._slack_member_of if self._on_slack else None, self._bot_name
@@ -435,7 +414,7 @@ class EMR(BotPlugin):
     @property
     def view(self) -> View:
         """The wording, rendered for the chat this bot is on."""
-        return View(self.settings, self.policy, slack=self._on_slack)
+        return View(self.settings, self.service.policy, slack=self._on_slack)
 
     @property
     def _on_slack(self) -> bool:
@@ -495,14 +474,14 @@ class EMR(BotPlugin):
 def _reject_options(words: list[str], view: View) -> None:
     unknown = [w for w in words if w.startswith("--")]
     if unknown:
-        raise UsageError(f"Unknown option {view.inert(unknown[0])}.")
+        raise UsageError(view.unknown_option(unknown[0]))
 
 
 def _reject_first_option(args: str, view: View) -> None:
     """Commands whose words end in free text (a reason): only a leading ``--word`` is an option."""
     first = args.split()[0] if args.split() else ""
     if first.startswith("--"):
-        raise UsageError(f"Unknown option {view.inert(first)}.")
+        raise UsageError(view.unknown_option(first))
 
 
 def _user_ref(word: str) -> str:

@@ -215,7 +215,6 @@ class Service:
     def __init__(
         self,
         settings: Settings,
-        policy: Policy,
         adapter: EmrAdapter,
         storage: Storage,
         *,
@@ -224,7 +223,14 @@ class Service:
         announce: Callable[[str, Buttons | None], None],
     ) -> None:
         self.settings = settings
-        self.policy = policy
+        self.policy = Policy(
+            idle_minutes=settings.idle_minutes,
+            warn_minutes=settings.warn_minutes,
+            end_of_day=settings.end_of_day,
+            timezone=settings.timezone,
+            remind_minutes=settings.hold_remind_minutes,
+            grace_minutes=settings.hold_grace_minutes,
+        )
         self.adapter = adapter
         self.clock = clock
         self._storage = storage
@@ -662,7 +668,7 @@ class Service:
         except TemplateProblem as problem:
             raise UsageError(self.view.template_problem(problem)) from None
         template = templates[name_of]
-        reason = _reason(reason)
+        reason = self._reason(reason)
         # Single flight: the refusals are decided and RunJobFlow made under one lock, and the new cluster is
         # in the state before the lock is let go, so a second `!emr start` sees it (a listing may not yet).
         with self._start_lock:
@@ -693,6 +699,13 @@ class Service:
         record = state.clusters[cluster_id]
         return Starting(state, record, template, now, after_end_of_day(self.policy, now))
 
+    def _reason(self, words: str) -> str:
+        """The reason as stored: one line, at most REASON_LIMIT characters (refused beyond)."""
+        reason = " ".join(words.split())
+        if len(reason) > REASON_LIMIT:
+            raise UsageError(self.view.reason_too_long(len(reason), REASON_LIMIT))
+        return reason
+
     def _start_tags(self, template: Template, user: str) -> dict[str, str]:
         managed = policy_tag(self.settings.cluster_tag)  # with CLUSTER_TAG `*`: the shipped policy's tag
         assert managed.key is not None
@@ -701,7 +714,7 @@ class Service:
     def lock(self, who: Who, words: str) -> Locked:
         """*who* holds the cluster *words* name (the rest is the reason)."""
         cluster, reason = self._target(words, rest_allowed=True)
-        reason = _reason(reason)
+        reason = self._reason(reason)
         with self._editing(cluster) as (state, _):
             now = self.clock()
             state = add_hold(state, cluster.id, who.user, who.name, reason, now)
@@ -763,18 +776,11 @@ class Service:
             try:
                 until, day = overtime_until(self.policy, state, record, hhmm, now)
             except ValueError as problem:
-                raise RefusedError(f"No overtime: {problem}.") from None
+                raise RefusedError(self.view.no_overtime(problem)) from None
             state = set_overtime(state, cluster.id, who.user, who.name, until, day, now)
             self._save(state)
         self._announce(self.view.overtime_set(record, who.name, until))
         return OvertimeSet(record, until)
-
-
-def _reason(words: str) -> str:
-    reason = " ".join(words.split())
-    if len(reason) > REASON_LIMIT:
-        raise UsageError(f"The reason is {len(reason)} characters long; keep it under {REASON_LIMIT}.")
-    return reason
 
 
 __all__ = [
