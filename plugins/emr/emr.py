@@ -146,12 +146,20 @@ class EMR(BotPlugin):
 
     # -- lifecycle --------------------------------------------------------------------
     def activate(self) -> None:
-        self.__dict__.pop("service", None)  # a failed activation must not leave the last one's service to deactivate
         raw = getattr(self.bot_config, "EMR", None)
         if not isinstance(raw, dict):
             raise ConfigError("EMR", "the bot config has no EMR dict (see config.py)")
         self.settings: Settings = from_mapping(raw)
         self._generation = getattr(self, "_generation", 0) + 1  # this activation's poller (see tick)
+        # One service for the plugin's life, started afresh at each activation (see emr_service.Service).
+        service = getattr(self, "service", None) or Service(
+            self,  # the plugin's persistent storage: state under "state", the usage ledger under "ledger"
+            clock=lambda: self.clock(),
+            view=lambda: self.view,
+            announce=lambda text, buttons: self._announce(text, buttons),
+        )
+        service.reset(self.settings)
+        self.service: Service = service
         super().activate()
         target = RoleTarget(
             role_arn=self.settings.role_arn,
@@ -162,15 +170,7 @@ class EMR(BotPlugin):
         )
         self.session = CrossAccountSession(target, StoredToken(self, TOKEN_KEY), clock=lambda: self.clock())
         self.adapter = EmrAdapter(self.session, self.settings.cluster_tag, clock=lambda: self.clock())
-        self.service: Service = Service(
-            self.settings,
-            self.adapter,
-            self,  # the plugin's persistent storage: state under "state", the usage ledger under "ledger"
-            clock=lambda: self.clock(),
-            view=lambda: self.view,
-            announce=lambda text, buttons: self._announce(text, buttons),
-        )
-        self.service.open()  # refuse to start on state or a ledger we cannot read (or a newer format)
+        self.service.open(self.adapter)  # refuses state or a ledger it cannot read (or a newer format)
         self.start_poller(self.settings.poll_seconds, self.tick, args=(self._generation,))
         if self._on_slack:  # the report's chart: matplotlib imported meanwhile, not at the first report
             threading.Thread(target=preload_chart, name="emr-chart-preload", daemon=True).start()

@@ -210,18 +210,34 @@ class ReportData:
 
 
 class Service:
-    """The cluster's state, the poller's rules and the commands' actions; the chat is two callables."""
+    """The cluster's state, the poller's rules and the commands' actions; the chat is two callables.
+
+    One service lives as long as the plugin object. Each activation starts it afresh
+    (:meth:`reset`, then :meth:`open`): a new state lock, no cached state or ledger, new
+    counters — as the plugin's own attributes did before the service was split out. So a
+    tick of the previous activation still in flight (Errbot cannot stop it) goes on with
+    the current lock and re-reads the current state, never a copy cached before.
+    """
+
+    settings: Settings
+    policy: Policy
+    adapter: EmrAdapter
 
     def __init__(
         self,
-        settings: Settings,
-        adapter: EmrAdapter,
         storage: Storage,
         *,
         clock: Callable[[], datetime],
         view: Callable[[], View],
         announce: Callable[[str, Buttons | None], None],
     ) -> None:
+        self.clock = clock
+        self._storage = storage
+        self._view = view
+        self._announce_to_chat = announce
+
+    def reset(self, settings: Settings) -> None:
+        """Start afresh for an activation with *settings* (before the plugin's storage opens)."""
         self.settings = settings
         self.policy = Policy(
             idle_minutes=settings.idle_minutes,
@@ -231,11 +247,6 @@ class Service:
             remind_minutes=settings.hold_remind_minutes,
             grace_minutes=settings.hold_grace_minutes,
         )
-        self.adapter = adapter
-        self.clock = clock
-        self._storage = storage
-        self._view = view
-        self._announce_to_chat = announce
         self._lock = threading.RLock()
         self._poll_failure: str | None = None
         self._state: State | None = None  # decoded copy of the stored state, see _load
@@ -265,8 +276,9 @@ class Service:
         self._announce_to_chat(text, buttons)
 
     # -- lifecycle --------------------------------------------------------------------
-    def open(self) -> None:
-        """Refuse to start on state or a usage ledger we cannot read (or a newer format)."""
+    def open(self, adapter: EmrAdapter) -> None:
+        """Talk to AWS through *adapter*; refuse to start on state or a usage ledger we cannot read (or a newer format)."""
+        self.adapter = adapter
         with self._lock:
             state = State.from_dict(self._storage.get(STATE_KEY))
             if LEDGER_KEY not in self._storage:  # an upgrade: the ledger starts from the state's clusters and holds
