@@ -54,7 +54,7 @@ MUTANTS = (
     Mutant(
         "M2",
         "no re-read before an automatic termination",
-        "emr.py",
+        "emr_service.py",
         "                why = termination_refusal(record, fresh, effect.expect)\n",
         "                why = None\n",
         (T + "test_the_cluster_is_re_read_right_before_an_idle_termination_and_spared_if_untagged",),
@@ -62,7 +62,7 @@ MUTANTS = (
     Mutant(
         "M3",
         "a stale listing is folded in",
-        "emr.py",
+        "emr_service.py",
         "            if number < self._folded:",
         "            if False:",
         (T + "test_a_stale_listing_from_a_tick_does_not_erase_a_new_cluster_or_its_hold",),
@@ -140,7 +140,7 @@ MUTANTS = (
     Mutant(
         "M12",
         "a held cluster ended outside the bot goes unannounced",
-        "emr.py",
+        "emr_service.py",
         "                    self._announce(self.view.ended(record, info))",
         "                    pass",
         (T + "test_a_held_cluster_terminated_outside_the_bot_is_announced_once_with_its_holders",),
@@ -337,7 +337,7 @@ MUTANTS = (
     Mutant(
         "C13",
         "the poller never writes the ledger (only a clean stop does)",
-        "emr.py",
+        "emr_service.py",
         "            self._save_ledger(ledger_bounded(follow(ledger, state, now), now))\n            self._write_ledger()\n",
         "            self._save_ledger(ledger_bounded(follow(ledger, state, now), now))\n",
         (P + "test_a_kill_mid_day_loses_nothing_and_counts_nothing_twice",),

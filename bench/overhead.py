@@ -8,14 +8,14 @@ series alike. Latency is push_message → pop_message on Errbot's test backend,
 queue hops included; ``!echo`` (Errbot's own Utils plugin) shows what those
 hops and Errbot's dispatch cost on their own, and the direct calls of the
 plugin's command methods what the plugin costs without Errbot, and the
-plugin's state load/save (``EMR._load``/``EMR._save``, storage plus
+plugin's state load/save (``Service._load``/``Service._save``, storage plus
 ``State.from_dict``/``to_dict``) what each of those costs. Warm-up rounds
 first fill the history to its cap, as in a bot that has run for a while.
 Nothing is subtracted from the judged figure.
 
 A cProfile pass over direct command calls then splits a command's time into
 the AWS call (``EmrAdapter.list_managed``), storage writes and reads
-(``EMR._save``/``EMR._load``), and the rest.
+(``Service._save``/``Service._load``), and the rest.
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ WARMUP_ROUNDS = 55
 ALLOWANCE = 0.005  # seconds
 PROFILED = {
     "AWS ListClusters (EmrAdapter.list_managed)": ("emr_adapter.py", "list_managed"),
-    "storage writes (EMR._save)": ("emr.py", "_save"),
-    "storage reads (EMR._load)": ("emr.py", "_load"),
+    "storage writes (Service._save)": ("emr_service.py", "_save"),
+    "storage reads (Service._load)": ("emr_service.py", "_load"),
 }
 
 
@@ -146,10 +146,10 @@ def run(emulator: Emulator, workdir: Path, *, rounds: int) -> Section:
             series["state write"].append(timed(lambda: plugin._store.set("bench-probe", state)))
             series["state read"].append(timed(lambda: plugin._store.get("state")))
             # What the plugin does per load / save: the same, plus State.from_dict / State.to_dict.
-            with plugin._lock:
-                series["state load"].append(timed(plugin._load))
-                loaded = plugin._load()
-                series["state save"].append(timed(lambda: plugin._save(loaded)))
+            with plugin.service._lock:
+                series["state load"].append(timed(plugin.service._load))
+                loaded = plugin.service._load()
+                series["state save"].append(timed(lambda: plugin.service._save(loaded)))
 
         steps: list[Callable[[], None]] = [
             raw,
@@ -219,8 +219,8 @@ def run(emulator: Emulator, workdir: Path, *, rounds: int) -> Section:
             "echo": "!echo via Errbot (no AWS)",
             "state write": "storage set (pickle + SQLite commit, fsync)",
             "state read": "storage get (SQLite + unpickle)",
-            "state save": "EMR._save (State.to_dict + storage set)",
-            "state load": "EMR._load (storage get + State.from_dict)",
+            "state save": "Service._save (State.to_dict + storage set)",
+            "state load": "Service._load (storage get + State.from_dict)",
         }.get(name, f"{name} (plugin method, no Errbot)" if name.startswith("direct") else f"!emr {name} via Errbot")
         judged = name in ("status", "lock", "unlock")
         if judged:

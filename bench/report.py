@@ -162,7 +162,7 @@ def run(emulator: Emulator, workdir: Path, *, repeats: int, statuses: int, seed:
         ids = [emulator.run_cluster(f"team-{i}", managed=True) for i in range(5)]
         with Bot(workdir / "report-bot", emr_config(emulator)) as bot:
             bot.plugin["ledger"] = ledger.to_dict()
-            bot.plugin._ledger = None
+            bot.plugin.service._ledger = None
             reply, seconds = bot.say("!emr report 90")
             if not reply.startswith("Usage of the managed clusters"):
                 raise RuntimeError(reply[:300])
@@ -188,12 +188,12 @@ def run(emulator: Emulator, workdir: Path, *, repeats: int, statuses: int, seed:
             steady = Counter({a: n for (_, a), n in emulator.requests.items() if a in INSTANCE_ACTIONS})
             all_requests = sum(emulator.requests.values())
             plugin = bot.plugin
-            with plugin._lock:
-                stored = plugin._load_ledger()
+            with plugin.service._lock:
+                stored = plugin.service._load_ledger()
             t0 = time.perf_counter()
             for _ in range(statuses):
                 for cid in ids:
-                    view.cost_so_far(plugin._cost(stored, cid, clock.now))
+                    view.cost_so_far(plugin.service._cost(stored, cid, clock.now))
             cost_us = (time.perf_counter() - t0) / (statuses * len(ids)) * 1e6
     section.say(
         f"  status, 5 managed clusters: instance reads at the first status and tick: {dict(warmup) or 'none'}; "

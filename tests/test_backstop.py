@@ -67,7 +67,7 @@ def test_a_restart_between_hold_and_release_asks_nothing_twice_and_a_change_lost
         bot.restart()
         bot.tick()
         assert requests(emulator) == (1, 1) and emulator.backstop(seeded.managed_id) == HOUR3
-        bot.plugin._sync_backstop = lambda only=None: None  # the bot dies right after storing the next hold
+        bot.plugin.service._sync_backstop = lambda only=None: None  # the bot dies right after storing the next hold
         bot.say("!emr lock", user="bob")
         assert emulator.backstop(seeded.managed_id) == HOUR3
         bot.restart()

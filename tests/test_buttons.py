@@ -439,7 +439,7 @@ def test_a_click_that_lands_before_the_termination_keeps_the_cluster(
     plugin = chat.plugin
     chat.tick()
     deadline = MORNING + timedelta(minutes=30)
-    terminate_by_rule = plugin._terminate_by_rule
+    terminate_by_rule = plugin.service._terminate_by_rule
 
     def click_first(effect: Any) -> None:  # the tick decided (the cluster is doomed); the click takes the lock first
         clock.set(deadline - timedelta(seconds=1))
@@ -447,7 +447,7 @@ def test_a_click_that_lands_before_the_termination_keeps_the_cluster(
         clock.set(deadline)
         terminate_by_rule(effect)
 
-    monkeypatch.setattr(plugin, "_terminate_by_rule", click_first)
+    monkeypatch.setattr(plugin.service, "_terminate_by_rule", click_first)
     clock.set(deadline)
     chat.tick()
     assert emulator.cluster_state(seeded.managed_id) == "WAITING"
@@ -479,7 +479,7 @@ def test_a_termination_between_the_clicks_check_and_its_hold_refuses_the_hold(
     plugin = chat.plugin
     chat.tick()
     deadline = MORNING + timedelta(minutes=30)
-    target = plugin._target
+    target = plugin.service._target
 
     def then_the_tick(words: str, **kwargs: Any) -> Any:  # the click named its cluster; the rule fires now
         named = target(words, **kwargs)
@@ -488,7 +488,7 @@ def test_a_termination_between_the_clicks_check_and_its_hold_refuses_the_hold(
         assert emulator.cluster_state(seeded.managed_id) == "TERMINATED"
         return named
 
-    monkeypatch.setattr(plugin, "_target", then_the_tick)
+    monkeypatch.setattr(plugin.service, "_target", then_the_tick)
     clock.set(deadline - timedelta(seconds=1))
     clicks(envelope("idle", seeded.managed_id, deadline))
     [answer] = web.said("chat.postEphemeral")

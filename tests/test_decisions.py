@@ -324,6 +324,20 @@ def test_the_adapter_and_the_session_import_no_errbot(module: str) -> None:
     assert "errbot" not in imports_of(module) and "emr" not in imports_of(module)
 
 
+def test_the_service_imports_neither_errbot_nor_boto3_nor_the_plugin() -> None:
+    assert not imports_of("emr_service") & {*BOTO, "errbot", "emr", "emr_slack"}
+
+
+def test_only_the_plugin_and_the_slack_listener_import_errbot() -> None:
+    importers = {p.stem for p in PLUGIN.glob("*.py") if "errbot" in imports_of(p.stem)}
+    assert importers <= {"emr", "emr_slack"}
+
+
+def test_only_the_plugin_imports_the_service() -> None:
+    importers = {p.stem for p in PLUGIN.glob("*.py") if "emr_service" in imports_of(p.stem)}
+    assert importers == {"emr"}
+
+
 def test_only_the_adapter_and_the_session_import_boto3() -> None:
     importers = {p.stem for p in PLUGIN.glob("*.py") if imports_of(p.stem) & set(BOTO)}
     assert importers <= {"crossaccount", "emr_adapter"}

@@ -358,6 +358,35 @@ def test_deactivate_and_activate_while_a_tick_runs_leave_exactly_one_poller(
     assert len(plugin.current_pollers) == 1
 
 
+def test_a_tick_in_flight_across_deactivate_and_activate_keeps_a_hold_taken_meanwhile(
+    start_bot: Any, emulator: Emulator, seeded: Seeded
+) -> None:
+    bot = start_bot()
+    plugin = bot.plugin
+    bot.tick()
+    entered, release = threading.Event(), threading.Event()
+    real = plugin.adapter.list_clusters
+
+    def slow_listing() -> Any:
+        if threading.current_thread().name == "old-tick" and not release.is_set():
+            entered.set()
+            release.wait(10)
+        return real()
+
+    plugin.adapter.list_clusters = slow_listing
+    old_tick = threading.Thread(target=plugin.tick, name="old-tick")  # the poller's tick, mid-listing
+    old_tick.start()
+    assert entered.wait(10), "the tick did not start listing"
+    assert bot.say("!plugin deactivate EMR", user="admin") == "Plugin EMR deactivated."
+    assert bot.say("!plugin activate EMR", user="admin") == "Plugin EMR activated."
+    assert bot.say("!emr lock", user="alice").startswith("🔒")
+    emulator.run_cluster("team-2", managed=True)  # the old tick's listing has news: it saves a state
+    release.set()
+    old_tick.join(10)
+    holds = plugin.get("state")["clusters"][seeded.managed_id]["holds"]
+    assert [h["user"] for h in holds] == ["alice"], "the old tick saved a state from before the hold"
+
+
 # -- 9. a held cluster terminated outside the bot ------------------------------------------------
 
 

@@ -12,12 +12,13 @@ the templates pass), the templates, and the config. A link that cannot be
 reached is "not checked", not failed. Nothing here touches the plugin state or
 a cluster, and no secret is ever shown.
 
-The notify-channel check needs the chat backend, so the plugin makes it and
-passes it in.
+The notify-channel check needs the chat backend, so the plugin makes it (with
+:func:`notify_check`, asking Slack through callables it passes in) and passes it in.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -49,6 +50,8 @@ CLUSTER_STEPS = (
 )
 START_TITLE = "EMR RunJobFlow and iam:PassRole (!emr start)"
 
+log = logging.getLogger("errbot.plugins.emr")
+
 
 class Check(NamedTuple):
     """One line of ``!emr doctor``: ✓ fine, ✗ broken (with the fix), ⚠ works but risky, – not checked.
@@ -64,6 +67,39 @@ class Check(NamedTuple):
     def render(self) -> str:
         line = f"{self.mark} {self.title}: {self.detail}"
         return line + (f"\n    fix: {self.fix}" if self.fix else "")
+
+
+def notify_check(
+    channel: str | None, member_of: Callable[[str], bool | None] | None, bot_name: Callable[[], str]
+) -> Check:
+    """NOTIFY_CHANNEL: set, and (on Slack, *member_of* given) the bot a member of it.
+
+    *member_of* says whether the bot is in the channel (None: Slack does not say); it raises
+    if there is no such channel.
+    """
+    if channel is None:
+        return Check(
+            FAIL,
+            "NOTIFY_CHANNEL",
+            "not set: warnings and automatic terminations are only logged",
+            "set EMR_NOTIFY_CHANNEL=#emr-alerts (and invite the bot there)",
+        )
+    title = f"NOTIFY_CHANNEL {channel}"
+    if member_of is None:
+        return Check(OK, title, "set")
+    try:
+        joined = member_of(channel)
+    except Exception:
+        log.warning("doctor: cannot resolve NOTIFY_CHANNEL %s", channel, exc_info=True)
+        return Check(FAIL, title, "no such channel on Slack", "set EMR_NOTIFY_CHANNEL to an existing #channel")
+    if joined is False:
+        return Check(
+            FAIL,
+            title,
+            "the bot is not a member: it cannot post there",
+            f"`/invite @{bot_name()}` in {channel}",
+        )
+    return Check(OK, title, "the bot is a member" if joined else "set")
 
 
 class Doctor:

@@ -192,8 +192,7 @@ class Clicks:
         plugin, click = self.plugin, envelope.click
         view: View = plugin.view
         backend = plugin._bot
-        with plugin._lock:
-            state: State = plugin._load()
+        state: State = plugin.service.state()
         record = state.clusters.get(click.cluster_id)
         cluster = view.cluster(record) if record is not None else click.cluster_id
         name = record.name if record is not None else click.cluster_id
@@ -221,15 +220,13 @@ class Clicks:
             plugin.run_click_command(click.action.command, msg, click.cluster_id)
         except EmrChatopsError as error:
             self._ephemeral(envelope, refused(one_line(str(error))))
-            with plugin._lock:
-                now_gone = plugin._load().clusters.get(click.cluster_id)
+            now_gone = plugin.service.state().clusters.get(click.cluster_id)
             if record is not None and (now_gone is None or not now_gone.listed):  # a termination won the race
                 self._update(envelope, gone_line(cluster), moot=True)
             return
         user, shown = plugin._who(msg)
         now = plugin.clock()
-        with plugin._lock:
-            after = plugin._load().clusters.get(click.cluster_id)
+        after = plugin.service.state().clusters.get(click.cluster_id)
         until = after.overtime.until if after is not None and after.overtime is not None else None
         line = outcome(view, click, user, shown, now, until)
         self._update(envelope, line, moot=moot_after(click, user))

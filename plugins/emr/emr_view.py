@@ -571,6 +571,35 @@ class View(CostWords):
     def not_terminated(self, record: ClusterRecord, why: str) -> str:
         return f"Not terminating {self.cluster(record)}: {why} (nothing was changed); see !emr status."
 
+    # -- usage: the answers to words a command cannot take -----------------------------------
+    def what_to_do(self, subcommands: Sequence[str]) -> str:
+        return "Say what to do: !emr " + " | ".join(subcommands) + " (details: !help EMR)."
+
+    def unknown_subcommand(self, word: str, subcommands: Sequence[str]) -> str:
+        return f"Unknown subcommand {self.inert(word)}: try !emr " + " | ".join(subcommands) + "."
+
+    def unknown_option(self, word: str) -> str:
+        return f"Unknown option {self.inert(word)}."
+
+    def too_long(self, length: int, limit: int) -> str:
+        return f"That is {length} characters of arguments; the limit is {limit}."
+
+    def reason_too_long(self, length: int, limit: int) -> str:
+        return f"The reason is {length} characters long; keep it under {limit}."
+
+    user_needs_name = "--user needs a name: !emr unlock [CLUSTER] --user NAME"
+    bad_time = "The time must be HH:MM, 00:00–23:59."
+    doctor_usage = "!emr doctor takes no arguments."
+
+    def history_usage(self, maximum: int) -> str:
+        return f"!emr history takes one number N (1–{maximum})."
+
+    def history_range(self, maximum: int) -> str:
+        return f"N must be between 1 and {maximum}."
+
+    def no_overtime(self, problem: ValueError) -> str:
+        return f"No overtime: {problem}."
+
     # -- refusals --------------------------------------------------------------------------
     def name_problem(self, problem: NameProblem, state: State | None = None) -> str:
         if isinstance(problem, NoneRunning):

@@ -1,0 +1,810 @@
+"""The service: what the plugin does with the state, the ledger and AWS, without the chat.
+
+:class:`Service` owns the state and the usage ledger in the plugin's storage
+(behind :class:`Storage`, a mapping), the state lock, the numbered listings,
+naming a cluster, the poller's tick with everything under it, and the command
+actions. A command action takes plain values (who asks, the words naming the
+cluster, the reason, …) and returns the data its reply is rendered from, or
+raises a domain error (:mod:`emr_errors`) whose wording comes from the view.
+
+It imports neither errbot nor boto3: AWS is reached through the adapter
+(:mod:`emr_adapter`), decisions through the pure layers (:mod:`emr_rules`,
+:mod:`emr_decisions`, :mod:`emr_ledger`, :mod:`emr_costs`), and the chat through
+two callables that ``emr.py`` passes in: ``announce(text, buttons)`` posts to
+NOTIFY_CHANNEL and ``view()`` gives the wording for the chat the bot is on.
+
+Every read-modify-write of the storage happens under ``self._lock``: commands
+run on Errbot's thread pool and the poller on its own thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from typing import Any, Protocol
+
+from crossaccount import Token
+from emr_adapter import EmrAdapter, Listing, policy_tag
+from emr_clicks import Buttons, buttons_for
+from emr_decisions import (
+    Denied,
+    NameProblem,
+    NoneRunning,
+    TemplateProblem,
+    active_clusters,
+    choose_template,
+    hold_to_release,
+    may_ask_overtime,
+    may_start,
+    may_terminate,
+    name_cluster,
+)
+from emr_errors import AwsError, NoClusterError, RefusedError, UnknownClusterError, UsageError
+from emr_ledger import (
+    CostSoFar,
+    Ledger,
+    Report,
+    cost_so_far,
+    ended,
+    follow,
+    instances_due,
+    instances_seen,
+    seen,
+    watch,
+)
+from emr_ledger import (
+    bounded as ledger_bounded,
+)
+from emr_ledger import (
+    report as usage_report,
+)
+from emr_rules import (
+    PERIOD as ACTIVITY_PERIOD,
+)
+from emr_rules import (
+    Cancelled,
+    Expire,
+    Policy,
+    Ready,
+    Remind,
+    Terminate,
+    Warn,
+    activity_seen,
+    activity_unknown,
+    add_hold,
+    after_end_of_day,
+    backstop_due,
+    backstop_failed,
+    backstop_set,
+    drop_hold,
+    needs_step_check,
+    observe,
+    overtime_until,
+    plan_tick,
+    refused_termination,
+    set_overtime,
+    settle,
+    started,
+    steps_seen,
+    terminated,
+    termination_failed,
+    termination_refusal,
+    to_recheck,
+)
+from emr_settings import Settings
+from emr_state import REASON_LIMIT, ClusterInfo, ClusterRecord, Event, Hold, State
+from emr_templates import Template, start_tags
+from emr_view import View
+
+log = logging.getLogger("errbot.plugins.emr")
+
+STATE_KEY = "state"
+LEDGER_KEY = "ledger"
+INSTANCES_RETRY = ACTIVITY_PERIOD  # a failed read of a cluster's instances is retried after 5 minutes
+
+
+class Storage(Protocol):
+    """The plugin's persistent storage (Errbot's is a MutableMapping): what the service uses of it."""
+
+    def get(self, key: str, default: Any = None) -> Any: ...
+
+    def __setitem__(self, key: str, value: Any) -> None: ...
+
+    def __contains__(self, key: object) -> bool: ...
+
+    def __delitem__(self, key: str) -> None: ...
+
+
+class StoredToken:
+    """The STS token in the plugin's persistent storage under *key* (a token store of :mod:`crossaccount`)."""
+
+    def __init__(self, storage: Storage, key: str) -> None:
+        self._storage = storage
+        self._key = key
+        # Its own lock, never the state lock: save() runs inside botocore's
+        # credential refresh lock, and a command holding the state lock (terminate)
+        # may be waiting for that refresh lock — sharing one lock would deadlock.
+        self._lock = threading.Lock()
+
+    def load(self) -> Token | None:
+        token: Token | None = self._storage.get(self._key)
+        return token
+
+    def save(self, token: Token | None) -> None:
+        with self._lock:
+            if token is None:
+                if self._key in self._storage:
+                    del self._storage[self._key]
+            else:
+                self._storage[self._key] = token
+
+
+@dataclass(frozen=True)
+class Who:
+    """Who asks: a stable identity, the name shown, and whether they are a bot admin."""
+
+    user: str
+    name: str
+    admin: bool = False
+
+
+@dataclass(frozen=True)
+class Locked:
+    state: State
+    record: ClusterRecord
+    now: datetime
+    overtime_possible: bool
+
+
+@dataclass(frozen=True)
+class Released:
+    state: State
+    record: ClusterRecord
+    hold: Hold
+    now: datetime
+
+
+@dataclass(frozen=True)
+class Terminating:
+    record: ClusterRecord
+    others: list[Hold]
+
+
+@dataclass(frozen=True)
+class OvertimeSet:
+    record: ClusterRecord
+    until: datetime
+
+
+@dataclass(frozen=True)
+class Starting:
+    state: State
+    record: ClusterRecord
+    template: Template
+    now: datetime
+    evening: bool
+
+
+@dataclass(frozen=True)
+class Status:
+    """What ``!emr status`` shows: the clusters both the listing and the state agree on (none: say so)."""
+
+    state: State
+    records: list[tuple[ClusterRecord, ClusterInfo]]
+    costs: dict[str, CostSoFar]
+    now: datetime
+    activity_problem: str | None
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """What ``!emr report DAYS`` shows."""
+
+    report: Report
+    now: datetime
+
+
+class Service:
+    """The cluster's state, the poller's rules and the commands' actions; the chat is two callables.
+
+    One service lives as long as the plugin object. Each activation starts it afresh
+    (:meth:`reset`, then :meth:`open`): a new state lock, no cached state or ledger, new
+    counters — as the plugin's own attributes did before the service was split out. So a
+    tick of the previous activation still in flight (Errbot cannot stop it) goes on with
+    the current lock and re-reads the current state, never a copy cached before.
+    """
+
+    settings: Settings
+    policy: Policy
+    adapter: EmrAdapter
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        clock: Callable[[], datetime],
+        view: Callable[[], View],
+        announce: Callable[[str, Buttons | None], None],
+    ) -> None:
+        self.clock = clock
+        self._storage = storage
+        self._view = view
+        self._announce_to_chat = announce
+
+    def reset(self, settings: Settings) -> None:
+        """Start afresh for an activation with *settings* (before the plugin's storage opens)."""
+        self.settings = settings
+        self.policy = Policy(
+            idle_minutes=settings.idle_minutes,
+            warn_minutes=settings.warn_minutes,
+            end_of_day=settings.end_of_day,
+            timezone=settings.timezone,
+            remind_minutes=settings.hold_remind_minutes,
+            grace_minutes=settings.hold_grace_minutes,
+        )
+        self._lock = threading.RLock()
+        self._poll_failure: str | None = None
+        self._state: State | None = None  # decoded copy of the stored state, see _load
+        self._ledger: Ledger | None = None  # the usage ledger's latest fold, see _load_ledger
+        self._ledger_stored: Ledger | None = None  # … and what storage holds
+        self._instances_tried: dict[str, tuple[str, datetime]] = {}  # cluster id -> (state, when) of a failed read
+        self._instances_lock = threading.Lock()
+        # Listings are numbered when they start; one older than the last folded is stale (see _refresh).
+        self._listings = itertools.count(1)
+        self._folded = 0
+        self._rechecked: dict[str, datetime] = {}  # cluster id -> last DescribeCluster of an unlisted record
+        self._activity_read_at: datetime | None = None  # the last GetMetricData (at most one per 5 minutes)
+        self._activity_failure: str | None = None  # CloudWatch's last failure, announced once
+        # One `!emr start` at a time: two at the same moment must not both see "nothing active" and start two.
+        self._start_lock = threading.Lock()
+        # Backstop changes one at a time, each on the latest state: the last one to run leaves EMR's policy
+        # matching the holds, whatever order concurrent lock/unlock commands ran in.
+        self._backstop_lock = threading.Lock()
+        self._backstop_tried: dict[str, datetime] = {}  # cluster id -> the last backstop request (retries)
+
+    @property
+    def view(self) -> View:
+        """The wording, rendered for the chat the bot is on."""
+        return self._view()
+
+    def _announce(self, text: str, buttons: Buttons | None = None) -> None:
+        self._announce_to_chat(text, buttons)
+
+    # -- lifecycle --------------------------------------------------------------------
+    def open(self, adapter: EmrAdapter) -> None:
+        """Talk to AWS through *adapter*; refuse to start on state or a usage ledger we cannot read (or a newer format)."""
+        self.adapter = adapter
+        with self._lock:
+            state = State.from_dict(self._storage.get(STATE_KEY))
+            if LEDGER_KEY not in self._storage:  # an upgrade: the ledger starts from the state's clusters and holds
+                self._storage[LEDGER_KEY] = Ledger.from_dict(None, state).to_dict()
+            Ledger.from_dict(self._storage.get(LEDGER_KEY))
+
+    @contextlib.contextmanager
+    def closing(self) -> Iterator[None]:
+        """Under the state lock (a tick in flight finishes its state change first): the latest fold is written."""
+        with self._lock:
+            if self._ledger is not None:
+                with contextlib.suppress(Exception):  # a clean stop keeps the latest fold (best effort)
+                    self._write_ledger()
+            yield
+
+    # -- state ------------------------------------------------------------------------
+    def state(self) -> State:
+        """The current state (a consistent copy, taken under the lock)."""
+        with self._lock:
+            return self._load()
+
+    def _load(self) -> State:
+        """The current state (call under ``self._lock``).
+
+        Storage is the source of truth, but this plugin is its only writer, so
+        the last state saved (or read) is kept decoded: a command then pays for
+        one storage write instead of a read-decode-encode-write round.
+        """
+        if self._state is None:
+            self._state = State.from_dict(self._storage.get(STATE_KEY))
+        return self._state
+
+    def _save(self, state: State) -> None:
+        self._storage[STATE_KEY] = state.to_dict()  # written through before anyone sees it
+        self._state = state
+        self._save_ledger(follow(self._load_ledger(), state, self.clock()))
+
+    def _load_ledger(self) -> Ledger:
+        """The usage ledger (call under ``self._lock``); kept decoded like the state."""
+        if self._ledger is None:
+            self._ledger = self._ledger_stored = Ledger.from_dict(self._storage.get(LEDGER_KEY), self._load())
+        return self._ledger
+
+    def _save_ledger(self, ledger: Ledger) -> None:
+        """Keep the ledger's latest fold; it is written by the poller (:meth:`_write_ledger`), not by commands.
+
+        A command's fold needs no write of its own: the spans it opens or closes are dated by the
+        state it saved (a hold's ``since``, the last release, the termination), and the next tick's
+        fold finds them there again, also after a restart or a ``kill -9``. So lock and unlock pay one
+        storage write (the state), as before the ledger.
+        """
+        self._ledger = ledger
+
+    def _write_ledger(self) -> None:
+        """Write the ledger if it changed since it was last written (call under ``self._lock``).
+
+        Its heartbeats move once a minute, so a steady tick writes it at most once a minute.
+        """
+        ledger = self._load_ledger()
+        if ledger is self._ledger_stored or ledger == self._ledger_stored:
+            return
+        self._storage[LEDGER_KEY] = ledger.to_dict()
+        self._ledger_stored = ledger
+
+    @property
+    def _watch_gap(self) -> timedelta:
+        """A longer pause between two ticks means the bot was down: that time is not watched."""
+        return timedelta(seconds=2 * self.settings.poll_seconds + 60)
+
+    def _refresh(self) -> tuple[State, Listing]:
+        """List the clusters (outside the lock) and fold the listing into the state, unless it is stale.
+
+        A tick and a command may list at the same time; the one that started
+        listing first may finish last. Folding that older listing would undo
+        what the newer one (and a command in between) recorded, so a listing
+        is folded only if it started after the last one folded.
+        """
+        number = next(self._listings)
+        asked = self.clock()
+        listing = self.adapter.list_clusters()
+        now = self.clock()
+        with self._lock:
+            old = self._load()
+            if number < self._folded:
+                return old, listing
+            self._folded = number
+            state = observe(old, listing.managed, now, listed_since=asked)
+            if state != old:  # a steady-state status or tick writes nothing
+                self._save(state)
+            self._save_ledger(seen(self._load_ledger(), listing.managed, now))
+        return state, listing
+
+    def _target(self, words: str, *, rest_allowed: bool = False) -> tuple[ClusterInfo, str]:
+        """The managed cluster some words name (and the words after its name); refusals as domain errors."""
+        state, listing = self._refresh()
+        listed = [c for c in listing.managed if c.id in state.clusters and state.clusters[c.id].listed]
+        try:
+            return name_cluster(words, listed, listing.others, rest_allowed=rest_allowed)
+        except NoneRunning:
+            raise NoClusterError(self.view.no_cluster(state)) from None
+        except NameProblem as problem:
+            raise UnknownClusterError(self.view.name_problem(problem)) from None
+
+    @contextlib.contextmanager
+    def _editing(self, cluster: ClusterInfo) -> Iterator[tuple[State, ClusterRecord]]:
+        """Under the state lock: the current state and the cluster's record, or a refusal if it is gone meanwhile."""
+        with self._lock:
+            state = self._load()
+            record = state.clusters.get(cluster.id)
+            if record is None or not record.listed:
+                raise UnknownClusterError(self.view.gone_meanwhile(cluster))
+            yield state, record
+
+    # -- the poller -------------------------------------------------------------------
+    def tick(self) -> None:
+        """One pass of the automatic rules. Never raises: the poller must survive everything."""
+        try:
+            self._tick()
+        except AwsError as error:
+            if self._poll_failure != error.code:
+                self._poll_failure = error.code
+                self._announce(self.view.poller_down(str(error)))
+            log.warning("EMR poller tick failed: %s", error)
+        except Exception:
+            log.exception("EMR poller tick failed")
+
+    def _tick(self) -> None:
+        state, _ = self._refresh()
+        if self._poll_failure is not None:
+            self._poll_failure = None
+            self._announce(self.view.poller_back)
+        self._recheck_unlisted(state)
+        self._read_instances_where_due()
+        self._read_activity_if_due()
+        self._read_steps_where_due()
+        now = self.clock()
+        with self._lock:
+            old = self._load()
+            state, effects = plan_tick(old, self.policy, now)
+            if state != old:
+                self._save(state)
+            ledger = watch(self._load_ledger(), now, self._watch_gap)
+            self._save_ledger(ledger_bounded(follow(ledger, state, now), now))
+            self._write_ledger()
+        for effect in effects:
+            if isinstance(effect, Warn):
+                buttons = buttons_for(effect.deadline.rule, effect.cluster.id, effect.deadline.at)
+                self._announce(self.view.warning(effect.cluster, effect.deadline), buttons)
+            elif isinstance(effect, Cancelled):
+                self._announce(self.view.termination_called_off(effect.cluster, effect.rule, effect.why))
+            elif isinstance(effect, Remind):
+                buttons = buttons_for("reminder", effect.cluster.id, effect.ends_at, effect.hold.user)
+                self._announce(self.view.reminder(effect), buttons)
+            elif isinstance(effect, Expire):
+                self._announce(self.view.expired(effect, state, now))
+            elif isinstance(effect, Terminate):
+                self._terminate_by_rule(effect)
+            elif isinstance(effect, Ready):
+                self._announce(self.view.ready(effect, state, now))
+        self._sync_backstop()
+
+    def _recheck_unlisted(self, state: State) -> None:
+        """Ask AWS about remembered clusters the listing did not show: ended, untagged, or just not listed."""
+        now = self.clock()
+        for cluster_id in to_recheck(state, self._rechecked, now):
+            self._rechecked[cluster_id] = now
+            try:
+                info = self.adapter.describe(cluster_id)
+            except AwsError as error:  # kept as it is: absence proves nothing
+                log.warning("EMR poller: cannot re-read %s: %s", cluster_id, error)
+                continue
+            with self._lock:
+                old = self._load()
+                new, settled = settle(old, info, self.clock())
+                if new != old:
+                    self._save(new)
+            if settled.kind in ("start_failed", "ended"):
+                with self._lock:
+                    self._save_ledger(ended(self._load_ledger(), info, self.clock()))
+            if settled.kind == "start_failed":
+                self._rechecked.pop(cluster_id, None)
+                self._announce(self.view.start_failure(settled.record, info))
+            elif settled.kind == "ended":
+                self._rechecked.pop(cluster_id, None)
+                record = settled.record
+                if record.ending is None and (record.holds or record.doomed is not None):
+                    self._announce(self.view.ended(record, info))
+            elif settled.kind == "unmanaged":
+                self._announce(self.view.unmanaged(settled.record))
+
+    def _read_instances_where_due(self, only: list[str] | None = None) -> None:
+        """Read what the clusters run (for their cost): once, and again after a state change (DESIGN §13).
+
+        No request in steady state; a failure is logged and retried after INSTANCES_RETRY.
+        """
+        with self._instances_lock:  # single flight: a status and a tick seeing a new cluster read it once
+            self._read_instances(only)
+
+    def _read_instances(self, only: list[str] | None) -> None:
+        now = self.clock()
+        with self._lock:
+            state = self._load()
+            due = [cid for cid in instances_due(self._load_ledger(), state) if only is None or cid in only]
+        for cluster_id in due:
+            cluster_state = state.clusters[cluster_id].state
+            tried = self._instances_tried.get(cluster_id)
+            if tried is not None and tried[0] == cluster_state and now - tried[1] < INSTANCES_RETRY:
+                continue
+            try:
+                composition = self.adapter.instances(cluster_id)
+            except AwsError as error:
+                self._instances_tried[cluster_id] = (cluster_state, now)
+                log.warning("EMR: cannot read the instances of %s (its cost stays unknown): %s", cluster_id, error)
+                continue
+            self._instances_tried.pop(cluster_id, None)
+            with self._lock:
+                self._save_ledger(instances_seen(self._load_ledger(), self._load(), cluster_id, composition, now))
+
+    def _read_activity_if_due(self) -> None:
+        """Read IsIdle of the managed clusters (one GetMetricData), at most once per metric period.
+
+        A CloudWatch failure is announced once (not every tick); meanwhile the
+        idle rule goes by the cluster state and steps (activity read longer than
+        three periods ago is forgotten).
+        """
+        now = self.clock()
+        if self.settings.activity == "off":
+            return
+        with self._lock:
+            state = self._load()
+            if self._activity_read_at is not None and now - self._activity_read_at < ACTIVITY_PERIOD:
+                return
+            ids = [r.id for r in state.listed()]
+        if not ids:
+            return
+        self._activity_read_at = now
+        window = max(self.policy.idle, self.policy.remind or self.policy.idle) + ACTIVITY_PERIOD
+        try:
+            readings = self.adapter.read_activity(ids, now, window)
+        except AwsError as error:
+            with self._lock:
+                old = self._load()
+                new = activity_unknown(old, now)
+                if new != old:
+                    self._save(new)
+            if self._activity_failure != error.code:
+                self._activity_failure = error.code
+                self._announce(self.view.activity_down(str(error)))
+            log.warning("EMR poller: cannot read IsIdle: %s", error)
+            return
+        if self._activity_failure is not None:
+            self._activity_failure = None
+            self._announce(self.view.activity_back)
+        with self._lock:
+            old = self._load()
+            new = activity_seen(old, readings, now)
+            if new != old:
+                self._save(new)
+
+    @property
+    def activity_problem(self) -> str | None:
+        """Why activity is unknown for every cluster, or None (then per cluster: no datapoint yet)."""
+        if self.settings.activity == "off":
+            return "ACTIVITY=off"
+        if self._activity_failure is not None:
+            return f"CloudWatch: {self._activity_failure}; see !emr doctor"
+        return None
+
+    def _read_steps_where_due(self) -> None:
+        """Before the idle rule warns or terminates, fold in steps that listings cannot show."""
+        now = self.clock()
+        with self._lock:
+            state = self._load()
+            due = [r.id for r in state.listed() if needs_step_check(state, r, self.policy, now)]
+        for cluster_id in due:
+            try:
+                last_end, busy = self.adapter.latest_step(cluster_id)
+            except AwsError as error:  # the idle rule then goes by the cluster state alone
+                log.warning("EMR poller: cannot read the steps of %s: %s", cluster_id, error)
+                continue
+            with self._lock:
+                old = self._load()
+                new = steps_seen(old, cluster_id, last_end, busy, now)
+                if new != old:
+                    self._save(new)
+
+    def _sync_backstop(self, only: str | None = None) -> None:
+        """Make EMR's AutoTerminationPolicy match the holds (DESIGN §12): one request per cluster that changed.
+
+        Called by the poller for every managed cluster and by a command for its own (*only*), after
+        the command's state is saved. Never raises: a failure is noted in the state, announced once,
+        and retried (the poller: at most every 5 minutes); the command has answered regardless.
+        """
+        seconds = self.settings.backstop_seconds
+        if seconds is None:
+            return  # BACKSTOP_MINUTES off: the bot leaves EMR's policy alone
+        with self._backstop_lock:
+            now = self.clock()
+            with self._lock:
+                state = self._load()
+                due = backstop_due(state, seconds, now, self._backstop_tried, only)
+            for cluster_id, wanted in due:
+                record = state.clusters[cluster_id]
+                self._backstop_tried[cluster_id] = now
+                try:
+                    if wanted:
+                        self.adapter.put_backstop(record, wanted)
+                    else:
+                        self.adapter.remove_backstop(record)
+                except AwsError as error:
+                    log.warning("EMR backstop of %s not changed: %s", cluster_id, error)
+                    with self._lock:
+                        old = self._load()
+                        new, is_new = backstop_failed(old, cluster_id, error.code)
+                        if new is not old:
+                            self._save(new)
+                    if is_new:
+                        self._announce(self.view.backstop_failed(record, wanted, str(error)))
+                    continue
+                with self._lock:
+                    new, recovered = backstop_set(self._load(), cluster_id, wanted)
+                    self._save(new)
+                if recovered:
+                    self._announce(self.view.backstop_back(record, wanted))
+
+    def _terminate_by_rule(self, effect: Terminate) -> None:
+        cluster_id, rule = effect.cluster.id, effect.rule
+        # The state lock is held across the re-read and TerminateJobFlows on purpose: a
+        # `!emr lock` arriving in between must either land before the decision (and
+        # cancel it) or after the termination (and be refused) — never be acknowledged
+        # and then have its cluster terminated. Commands wait at most one AWS round trip.
+        with self._lock:
+            state = self._load()
+            record = state.clusters.get(cluster_id)
+            if record is None or record.doomed is None or not record.listed:
+                return  # a hold cancelled it, or it is already gone
+            now = self.clock()
+            try:
+                fresh = self.adapter.describe(cluster_id)
+                why = termination_refusal(record, fresh, effect.expect)
+                if why is None:
+                    self.adapter.terminate(record)
+            except AwsError as error:
+                state, is_new = termination_failed(state, cluster_id, error.code, str(error), now)
+                self._save(state)
+                if is_new:
+                    self._announce(self.view.termination_failed(record, rule, str(error)))
+                return
+            if why is not None:
+                self._save(refused_termination(state, cluster_id, fresh, why, now))
+            else:
+                self._save(terminated(state, cluster_id, now, rule=rule, who=None))
+        if why is not None:
+            self._announce(self.view.termination_called_off(record, rule, why))
+        else:
+            self._announce(self.view.terminated_by_rule(record, rule))
+
+    # -- the commands' actions ----------------------------------------------------------
+    def status(self, words: str) -> Status:
+        """The clusters *words* name (all the managed ones if none), with their costs so far."""
+        shown = [self._target(words)[0]] if words.strip() else self._refresh()[1].managed
+        now = self.clock()
+        with self._lock:
+            state = self._load()
+        # A listing may be older than the state (a termination in between): show what both agree on.
+        records = [(state.clusters[c.id], c) for c in shown if c.id in state.clusters and state.clusters[c.id].listed]
+        if not records:
+            return Status(state, [], {}, now, self.activity_problem)
+        self._read_instances_where_due(only=[r.id for r, _ in records])  # a cluster seen for the first time
+        with self._lock:
+            ledger = self._load_ledger()
+        costs = {r.id: self._cost(ledger, r.id, now) for r, _ in records}
+        return Status(state, records, costs, now, self.activity_problem)
+
+    def _cost(self, ledger: Ledger, cluster_id: str, now: datetime) -> CostSoFar:
+        return cost_so_far(ledger, self.settings.prices, self.settings.region, cluster_id, now)
+
+    def report(self, days: int) -> ReportData:
+        """The usage report of the last *days* days."""
+        now = self.clock()
+        with self._lock:  # a consistent copy; the figures are computed outside the lock (a tick may run)
+            active = list(self._load().clusters)
+            ledger = watch(self._load_ledger(), now, self._watch_gap, exact=True)
+        settings = self.settings
+        figures = usage_report(
+            ledger, settings.prices, settings.region, settings.timezone, days, now, settings.end_of_day, active
+        )
+        return ReportData(figures, now)
+
+    def history(self, count: int) -> Sequence[Event]:
+        """The last *count* events."""
+        with self._lock:
+            return self._load().history[-count:]
+
+    def start(self, who: Who, words: str, templates: dict[str, Template]) -> Starting:
+        """Start a cluster from the template *words* name (the rest is the reason); its starter holds it."""
+        try:
+            name_of, reason = choose_template(words, list(templates))
+        except TemplateProblem as problem:
+            raise UsageError(self.view.template_problem(problem)) from None
+        template = templates[name_of]
+        reason = self._reason(reason)
+        # Single flight: the refusals are decided and RunJobFlow made under one lock, and the new cluster is
+        # in the state before the lock is let go, so a second `!emr start` sees it (a listing may not yet).
+        with self._start_lock:
+            state, listing = self._refresh()
+            refused = may_start(template, active_clusters(state, listing.managed), self.settings.max_clusters)
+            if refused is not None:
+                raise RefusedError(self.view.start_refused(refused))
+            backstop = self.settings.backstop_seconds
+            try:
+                cluster_id = self.adapter.start(template.run_job_flow(self._start_tags(template, who.user), backstop))
+            except AwsError as error:
+                raise RefusedError(self.view.start_failed(template, error)) from None
+            now = self.clock()
+            with self._lock:
+                state = started(
+                    self._load(),
+                    cluster_id,
+                    template.cluster_name,
+                    template.name,
+                    who.user,
+                    who.name,
+                    reason,
+                    now,
+                    backstop=backstop,
+                )
+                self._save(state)
+        self._sync_backstop(cluster_id)  # the starter's hold: EMR's idle timeout comes off again
+        record = state.clusters[cluster_id]
+        return Starting(state, record, template, now, after_end_of_day(self.policy, now))
+
+    def _reason(self, words: str) -> str:
+        """The reason as stored: one line, at most REASON_LIMIT characters (refused beyond)."""
+        reason = " ".join(words.split())
+        if len(reason) > REASON_LIMIT:
+            raise UsageError(self.view.reason_too_long(len(reason), REASON_LIMIT))
+        return reason
+
+    def _start_tags(self, template: Template, user: str) -> dict[str, str]:
+        managed = policy_tag(self.settings.cluster_tag)  # with CLUSTER_TAG `*`: the shipped policy's tag
+        assert managed.key is not None
+        return start_tags((managed.key, managed.value or "true"), template.name, user)
+
+    def lock(self, who: Who, words: str) -> Locked:
+        """*who* holds the cluster *words* name (the rest is the reason)."""
+        cluster, reason = self._target(words, rest_allowed=True)
+        reason = self._reason(reason)
+        with self._editing(cluster) as (state, _):
+            now = self.clock()
+            state = add_hold(state, cluster.id, who.user, who.name, reason, now)
+            self._save(state)
+        self._sync_backstop(cluster.id)  # a first hold removes EMR's idle timeout
+        record = state.clusters[cluster.id]
+        return Locked(state, record, now, self._overtime_possible(state, record, now))
+
+    def _overtime_possible(self, state: State, record: ClusterRecord, now: datetime) -> bool:
+        """Whether `!emr overtime` would be accepted now (so a reply never promises what it refuses)."""
+        try:
+            overtime_until(self.policy, state, record, None, now)
+        except ValueError:
+            return False
+        return True
+
+    def unlock(self, who: Who, words: str, target: str | None) -> Released:
+        """Release *who*'s hold on the cluster *words* name, or (an admin) *target*'s."""
+        cluster, _ = self._target(words)
+        with self._editing(cluster) as (state, record):
+            decision = hold_to_release(record, who.user, who.name, target, admin=who.admin)
+            if isinstance(decision, Denied):
+                raise RefusedError(self.view.denied(decision, record))
+            now = self.clock()
+            by = who.name if decision.user != who.user else None
+            state = drop_hold(state, cluster.id, decision.user, now, by=by)
+            self._save(state)
+        self._sync_backstop(cluster.id)  # the last release puts EMR's idle timeout back
+        return Released(state, state.clusters[cluster.id], decision, now)
+
+    def terminate(self, who: Who, words: str, *, force: bool) -> Terminating:
+        """Terminate the cluster *words* name now (others' holds: an admin's *force* only); others hear of it."""
+        cluster, _ = self._target(words)
+        # The lock is held across the re-read and TerminateJobFlows: see _terminate_by_rule.
+        with self._editing(cluster) as (state, record):
+            denied = may_terminate(record, who.user, force=force, admin=who.admin)
+            if denied is not None:
+                raise RefusedError(self.view.denied(denied, record))
+            fresh = self.adapter.describe(cluster.id)
+            why = termination_refusal(record, fresh, {"STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING"})
+            if why is not None:
+                raise RefusedError(self.view.not_terminated(record, why))
+            self.adapter.terminate(record)
+            now = self.clock()
+            self._save(terminated(state, cluster.id, now, rule=None, who=who.name))
+        others = [h for h in record.holds if h.user != who.user]
+        if others:
+            self._announce(self.view.force_terminated(record, who.name, others))
+        return Terminating(record, others)
+
+    def overtime(self, who: Who, words: str, hhmm: time | None) -> OvertimeSet:
+        """Keep the cluster *words* name (held by *who*) past tonight's end of day; announced."""
+        cluster, _ = self._target(words)
+        with self._editing(cluster) as (state, record):
+            denied = may_ask_overtime(record, who.user)
+            if denied is not None:
+                raise RefusedError(self.view.denied(denied, record))
+            now = self.clock()
+            try:
+                until, day = overtime_until(self.policy, state, record, hhmm, now)
+            except ValueError as problem:
+                raise RefusedError(self.view.no_overtime(problem)) from None
+            state = set_overtime(state, cluster.id, who.user, who.name, until, day, now)
+            self._save(state)
+        self._announce(self.view.overtime_set(record, who.name, until))
+        return OvertimeSet(record, until)
+
+
+__all__ = [
+    "Locked",
+    "OvertimeSet",
+    "Released",
+    "ReportData",
+    "Service",
+    "Starting",
+    "Status",
+    "Storage",
+    "StoredToken",
+    "Terminating",
+    "Who",
+]
