@@ -496,3 +496,120 @@ def test_a_termination_between_the_clicks_check_and_its_hold_refuses_the_hold(
     [update] = web.said("chat.update")
     assert update["blocks"][-1]["elements"][0]["text"] == f"🛑 analytics ({seeded.managed_id}) is no longer running."
     assert plugin.get("state")["clusters"][seeded.managed_id]["holds"] == []
+
+
+# -- buttons taken away when moot, without a click (the poller's sweep) ---------------------------------------
+
+
+@pytest.fixture
+def posted_on_slack(chat: Chat, monkeypatch: pytest.MonkeyPatch) -> Web:
+    """On 'Slack': Block Kit posts get a ts, and the Web API's chat.update is recorded."""
+    plugin = chat.plugin
+    monkeypatch.setattr(type(plugin), "_on_slack", property(lambda self: True))
+    stamps = iter(range(1, 1000))
+    monkeypatch.setattr(plugin, "_send_blocks", lambda to, text, blocks: ("C0NOTIFY", f"1700000000.{next(stamps):06d}"))
+    web = Web()
+    monkeypatch.setattr(plugin._bot, "slack_web", web, raising=False)
+    return web
+
+
+def buttons_left(update: dict[str, Any]) -> list[str]:
+    return [e["text"]["text"] for b in update["blocks"] if b.get("type") == "actions" for e in b["elements"]]
+
+
+def test_an_idle_warning_loses_its_button_at_the_next_tick_once_someone_holds_the_cluster(
+    chat: Chat, posted_on_slack: Web, clock: Clock, seeded: Seeded
+) -> None:
+    chat.tick()  # 10:00: first seen
+    clock.advance(minutes=26)
+    chat.tick()  # the idle warning, with Keep it
+    assert posted_on_slack.said("chat.update") == []
+    chat.say("!emr lock", user="alice")  # typed, not clicked
+    clock.advance(seconds=30)
+    chat.tick()
+    [update] = posted_on_slack.said("chat.update")
+    assert (update["channel"], update["ts"]) == ("C0NOTIFY", "1700000000.000001")
+    assert buttons_left(update) == [] and "🔒 held by alice: the idle countdown is off" in update["text"]
+    clock.advance(seconds=30)
+    chat.tick()
+    assert len(posted_on_slack.said("chat.update")) == 1  # once
+
+
+def test_a_warning_loses_its_buttons_when_the_rule_terminates_the_cluster(
+    chat: Chat, posted_on_slack: Web, clock: Clock, seeded: Seeded, emulator: Emulator
+) -> None:
+    chat.tick()
+    clock.advance(minutes=26)
+    chat.tick()  # the idle warning
+    clock.advance(minutes=4, seconds=30)
+    chat.tick()  # 10:30:30: terminated by the idle rule
+    assert emulator.cluster_state(seeded.managed_id) == "TERMINATED"
+    [update] = posted_on_slack.said("chat.update")
+    assert buttons_left(update) == [] and f"🛑 analytics ({seeded.managed_id}) is no longer running." in update["text"]
+
+
+def test_a_reminder_loses_its_buttons_when_the_holder_confirms_by_typing(
+    chat: Chat, posted_on_slack: Web, clock: Clock, seeded: Seeded
+) -> None:
+    chat.say("!emr lock", user="U0ALICE")  # a Slack user id, as holds have on Slack
+    chat.tick()
+    clock.advance(minutes=121)
+    chat.tick()  # the reminder, with Still using it · Release
+    chat.say("!emr lock", user="U0ALICE")
+    clock.advance(seconds=30)
+    chat.tick()
+    [update] = posted_on_slack.said("chat.update")
+    assert buttons_left(update) == [] and "still uses it (confirmed at 12:01)" in update["text"]
+
+
+def test_a_failed_update_is_not_retried_forever_and_raises_nothing(
+    chat: Chat, posted_on_slack: Web, clock: Clock, seeded: Seeded, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refuse(**params: Any) -> None:
+        posted_on_slack.calls.append(("chat.update", params))
+        raise RuntimeError("message_not_found")
+
+    posted_on_slack.chat_update = refuse  # type: ignore[method-assign]
+    chat.tick()
+    clock.advance(minutes=26)
+    chat.tick()
+    chat.say("!emr lock", user="alice")
+    for _ in range(3):
+        clock.advance(seconds=30)
+        chat.tick()
+    assert len(posted_on_slack.said("chat.update")) == 1  # tried once: the message may be gone
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def _record(**fields: Any) -> Any:
+    from emr_state import ClusterRecord
+
+    return ClusterRecord(id=CLUSTER, name="analytics", state="WAITING", first_seen=NOW - timedelta(hours=1), **fields)
+
+
+def test_moot_now_by_table() -> None:
+    from emr_clicks import moot_now
+    from emr_state import UNSEEN, Ending, Hold, Overtime
+
+    deadline = NOW + timedelta(minutes=5)
+    idle, eod = buttons_for("idle", CLUSTER, deadline), buttons_for("end_of_day", CLUSTER, deadline)
+    reminder = buttons_for("reminder", CLUSTER, deadline, "U0BOB")
+    asked = Hold("U0BOB", "bob", NOW - timedelta(hours=2), reminded_at=NOW - timedelta(minutes=10))
+    answered = Hold("U0BOB", "bob", NOW - timedelta(hours=2), confirmed=NOW)
+    night = Overtime(deadline + timedelta(hours=2), NOW.date(), "U0BOB")
+    cases = [
+        (idle, None, NOW, "gone"),
+        (idle, _record(ending=Ending(NOW)), NOW, "gone"),
+        (idle, _record(absent=UNSEEN), NOW, "gone"),
+        (idle, _record(), deadline, "passed"),
+        (idle, _record(), NOW, None),
+        (idle, _record(holds=(answered,)), NOW, "held"),
+        (eod, _record(holds=(answered,)), NOW, None),  # a hold does not stop the end of day
+        (eod, _record(overtime=night), NOW, "overtime"),
+        (eod, _record(overtime=Overtime(deadline, NOW.date(), "U0BOB")), NOW, None),  # not past it
+        (reminder, _record(holds=(asked,)), NOW, None),
+        (reminder, _record(holds=(answered,)), NOW, "answered"),
+        (reminder, _record(), NOW, "answered"),  # released
+    ]
+    for buttons, record, now, expected in cases:
+        assert moot_now(buttons, record, now) == expected, (buttons.kind, record, now)

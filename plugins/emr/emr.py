@@ -175,7 +175,8 @@ class EMR(BotPlugin):
         if self._on_slack:  # the report's chart: matplotlib imported meanwhile, not at the first report
             threading.Thread(target=preload_chart, name="emr-chart-preload", daemon=True).start()
         # Slack buttons: one click listener on the backend's Socket Mode client (none on other backends).
-        emr_slack.attach(self._bot, emr_slack.Clicks(self))
+        self._clicks = emr_slack.Clicks(self)
+        emr_slack.attach(self._bot, self._clicks)
         log.info(
             "EMR plugin active: role %s, region %s, tag %s, poll every %ss",
             self.settings.role_arn,
@@ -210,6 +211,17 @@ class EMR(BotPlugin):
         if generation is not None and generation != self._generation:
             return
         self.service.tick()
+        self._sweep_buttons()
+
+    def _sweep_buttons(self) -> None:
+        """Take the buttons off warnings and reminders that became moot (Slack only; never raises)."""
+        clicks = getattr(self, "_clicks", None)
+        if clicks is None or not self._on_slack:
+            return
+        try:
+            clicks.sweep(self.service.state(), self.clock())
+        except Exception:
+            log.warning("Slack buttons: the sweep of moot buttons failed", exc_info=True)
 
     # -- commands ---------------------------------------------------------------------
     @botcmd
@@ -451,19 +463,28 @@ class EMR(BotPlugin):
             return
         try:
             if buttons is not None and self._on_slack:
-                self._send_blocks(self.build_identifier(channel), text, message_blocks(text, buttons))
+                blocks = message_blocks(text, buttons)
+                posted = self._send_blocks(self.build_identifier(channel), text, blocks)
+                if posted is not None:  # watched until its buttons are moot (emr_slack.Clicks.sweep)
+                    self._clicks.remember(*posted, buttons, blocks)
             else:
                 self.send(self.build_identifier(channel), text)
         except Exception:
             log.exception("Could not post to NOTIFY_CHANNEL %s", channel)
 
     # -- Slack buttons (DESIGN §14; the listener is in emr_slack) -------------------------------------
-    def _send_blocks(self, to: Any, text: str, blocks: list[dict[str, Any]]) -> None:
-        """A Block Kit message through the backend (which keeps *text*, converted like any reply, as its fallback)."""
+    def _send_blocks(self, to: Any, text: str, blocks: list[dict[str, Any]]) -> tuple[str, str] | None:
+        """A Block Kit message through the backend (which keeps *text*, converted like any reply, as its fallback).
+
+        Returns (channel id, ts) of the message Slack made, None if it said none.
+        """
         msg = self._bot.build_message(text)
         msg.to, msg.frm = to, self._bot.bot_identifier
         msg.extras["blocks"] = blocks
         self._bot.send_message(msg)
+        stamps = msg.extras.get("ts") or []
+        channel = getattr(to, "id", None)
+        return (str(channel), str(stamps[-1])) if stamps and channel else None
 
     def run_click_command(self, command: str, msg: Any, cluster_id: str) -> str:
         """What a button does: the command it stands for, on its cluster, as the clicker (refusals raise)."""

@@ -15,7 +15,8 @@ from typing import Any
 
 from slack_sdk.models.blocks import ActionsBlock, ButtonElement, ContextBlock, MarkdownTextObject, SectionBlock
 
-from emr_clicks import KEEP, OVERTIME, PREFIX, RELEASE, STILL, Action, Buttons, Click, Stale
+from emr_clicks import KEEP, OVERTIME, PREFIX, RELEASE, STILL, Action, Buttons, Click, Moot, Stale
+from emr_state import ClusterRecord
 from emr_view import View
 
 TEXT_BLOCK = PREFIX + "text"
@@ -136,6 +137,27 @@ def gone_line(cluster: str) -> str:
     return f"🛑 {cluster} is no longer running."
 
 
+def moot_line(view: View, why: Moot, buttons: Buttons, record: ClusterRecord | None, cluster: str) -> str:
+    """The line a message gets when the poller takes its buttons away (no click): what made them moot.
+
+    Names, not mentions: the people concerned were told already, this only closes the message.
+    """
+    if why == "gone" or record is None:
+        return gone_line(cluster)
+    if why == "passed":
+        what = "the hold's reminder" if buttons.kind == "reminder" else "the deadline"
+        return f"⌛ {what} ({view.local(buttons.deadline)}) has passed: see !emr status"
+    if why == "held":
+        names = view.aws_text(", ".join(h.name for h in record.holds), 120)  # escaped once on Slack
+        return f"🔒 held by {names}: the idle countdown is off"
+    if why == "overtime" and record.overtime is not None:
+        return f"🌙 overtime until {view.local(record.overtime.until)}"
+    hold = record.holder(buttons.user)
+    if hold is None:
+        return "🔓 the hold was released"
+    return f"🔒 {hold.name} still uses it (confirmed at {view.local(hold.confirmed_at)})"
+
+
 def refused(text: str) -> str:
     """A command's refusal, as the clicker sees it (the same words as the typed command's answer)."""
     return f"✗ {text}"
@@ -152,6 +174,7 @@ __all__ = [
     "gone_line",
     "kept_blocks",
     "message_blocks",
+    "moot_line",
     "not_allowed",
     "outcome",
     "refused",

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
+from emr_state import ClusterRecord
+
 PREFIX = "emr-chatops:"  # every action id and block id of this plugin starts so
 VALUE_VERSION = "1"
 VALUE_LIMIT = 200  # a value of ours is far shorter; Slack allows 2000
@@ -160,6 +162,36 @@ def moot_after(click: Click, clicker: str) -> bool:
     return clicker == click.buttons.user
 
 
+Moot = Literal["gone", "passed", "held", "overtime", "answered"]
+
+
+def moot_now(buttons: Buttons, record: ClusterRecord | None, now: datetime) -> Moot | None:
+    """Whether a posted message's buttons have become moot without a click (the poller sweeps them away).
+
+    * ``gone``: the cluster is no longer running (terminated by a rule, a command or outside);
+    * ``passed``: the message's deadline has passed;
+    * ``held``: an idle warning, and someone holds the cluster now (the idle countdown is off);
+    * ``overtime``: an end-of-day warning, and overtime now runs past its deadline;
+    * ``answered``: a hold reminder, and the reminded holder confirmed or released their hold.
+
+    The same facts a click is judged on (:func:`stale`): a message cleared here would have
+    answered a click with "out of date" or made the click pointless.
+    """
+    if record is None or not record.listed:
+        return "gone"
+    if now >= buttons.deadline:
+        return "passed"
+    if buttons.kind == "idle" and record.holds:
+        return "held"
+    if buttons.kind in ("end_of_day", "overtime") and record.overtime and record.overtime.until > buttons.deadline:
+        return "overtime"
+    if buttons.kind == "reminder":
+        hold = record.holder(buttons.user)
+        if hold is None or hold.reminded_at is None:
+            return "answered"
+    return None
+
+
 __all__ = [
     "ACTIONS",
     "BUTTONS",
@@ -172,9 +204,11 @@ __all__ = [
     "Buttons",
     "Click",
     "Kind",
+    "Moot",
     "buttons_for",
     "is_ours",
     "moot_after",
+    "moot_now",
     "parse_click",
     "stale",
 ]

@@ -32,6 +32,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from errbot.backends.base import Message
@@ -43,13 +44,14 @@ from emr_blocks import (
     fallback,
     gone_line,
     kept_blocks,
+    moot_line,
     not_allowed,
     outcome,
     refused,
     stale_text,
     updated_blocks,
 )
-from emr_clicks import USER_ID_RE, Click, is_ours, moot_after, parse_click, stale
+from emr_clicks import BUTTONS, USER_ID_RE, Buttons, Click, is_ours, moot_after, moot_now, parse_click, stale
 from emr_errors import EmrChatopsError, one_line
 from emr_state import State
 from emr_view import View
@@ -60,6 +62,8 @@ MARKER = "emr_chatops_click_listener"  # the attribute that says "this listener 
 CHANNEL_ID_RE = re.compile(r"[CDG][A-Z0-9]{2,20}")
 TS_RE = re.compile(r"[0-9]{1,12}\.[0-9]{1,9}")
 _REGISTRATION = threading.Lock()  # attach and detach from two plugin threads at once still leave one listener
+POSTED_KEY = "slack_posted"  # plugin storage: the messages whose buttons are not moot yet
+POSTED_LIMIT = 50  # of those, the latest kept (a warning or reminder a day is the usual pace)
 SHOWN_LIMIT = 200  # messages whose current blocks are remembered (for clicks arriving at the same time)
 
 
@@ -98,6 +102,15 @@ def detach(backend: Any) -> int:
         if found:
             client.socket_mode_request_listeners = [other for other in listeners if other not in found]
     return len(found)
+
+
+def cluster_words(view: View, state: State, cluster_id: str) -> str:
+    """``analytics (j-…)``: from the state, or for a cluster that ended and was forgotten, from the history."""
+    record = state.clusters.get(cluster_id)
+    if record is not None:
+        return view.cluster(record)
+    named = [e for e in state.history if e.cluster == cluster_id]
+    return f"{view.named(named[-1])} ({cluster_id})" if named else cluster_id
 
 
 @dataclass(frozen=True)
@@ -180,6 +193,10 @@ class Clicks:
         self.plugin = plugin
         self._lock = threading.Lock()  # one update of a message at a time, each on the latest blocks
         self._shown: OrderedDict[tuple[str, str], list[dict[str, Any]]] = OrderedDict()
+        # Messages posted with buttons and not yet moot: kept in the plugin's storage (bounded), so
+        # a reload or a restart still takes their buttons away when they become moot.
+        self._posted: OrderedDict[tuple[str, str], Buttons] = OrderedDict()
+        self._load_posted()
 
     def __call__(self, envelope: ClickEnvelope) -> None:
         try:
@@ -194,7 +211,7 @@ class Clicks:
         backend = plugin._bot
         state: State = plugin.service.state()
         record = state.clusters.get(click.cluster_id)
-        cluster = view.cluster(record) if record is not None else click.cluster_id
+        cluster = cluster_words(view, state, click.cluster_id)
         name = record.name if record is not None else click.cluster_id
         msg = self._message(backend, envelope.user, envelope.channel, f"!emr {click.action.command} {name}")
         allowed, _, _ = backend._process_command_filters(msg, f"emr_{click.action.command}", name, dry_run=True)
@@ -249,18 +266,90 @@ class Clicks:
             if not any(b.get("block_id") == TEXT_BLOCK for b in base):
                 log.warning("Slack buttons: message %s has none of our words; not updated", envelope.ts)
                 return
-            blocks = updated_blocks(base, line, None if moot else envelope.click.buttons)
+            if moot and self._posted.pop(key, None) is not None:  # the sweep has nothing left to do on it
+                self._save_posted()
+            self._post_update(envelope.channel, envelope.ts, base, line, None if moot else envelope.click.buttons)
+
+    def _post_update(
+        self, channel: str, ts: str, base: list[dict[str, Any]], line: str, buttons: Buttons | None
+    ) -> int:
+        """``chat.update`` one message (call under ``self._lock``); 1 if Slack took it."""
+        key = (channel, ts)
+        blocks = updated_blocks(base, line, buttons)
+        try:
+            self.plugin._bot.slack_web.chat_update(channel=channel, ts=ts, text=fallback(blocks), blocks=blocks)
+        except Exception as error:  # SlackApiError, or Slack unreachable: the action itself stands
+            log.warning("Slack buttons: could not update message %s: %s", ts, one_line(str(error)))
+            return 0
+        self._shown[key] = [b for b in blocks if b.get("block_id") != ACTIONS_BLOCK]
+        self._shown.move_to_end(key)
+        while len(self._shown) > SHOWN_LIMIT:
+            self._shown.popitem(last=False)
+        return 1
+
+    # -- messages posted with buttons: cleared when moot, click or no click -----------------------
+    def _load_posted(self) -> None:
+        """The watched messages from storage (entries that do not parse are dropped: never trusted)."""
+        try:
+            entries = self.plugin.get(POSTED_KEY, [])
+        except Exception:  # no storage (a plugin not activated)
+            return
+        for entry in entries if isinstance(entries, list) else []:
             try:
-                self.plugin._bot.slack_web.chat_update(
-                    channel=envelope.channel, ts=envelope.ts, text=fallback(blocks), blocks=blocks
-                )
-            except Exception as error:  # SlackApiError, or Slack unreachable: the action itself stands
-                log.warning("Slack buttons: could not update message %s: %s", envelope.ts, one_line(str(error)))
-                return
+                channel, ts, value, blocks = entry["channel"], entry["ts"], entry["value"], entry["blocks"]
+                kind = value.split("|")[1]
+                click = parse_click(BUTTONS[kind][0].id, value)
+            except (KeyError, TypeError, AttributeError, IndexError):
+                continue
+            if click is None or not isinstance(blocks, list):
+                continue
+            self._posted[(channel, ts)] = click.buttons
+            self._shown.setdefault((channel, ts), kept_blocks(blocks))
+
+    def _save_posted(self) -> None:
+        """Write the watched messages to storage (call under ``self._lock``)."""
+        entries = [
+            {"channel": channel, "ts": ts, "value": buttons.value, "blocks": self._shown.get((channel, ts), [])}
+            for (channel, ts), buttons in self._posted.items()
+        ]
+        try:
+            self.plugin[POSTED_KEY] = entries
+        except Exception as error:  # storage gone (deactivated meanwhile): the stale check still answers clicks
+            log.warning("Slack buttons: could not keep the posted messages: %s", one_line(str(error)))
+
+    def remember(self, channel: str, ts: str, buttons: Buttons, blocks: list[dict[str, Any]]) -> None:
+        """A warning or reminder was posted with *buttons*: watch it until its buttons are moot."""
+        key = (channel, ts)
+        with self._lock:
             self._shown[key] = [b for b in blocks if b.get("block_id") != ACTIONS_BLOCK]
-            self._shown.move_to_end(key)
+            self._posted[key] = buttons
+            while len(self._posted) > POSTED_LIMIT:
+                self._posted.popitem(last=False)
             while len(self._shown) > SHOWN_LIMIT:
                 self._shown.popitem(last=False)
+            self._save_posted()
+
+    def sweep(self, state: State, now: datetime) -> int:
+        """Take the buttons off posted messages that became moot (DESIGN §14): the cluster was
+        terminated, the deadline passed, the cluster is held, overtime asked, the reminder answered.
+        Called after each tick; one ``chat.update`` per message, once. How many were updated."""
+        view: View = self.plugin.view
+        with self._lock:
+            posted = list(self._posted.items())
+        updated = 0
+        for (channel, ts), buttons in posted:
+            record = state.clusters.get(buttons.cluster_id)
+            why = moot_now(buttons, record, now)
+            if why is None:
+                continue
+            line = moot_line(view, why, buttons, record, cluster_words(view, state, buttons.cluster_id))
+            with self._lock:
+                if self._posted.pop((channel, ts), None) is None:  # a click took it meanwhile
+                    continue
+                self._save_posted()  # tried once: a message Slack no longer has is not retried forever
+                base = self._shown.get((channel, ts), [])
+                updated += self._post_update(channel, ts, base, line, None)
+        return updated
 
     def _ephemeral(self, envelope: ClickEnvelope, text: str) -> None:
         try:
