@@ -38,6 +38,7 @@ T = "tests/test_trustworthy.py::"
 R = "tests/test_rules.py::"
 D = "tests/test_decisions.py::"
 C = "tests/test_costs.py::"
+B = "tests/test_buttons.py::"
 P = "tests/test_report.py::"
 MUTANTS = (
     Mutant(
@@ -341,6 +342,62 @@ MUTANTS = (
         "            self._save_ledger(ledger_bounded(follow(ledger, state, now), now))\n            self._write_ledger()\n",
         "            self._save_ledger(ledger_bounded(follow(ledger, state, now), now))\n",
         (P + "test_a_kill_mid_day_loses_nothing_and_counts_nothing_twice",),
+    ),
+    Mutant(
+        "B1",
+        "leftover click listeners are kept: two run after a reload",
+        "emr_slack.py",
+        "        others = [other for other in client.socket_mode_request_listeners if not getattr(other, MARKER, False)]",
+        "        others = list(client.socket_mode_request_listeners)",
+        (B + "test_exactly_one_listener_after_any_sequence_of_attach_and_detach",),
+    ),
+    Mutant(
+        "B2",
+        "a click skips ACCESS_CONTROLS",
+        "emr_slack.py",
+        "        if allowed is None:\n            log.info(",
+        "        if allowed is None and False:\n            log.info(",
+        (B + "test_a_click_from_a_room_access_controls_refuses_changes_nothing",),
+    ),
+    Mutant(
+        "B3",
+        "a click on a message whose deadline passed still acts",
+        "emr_clicks.py",
+        '    if now >= click.buttons.deadline:\n        return "passed"',
+        '    if now >= click.buttons.deadline and False:\n        return "passed"',
+        (B + "test_a_click_on_a_message_whose_cluster_is_gone_or_whose_deadline_passed_is_stale",),
+    ),
+    Mutant(
+        "B4",
+        "a typed lock leaves the idle warning's button live (no sweep for a held cluster)",
+        "emr_clicks.py",
+        '    if buttons.kind == "idle" and record.holds:',
+        '    if buttons.kind == "idle" and record.holds and False:',
+        (B + "test_an_idle_warning_loses_its_button_at_the_next_tick_once_someone_holds_the_cluster",),
+    ),
+    Mutant(
+        "B5",
+        "a terminated cluster's warning keeps its buttons (no sweep after the poller's tick)",
+        "emr.py",
+        "        self.service.tick()\n        self._sweep_buttons()\n",
+        "        self.service.tick()\n",
+        (B + "test_a_warning_loses_its_buttons_when_the_rule_terminates_the_cluster",),
+    ),
+    Mutant(
+        "S1",
+        "Slack text read as delivered: a typed reason escaped twice",
+        "emr.py",
+        "                args = typed_from_slack(args, self._slack_name)",
+        "                pass",
+        ("tests/test_slack_e2e.py::test_the_team_runs_the_cluster_from_slack",),
+    ),
+    Mutant(
+        "S2",
+        "the doctor trusts the backend's one-page membership",
+        "emr.py",
+        '        info = self._bot.slack_web.conversations_info(channel=room.id)\n        member = info["channel"].get("is_member")\n        return None if member is None else bool(member)',
+        '        return getattr(room, "joined", None)',
+        ("tests/test_slack_e2e.py::test_the_team_runs_the_cluster_from_slack",),
     ),
     Mutant(
         "D1",
