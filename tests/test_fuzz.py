@@ -55,7 +55,20 @@ words = st.one_of(st.text(max_size=40), st.sampled_from(NASTY))
 # Often a single word, so that `history ²` or `overtime 25:00` is likely, not a rare draw.
 arguments = st.one_of(st.sampled_from(NASTY), st.lists(words, max_size=6).map(" ".join))
 commands = st.sampled_from(
-    ["status", "lock", "unlock", "terminate", "overtime", "history", "doctor", "", "frobnicate", "lock analytics"]
+    [
+        "status",
+        "lock",
+        "unlock",
+        "terminate",
+        "overtime",
+        "history",
+        "report",
+        "start",
+        "doctor",
+        "",
+        "frobnicate",
+        "lock analytics",
+    ]
 )
 users = st.sampled_from(["alice", "bob", "admin"])
 

@@ -227,7 +227,7 @@ class EMR(BotPlugin):
     @botcmd
     @answers
     def emr(self, msg: Any, args: str) -> str:
-        """Share the EMR cluster: !emr status | start | lock | unlock | terminate | overtime | history | doctor."""
+        """Share the EMR cluster: !emr status | start | lock | unlock | terminate | overtime | history | report | doctor."""
         word = args.split()[0] if args.split() else ""
         if not word:
             raise UsageError(self.view.what_to_do(SUBCOMMANDS))
