@@ -93,15 +93,47 @@ SEED_HEADER = "x-emulator-seed"  # on the emulator's own requests: its clusters 
 STARTING_STATES = ("STARTING", "BOOTSTRAPPING")
 
 
+# The thread handling a RunJobFlow whose start the emulator holds or plays: moto must leave the new
+# cluster STARTING (its Cluster() runs start_cluster() then run_bootstrap_actions(), which makes it
+# WAITING at once). Without this, a listing running meanwhile on another server thread saw the new
+# cluster WAITING before the start sequence took over: "ready after 0s", then STARTING again.
+_STARTING = threading.local()
+_BOOTSTRAP_PATCHED = threading.Lock()
+
+
+def _hold_new_clusters_starting() -> None:
+    """Patch moto's Cluster once: no bootstrap (→ WAITING) in a thread whose RunJobFlow is held or played."""
+    from moto.emr.models import Cluster
+
+    with _BOOTSTRAP_PATCHED:
+        if getattr(Cluster.run_bootstrap_actions, "emulator_patched", False):
+            return
+        original = Cluster.run_bootstrap_actions
+
+        def run_bootstrap_actions(self: Any) -> None:
+            if getattr(_STARTING, "held", False):
+                return  # start_cluster() made it STARTING; the emulator moves it on
+            original(self)
+
+        run_bootstrap_actions.emulator_patched = True  # type: ignore[attr-defined]
+        Cluster.run_bootstrap_actions = run_bootstrap_actions  # type: ignore[method-assign]
+
+
 class _Starts:
     """WSGI middleware: after a RunJobFlow that moto accepted, hand the new cluster's id and the request
-    (the parameters as sent) to *on_start*."""
+    (the parameters as sent) to *on_start*; while moto creates it, *holding()* says whether the new
+    cluster stays STARTING (never seen WAITING by a concurrent listing)."""
 
     def __init__(
-        self, app: Callable[[Environ, StartResponse], Iterable[bytes]], on_start: Callable[[str, dict[str, Any]], None]
+        self,
+        app: Callable[[Environ, StartResponse], Iterable[bytes]],
+        on_start: Callable[[str, dict[str, Any]], None],
+        holding: Callable[[], bool] = lambda: False,
     ):
         self.app = app
         self.on_start = on_start
+        self.holding = holding
+        _hold_new_clusters_starting()
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         seeding = environ.get("HTTP_" + SEED_HEADER.upper().replace("-", "_"))
@@ -116,7 +148,11 @@ class _Starts:
             status.append(code)
             return start_response(code, headers, exc_info)
 
-        body = b"".join(self.app(environ, recording))
+        _STARTING.held = self.holding()
+        try:
+            body = b"".join(self.app(environ, recording))
+        finally:
+            _STARTING.held = False
         if status and status[0].startswith("200"):
             self.on_start(str(json.loads(body)["JobFlowId"]), json.loads(request or b"{}"))  # before the caller hears
         return [body]
@@ -149,7 +185,9 @@ class Emulator:
         self._timers: list[threading.Timer] = []
         self.started: list[str] = []  # clusters started through the server by others than the emulator, in order
         self.start_requests: dict[str, dict[str, Any]] = {}  # their RunJobFlow parameters, as sent
-        self._counting = _Counting(_Starts(DomainDispatcherApplication(create_backend_app), self._on_start))
+        self._counting = _Counting(
+            _Starts(DomainDispatcherApplication(create_backend_app), self._on_start, lambda: self._start_mode != "moto")
+        )
         self._server: BaseWSGIServer = make_server(
             "127.0.0.1", 0, self._counting, threaded=True, request_handler=MotoRequestHandler
         )
