@@ -628,14 +628,7 @@ class FakeSlack:
             "retry_attempt": 0,
             "retry_reason": "",
         }
-        assert self._loop is not None
-        push = asyncio.run_coroutine_threadsafe(self._push(json.dumps(envelope)), self._loop)
-        sent_at = push.result(timeout)
-        ack = self.wait_for_ack(envelope_id, timeout=timeout) if wait_ack else None
-        sent = SentEvent(envelope_id, envelope, sent_at, ack)
-        with self._cond:
-            self._sent.append(sent)
-        return sent
+        return self._send_envelope(envelope, wait_ack=wait_ack, timeout=timeout)
 
     def message(self, channel: str, ts: str) -> dict[str, Any]:
         """A message as it stands now (after any chat.update): type, user, text, ts, blocks."""
@@ -720,7 +713,12 @@ class FakeSlack:
             "type": "interactive",
             "accepts_response_payload": False,
         }
+        return self._send_envelope(envelope, wait_ack=wait_ack, timeout=timeout)
+
+    def _send_envelope(self, envelope: dict[str, Any], *, wait_ack: bool, timeout: float) -> SentEvent:
+        """Push one Socket Mode envelope; record when it went out and (by default) wait for its ack."""
         assert self._loop is not None
+        envelope_id = str(envelope["envelope_id"])
         push = asyncio.run_coroutine_threadsafe(self._push(json.dumps(envelope)), self._loop)
         sent_at = push.result(timeout)
         ack = self.wait_for_ack(envelope_id, timeout=timeout) if wait_ack else None

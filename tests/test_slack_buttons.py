@@ -22,7 +22,6 @@ rule (``EMR:emr_lock`` for alice and bob only): carol may not `!emr lock`, so sh
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import re
 import sqlite3
@@ -36,12 +35,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_slack_e2e import ERRBOT, PROXY_VARS, Bot, noon_zone
+from test_slack_e2e import ERRBOT, Bot, bot_env, noon_zone
 
 from conftest import ROOT
-from demo.emulator import BOT_KEYS, EXTERNAL_ID, ROLE_ARN, Emulator, Seeded
+from demo.emulator import BOT_KEYS, Emulator, Seeded
 from emr_state import ClusterRecord, Hold, State
-from fakeslack import DEFAULT_USERS, SLACK_API_URL_ENV, FakeSlack, FakeUser, PostedMessage
+from fakeslack import DEFAULT_USERS, FakeSlack, FakeUser, PostedMessage
 from tests._storage_writer import load_storage_plugin
 
 NOTIFY, DATA = "C0NOTIFY", "C0DATA"
@@ -92,36 +91,15 @@ def bot(tmp_path: Path, emulator: Emulator, seeded_now: Seeded) -> Iterator[Bot]
         bob_since=started - timedelta(hours=3),
     )
     with FakeSlack(users=(*DEFAULT_USERS, CAROL)) as slack:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in PROXY_VARS and not k.startswith(("AWS_", "EMR_", "SLACK_", "BOT_"))
-        }
-        env.update(
-            {
-                "SLACK_BOT_TOKEN": slack.bot_token,
-                "SLACK_APP_TOKEN": slack.app_token,
-                SLACK_API_URL_ENV: slack.base_url,
-                "BOT_ADMINS": "U0ALICE",
-                "EMR_CHATOPS_DATA_DIR": str(data_dir),
-                "AWS_ACCESS_KEY_ID": BOT_KEYS["aws_access_key_id"],
-                "AWS_SECRET_ACCESS_KEY": BOT_KEYS["aws_secret_access_key"],
-                "AWS_CONFIG_FILE": os.devnull,
-                "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-                "AWS_EC2_METADATA_DISABLED": "true",
-                "EMR_ROLE_ARN": ROLE_ARN,
-                "EMR_EXTERNAL_ID": EXTERNAL_ID,
-                "EMR_REGION": "ap-northeast-1",
-                "EMR_ENDPOINT_URL": emulator.url,
-                "EMR_NOTIFY_CHANNEL": "#emr-alerts",
-                "EMR_POLL_SECONDS": "0.5",
-                "EMR_TIMEZONE": zone.key,
-                "EMR_END_OF_DAY": f"{end_of_day:%H:%M}",
-                "EMR_WARN_MINUTES": str(WARN_MINUTES),
-                "EMR_IDLE_MINUTES": str(IDLE_MINUTES),
-                "EMR_ACTIVITY": "off",
-                "PYTHONUNBUFFERED": "1",
-            }
+        env = bot_env(
+            slack,
+            emulator,
+            data_dir,
+            TIMEZONE=zone.key,
+            END_OF_DAY=f"{end_of_day:%H:%M}",
+            WARN_MINUTES=str(WARN_MINUTES),
+            IDLE_MINUTES=str(IDLE_MINUTES),
+            ACTIVITY="off",
         )
         with out_file.open("wb") as out:
             proc = subprocess.Popen(

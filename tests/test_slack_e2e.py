@@ -134,6 +134,40 @@ class Bot:
         return self.wait_post(lambda p: bool(p.text), channel=where, after=sent.sent_at)
 
 
+def bot_env(slack: FakeSlack, emulator: Emulator, data_dir: Path, **emr: str) -> dict[str, str]:
+    """The bot process's environment: this one without proxies and without any AWS_/EMR_/SLACK_/BOT_
+    setting of the machine, then the fake Slack's tokens and URL, the emulator's account-A keys and the
+    ``EMR_*`` settings (*emr*: more of them, by name without the prefix)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in PROXY_VARS and not k.startswith(("AWS_", "EMR_", "SLACK_", "BOT_"))
+    }
+    env.update(
+        {
+            "SLACK_BOT_TOKEN": slack.bot_token,
+            "SLACK_APP_TOKEN": slack.app_token,
+            SLACK_API_URL_ENV: slack.base_url,
+            "BOT_ADMINS": "U0ALICE",
+            "EMR_CHATOPS_DATA_DIR": str(data_dir),
+            "AWS_ACCESS_KEY_ID": BOT_KEYS["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": BOT_KEYS["aws_secret_access_key"],
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "EMR_ROLE_ARN": ROLE_ARN,
+            "EMR_EXTERNAL_ID": EXTERNAL_ID,
+            "EMR_REGION": "ap-northeast-1",
+            "EMR_ENDPOINT_URL": emulator.url,
+            "EMR_NOTIFY_CHANNEL": "#emr-alerts",
+            "EMR_POLL_SECONDS": "0.5",
+            "PYTHONUNBUFFERED": "1",
+            **{f"EMR_{key}": value for key, value in emr.items()},
+        }
+    )
+    return env
+
+
 @pytest.fixture
 def seeded_now(emulator: Emulator) -> Seeded:
     """The emulator seeded on the real clock (the bot process lives on it too)."""
@@ -158,35 +192,14 @@ def bot(tmp_path: Path, emulator: Emulator, seeded_now: Seeded) -> Iterator[Bot]
         "the test's night must not cross midnight"
     )
     with FakeSlack(channels=(*FILLER_CHANNELS, *DEFAULT_CHANNELS), page_size=2) as slack:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in PROXY_VARS and not k.startswith(("AWS_", "EMR_", "SLACK_", "BOT_"))
-        }
-        env.update(
-            {
-                "SLACK_BOT_TOKEN": slack.bot_token,
-                "SLACK_APP_TOKEN": slack.app_token,
-                SLACK_API_URL_ENV: slack.base_url,
-                "BOT_ADMINS": "U0ALICE",
-                "EMR_CHATOPS_DATA_DIR": str(data_dir),
-                "AWS_ACCESS_KEY_ID": BOT_KEYS["aws_access_key_id"],
-                "AWS_SECRET_ACCESS_KEY": BOT_KEYS["aws_secret_access_key"],
-                "AWS_CONFIG_FILE": os.devnull,
-                "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-                "AWS_EC2_METADATA_DISABLED": "true",
-                "EMR_ROLE_ARN": ROLE_ARN,
-                "EMR_EXTERNAL_ID": EXTERNAL_ID,
-                "EMR_REGION": "ap-northeast-1",
-                "EMR_ENDPOINT_URL": emulator.url,
-                "EMR_NOTIFY_CHANNEL": "#emr-alerts",
-                "EMR_POLL_SECONDS": "0.5",
-                "EMR_TIMEZONE": zone.key,
-                "EMR_END_OF_DAY": f"{end_of_day:%H:%M}",
-                "EMR_WARN_MINUTES": str(WARN_MINUTES),
-                "EMR_IDLE_MINUTES": str(IDLE_MINUTES),
-                "PYTHONUNBUFFERED": "1",
-            }
+        env = bot_env(
+            slack,
+            emulator,
+            data_dir,
+            TIMEZONE=zone.key,
+            END_OF_DAY=f"{end_of_day:%H:%M}",
+            WARN_MINUTES=str(WARN_MINUTES),
+            IDLE_MINUTES=str(IDLE_MINUTES),
         )
         with out_file.open("wb") as out:
             proc = subprocess.Popen(

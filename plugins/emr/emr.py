@@ -216,8 +216,8 @@ class EMR(BotPlugin):
     def _sweep_buttons(self) -> None:
         """Take the buttons off warnings and reminders that became moot (Slack only; never raises)."""
         clicks = getattr(self, "_clicks", None)
-        if clicks is None or not self._on_slack:
-            return
+        if clicks is None or not self._on_slack or not clicks.watching:
+            return  # nothing posted with buttons: no state to read
         try:
             clicks.sweep(self.service.state(), self.clock())
         except Exception:

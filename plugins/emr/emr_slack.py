@@ -329,6 +329,12 @@ class Clicks:
                 self._shown.popitem(last=False)
             self._save_posted()
 
+    @property
+    def watching(self) -> bool:
+        """Whether any message posted with buttons may still need them taken away."""
+        with self._lock:
+            return bool(self._posted)
+
     def sweep(self, state: State, now: datetime) -> int:
         """Take the buttons off posted messages that became moot (DESIGN §14): the cluster was
         terminated, the deadline passed, the cluster is held, overtime asked, the reminder answered.

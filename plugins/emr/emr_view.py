@@ -464,7 +464,8 @@ class View(CostWords):
         activity_problem: str | None,
         cost: CostSoFar | None = None,
     ) -> dict[str, Any]:
-        """``send_card`` arguments for one cluster: the same facts as :meth:`status_lines`.
+        """One cluster's card (title, link, body, colour, fields): the same facts as :meth:`status_lines`;
+        :meth:`status_message` makes it a Slack attachment.
 
         The colour says what matters at a glance: red, being terminated; orange, held;
         blue, busy (never idle); green, WAITING with the idle countdown running.
@@ -512,7 +513,7 @@ class View(CostWords):
         """
         card = self.status_card(state, record, cluster, now, activity_problem, cost)
         attachment: dict[str, Any] = {
-            "fallback": self.status_fallback(state, record, cluster, now),
+            "fallback": self.status_fallback(record, cluster, dict(card["fields"])["Next action"]),
             "color": card["color"],
             "title": card["title"],
             "text": card["body"],
@@ -522,9 +523,8 @@ class View(CostWords):
             attachment["title_link"] = card["link"]
         return {"text": attachment["fallback"], "attachments": [attachment]}
 
-    def status_fallback(self, state: State, record: ClusterRecord, cluster: ClusterInfo, now: datetime) -> str:
-        """``analytics (j-…) WAITING, held by alice, terminated at 19:00 (end of the working day)``."""
-        next_action, _ = self._facts(state, record, now)
+    def status_fallback(self, record: ClusterRecord, cluster: ClusterInfo, next_action: str) -> str:
+        """``analytics (j-…) WAITING, held by alice, next: terminated at 19:00 (end of day)``."""
         held = "held by " + ", ".join(h.name for h in record.holds) if record.holds else "not held"
         return f"{self.cluster(cluster)} {cluster.state}, {held}, next: {next_action}"
 
