@@ -44,7 +44,7 @@ MUTANTS = (
     Mutant(
         "M1",
         "tags cached for the life of the process (part one)",
-        "emr_adapter.py",
+        "emrchatops/aws/adapter.py",
         "TAG_TTL = timedelta(minutes=5)",
         "TAG_TTL = timedelta(days=3650)",
         (
@@ -55,7 +55,7 @@ MUTANTS = (
     Mutant(
         "M2",
         "no re-read before an automatic termination",
-        "emr_service.py",
+        "emrchatops/app/service.py",
         "                why = termination_refusal(record, fresh, effect.expect)\n",
         "                why = None\n",
         (T + "test_the_cluster_is_re_read_right_before_an_idle_termination_and_spared_if_untagged",),
@@ -63,7 +63,7 @@ MUTANTS = (
     Mutant(
         "M3",
         "a stale listing is folded in",
-        "emr_service.py",
+        "emrchatops/app/service.py",
         "            if number < self._folded:",
         "            if False:",
         (T + "test_a_stale_listing_from_a_tick_does_not_erase_a_new_cluster_or_its_hold",),
@@ -71,7 +71,7 @@ MUTANTS = (
     Mutant(
         "M4",
         "absence from one listing forgets the cluster and its holds",
-        "emr_rules.py",
+        "emrchatops/domain/rules.py",
         "            new[cid] = replace(record, absent=UNSEEN, unseen_since=now)",
         "            del new[cid]",
         (T + "test_a_restart_with_a_wrong_cluster_tag_keeps_clusters_and_holds",),
@@ -79,7 +79,7 @@ MUTANTS = (
     Mutant(
         "M5",
         "a pending termination is never re-decided",
-        "emr_rules.py",
+        "emrchatops/domain/rules.py",
         "            why = doom_reason_gone(state, record, policy, now)\n",
         "            why = None\n",
         (
@@ -90,7 +90,7 @@ MUTANTS = (
     Mutant(
         "M6",
         "an ambiguous name picks the oldest cluster",
-        "emr_decisions.py",
+        "emrchatops/domain/decisions.py",
         "    if len(found) > 1:\n        raise AmbiguousName",
         "    if len(found) > 99:\n        raise AmbiguousName",
         (T + "test_two_managed_clusters_with_the_same_name_are_refused_with_both_ids",),
@@ -98,7 +98,7 @@ MUTANTS = (
     Mutant(
         "M7",
         "names are single words (part one)",
-        "emr_decisions.py",
+        "emrchatops/domain/decisions.py",
         "    lengths = range(len(words), 0, -1) if rest_allowed else (len(words),)",
         "    lengths = (1,)",
         (T + "test_a_cluster_name_with_spaces_works_in_every_command",),
@@ -106,7 +106,7 @@ MUTANTS = (
     Mutant(
         "M8",
         "an unmanaged cluster's name is read as a reason",
-        "emr_decisions.py",
+        "emrchatops/domain/decisions.py",
         "        if _matches(others, prefix):",
         "        if False:",
         (T + "test_an_unmanaged_clusters_name_is_refused_never_read_as_a_reason",),
@@ -114,7 +114,7 @@ MUTANTS = (
     Mutant(
         "M9",
         "overtime after midnight means the next night (part one)",
-        "emr_rules.py",
+        "emrchatops/domain/rules.py",
         "        for day in (today, today - timedelta(days=1)):",
         "        for day in (today,):",
         (T + "test_overtime_asked_after_midnight_extends_tonights_overtime",),
@@ -122,7 +122,7 @@ MUTANTS = (
     Mutant(
         "M10",
         "the steps are never read",
-        "emr_rules.py",
+        "emrchatops/domain/rules.py",
         "    if not record.listed or record.doomed is not None:\n        return False",
         "    if True:\n        return False",
         (
@@ -141,7 +141,7 @@ MUTANTS = (
     Mutant(
         "M12",
         "a held cluster ended outside the bot goes unannounced",
-        "emr_service.py",
+        "emrchatops/app/service.py",
         "                    self._announce(self.view.ended(record, info))",
         "                    pass",
         (T + "test_a_held_cluster_terminated_outside_the_bot_is_announced_once_with_its_holders",),
@@ -157,7 +157,7 @@ MUTANTS = (
     Mutant(
         "M14",
         "the part-one sort key for clusters without a creation time",
-        "emr_adapter.py",
+        "emrchatops/aws/adapter.py",
         "clusters.sort(key=lambda c: (c.created_at or EARLIEST, c.name, c.id))",
         "clusters.sort(key=lambda c: (c.created_at or datetime.min.astimezone(), c.name, c.id))",
         (T + "test_a_cluster_without_a_creation_time_does_not_break_the_listing",),
@@ -165,7 +165,7 @@ MUTANTS = (
     Mutant(
         "R1",
         "overtime no longer rescues a cluster doomed by the end of day",
-        "emr_rules.py",
+        "emrchatops/domain/rules.py",
         '    doomed = None if record.doomed and record.doomed.rule in ("end_of_day", "overtime") else record.doomed\n',
         "    doomed = record.doomed\n",
         (R + "test_overtime_rescues_a_cluster_doomed_by_the_end_of_day",),
@@ -173,7 +173,7 @@ MUTANTS = (
     Mutant(
         "R2",
         "overtime allowed after tonight's pass",
-        "emr_rules.py",
+        "emrchatops/domain/rules.py",
         "    if has_overtime or doomed_tonight or pass_to_come:",
         "    if True:",
         (R + "test_no_overtime_after_tonights_pass_for_a_cluster_without_it",),
@@ -181,7 +181,7 @@ MUTANTS = (
     Mutant(
         "R3",
         "WARN_MINUTES=0 still warns",
-        "emr_rules.py",
+        "emrchatops/domain/rules.py",
         "        elif policy.warn_minutes and now >= deadline.at - policy.warn",
         "        elif now >= deadline.at - timedelta(minutes=5)",
         (R + "test_warn_minutes_zero_sends_no_warning_and_still_terminates",),
@@ -189,7 +189,7 @@ MUTANTS = (
     Mutant(
         "R4",
         "an unbounded list of remembered clusters",
-        "emr_state.py",
+        "emrchatops/domain/state.py",
         "        if len(self.clusters) <= RECORD_LIMIT:",
         "        if True:",
         (R + "test_remembered_clusters_are_bounded",),
@@ -197,7 +197,7 @@ MUTANTS = (
     Mutant(
         "R5",
         "the idle rule dooms a cluster the listing did not show",
-        "emr_rules.py",
+        "emrchatops/domain/rules.py",
         "    for record in state.listed():\n        start = record.start",
         "    for record in state.clusters.values():\n        start = record.start",
         (
@@ -208,7 +208,7 @@ MUTANTS = (
     Mutant(
         "A1",
         "YARN work does not count (activity ignored by the idle rule)",
-        "emr_rules.py",
+        "emrchatops/domain/rules.py",
         '    if record.state != "WAITING" or record.holds or record.activity == "busy":',
         '    if record.state != "WAITING" or record.holds:',
         (
@@ -219,7 +219,7 @@ MUTANTS = (
     Mutant(
         "A2",
         "a reminded hold expires at once (no grace)",
-        "emr_rules.py",
+        "emrchatops/domain/rules.py",
         "            elif now >= hold.reminded_at + policy.grace:",
         "            elif now >= hold.reminded_at:",
         ("tests/test_activity.py::test_a_hold_confirmed_in_time_is_kept_with_its_reason",),
@@ -227,7 +227,7 @@ MUTANTS = (
     Mutant(
         "A3",
         "a confirmation does not withdraw the reminder",
-        "emr_rules.py",
+        "emrchatops/domain/rules.py",
         "reason=reason[:REASON_LIMIT] or existing.reason, confirmed=now, reminded_at=None",
         "reason=reason[:REASON_LIMIT] or existing.reason, confirmed=now",
         ("tests/test_rules.py::test_a_confirmation_keeps_the_hold_and_its_reason",),
@@ -236,7 +236,7 @@ MUTANTS = (
     Mutant(
         "C1",
         "spot capacity not marked as an upper bound",
-        "emr_costs.py",
+        "emrchatops/domain/costs.py",
         "total = total + Cost(group.count * price.per_hour, upper_bound=group.spot)",
         "total = total + Cost(group.count * price.per_hour, upper_bound=False)",
         (C + "test_cost_is_count_times_hours_times_ec2_plus_emr",),
@@ -244,7 +244,7 @@ MUTANTS = (
     Mutant(
         "C2",
         "a resize ignored: each composition priced to the end",
-        "emr_costs.py",
+        "emrchatops/domain/costs.py",
         "seg_end = end if index + 1 == len(segments) else min(end, segments[index + 1][0])",
         "seg_end = end",
         (C + "test_a_resize_mid_way_is_priced_piecewise",),
@@ -252,7 +252,7 @@ MUTANTS = (
     Mutant(
         "C3",
         "a type without a price counted as free (a guess)",
-        "emr_costs.py",
+        "emrchatops/domain/costs.py",
         "            return NoPrice(group.instance_type, region)",
         "            continue",
         (
@@ -263,7 +263,7 @@ MUTANTS = (
     Mutant(
         "C4",
         "the bot's downtime counted as idle",
-        "emr_ledger.py",
+        "emrchatops/domain/ledger.py",
         "        idle = subtract(intersect(unheld, watched), busy)",
         "        idle = subtract(unheld, busy)",
         (
@@ -274,7 +274,7 @@ MUTANTS = (
     Mutant(
         "C5",
         "a held span opened when the ledger notices it, not at the hold's start",
-        "emr_ledger.py",
+        "emrchatops/domain/ledger.py",
         "            usage = replace(usage, held_since=min(since, now))",
         "            usage = replace(usage, held_since=now)",
         (C + "test_a_hold_taken_while_the_ledger_was_not_written_counts_from_its_since",),
@@ -282,7 +282,7 @@ MUTANTS = (
     Mutant(
         "C6",
         "up time from the bot's first sight, not EMR's timeline",
-        "emr_ledger.py",
+        "emrchatops/domain/ledger.py",
         "        return self.created_at or self.first_seen",
         "        return self.first_seen",
         (C + "test_up_time_is_emrs_own_from_the_creation_not_from_the_bots_first_sight",),
@@ -290,7 +290,7 @@ MUTANTS = (
     Mutant(
         "C7",
         "a held span closed when the ledger notices it, not at the release",
-        "emr_ledger.py",
+        "emrchatops/domain/ledger.py",
         "            elif record.last_release is not None and record.last_release >= usage.held_since:",
         "            elif False:",
         (C + "test_a_hold_taken_while_the_ledger_was_not_written_counts_from_its_since",),
@@ -298,7 +298,7 @@ MUTANTS = (
     Mutant(
         "C8",
         "automatic terminations not recorded",
-        "emr_ledger.py",
+        "emrchatops/domain/ledger.py",
         "        if ending is not None and ending.rule is not None and (ending.at, ending.rule) not in usage.terminations:",
         "        if False:",
         (C + "test_the_scripted_day_is_exact_whatever_the_restarts", P + "test_the_report_of_a_scripted_day_is_exact"),
@@ -306,7 +306,7 @@ MUTANTS = (
     Mutant(
         "C9",
         "a saving counted beyond now",
-        "emr_ledger.py",
+        "emrchatops/domain/ledger.py",
         "    until = min(until, now)",
         "    until = until",
         (C + "test_a_saving_is_never_counted_beyond_now",),
@@ -314,7 +314,7 @@ MUTANTS = (
     Mutant(
         "C10",
         "instances read at every tick",
-        "emr_ledger.py",
+        "emrchatops/domain/ledger.py",
         "        if usage is None or not usage.instances or usage.instances_state != record.state:",
         "        if True:",
         (P + "test_status_shows_a_cost_that_grows_with_time_and_asks_aws_nothing_more",),
@@ -322,7 +322,7 @@ MUTANTS = (
     Mutant(
         "C11",
         "a fleet cluster never read through ListInstanceFleets",
-        "emr_adapter.py",
+        "emrchatops/aws/adapter.py",
         '            if type(error) is not AwsError or "InvalidRequestException" not in str(error):',
         "            if True:",
         (C + "test_a_fleet_cluster_is_read_through_list_instance_fleets_and_list_instances",),
@@ -338,7 +338,7 @@ MUTANTS = (
     Mutant(
         "C13",
         "the poller never writes the ledger (only a clean stop does)",
-        "emr_service.py",
+        "emrchatops/app/service.py",
         "            self._save_ledger(ledger_bounded(follow(ledger, state, now), now))\n            self._write_ledger()\n",
         "            self._save_ledger(ledger_bounded(follow(ledger, state, now), now))\n",
         (P + "test_a_kill_mid_day_loses_nothing_and_counts_nothing_twice",),
@@ -346,7 +346,7 @@ MUTANTS = (
     Mutant(
         "B1",
         "leftover click listeners are kept: two run after a reload",
-        "emr_slack.py",
+        "emrchatops/chat/slack/clicks.py",
         "        others = [other for other in client.socket_mode_request_listeners if not getattr(other, MARKER, False)]",
         "        others = list(client.socket_mode_request_listeners)",
         (B + "test_exactly_one_listener_after_any_sequence_of_attach_and_detach",),
@@ -354,7 +354,7 @@ MUTANTS = (
     Mutant(
         "B2",
         "a click skips ACCESS_CONTROLS",
-        "emr_slack.py",
+        "emrchatops/chat/slack/clicks.py",
         "        if allowed is None:\n            log.info(",
         "        if allowed is None and False:\n            log.info(",
         (B + "test_a_click_from_a_room_access_controls_refuses_changes_nothing",),
@@ -362,7 +362,7 @@ MUTANTS = (
     Mutant(
         "B3",
         "a click on a message whose deadline passed still acts",
-        "emr_clicks.py",
+        "emrchatops/domain/buttons.py",
         '    if now >= click.buttons.deadline:\n        return "passed"',
         '    if now >= click.buttons.deadline and False:\n        return "passed"',
         (B + "test_a_click_on_a_message_whose_cluster_is_gone_or_whose_deadline_passed_is_stale",),
@@ -370,7 +370,7 @@ MUTANTS = (
     Mutant(
         "B4",
         "a typed lock leaves the idle warning's button live (no sweep for a held cluster)",
-        "emr_clicks.py",
+        "emrchatops/domain/buttons.py",
         '    if buttons.kind == "idle" and record.holds:',
         '    if buttons.kind == "idle" and record.holds and False:',
         (B + "test_an_idle_warning_loses_its_button_at_the_next_tick_once_someone_holds_the_cluster",),
@@ -402,7 +402,7 @@ MUTANTS = (
     Mutant(
         "D1",
         "an admin may terminate a held cluster without --force",
-        "emr_decisions.py",
+        "emrchatops/domain/decisions.py",
         "    if others and not force:",
         "    if others and not force and not admin:",
         (D + "test_who_may_terminate_a_cluster",),

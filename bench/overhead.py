@@ -48,9 +48,9 @@ SLOPE = 1.2
 WARMUP_ROUNDS = 55
 ALLOWANCE = 0.005  # seconds
 PROFILED = {
-    "AWS ListClusters (EmrAdapter.list_managed)": ("emr_adapter.py", "list_managed"),
-    "storage writes (Service._save)": ("emr_service.py", "_save"),
-    "storage reads (Service._load)": ("emr_service.py", "_load"),
+    "AWS ListClusters (EmrAdapter.list_managed)": ("emrchatops/aws/adapter.py", "list_managed"),
+    "storage writes (Service._save)": ("emrchatops/app/service.py", "_save"),
+    "storage reads (Service._load)": ("emrchatops/app/service.py", "_load"),
 }
 
 

@@ -3,8 +3,8 @@
 * **Report over 90 days × 5 clusters.** A usage ledger is generated (seeded RNG): each
   cluster is created on a working morning, held for a few spans, busy for some, ends by
   the idle rule, the end of day or a person; the bot is restarted now and then (gaps in
-  its watched time); instances are resized now and then. The figures (``emr_ledger.report``),
-  the text (``View.report``) and the chart (``emr_chart.render``, PNG) are computed once and
+  its watched time); instances are resized now and then. The figures (``emrchatops.domain.ledger.report``),
+  the text (``View.report``) and the chart (``emrchatops.chat.chart.render``, PNG) are computed once and
   then ``repeats`` times; matplotlib's import (which the plugin does on a thread at
   activation on Slack) is timed on its own first. Then ``!emr report 90`` through Errbot on the test backend, with that
   ledger in the plugin's storage (Text console: no chart).
@@ -40,8 +40,8 @@ TYPES = ("m5.xlarge", "m5.2xlarge", "r5.xlarge", "r6g.2xlarge", "c6i.xlarge")
 
 def synthetic_ledger(seed: int, clusters: int = 5, days: int = 90) -> Any:
     """A ledger as a bot keeps it after *days* days with *clusters* busy clusters (one a day each)."""
-    from emr_costs import Instances
-    from emr_ledger import Ledger, Usage
+    from emrchatops.domain.costs import Instances
+    from emrchatops.domain.ledger import Ledger, Usage
 
     rng = random.Random(seed)
     ledger = Ledger()
@@ -95,11 +95,11 @@ def synthetic_ledger(seed: int, clusters: int = 5, days: int = 90) -> Any:
 
 
 def run(emulator: Emulator, workdir: Path, *, repeats: int, statuses: int, seed: int) -> Section:
-    from emr_chart import preload, render
-    from emr_ledger import report
-    from emr_rules import Policy
-    from emr_settings import from_mapping
-    from emr_view import View
+    from emrchatops.chat.chart import preload, render
+    from emrchatops.chat.words import View
+    from emrchatops.domain.ledger import report
+    from emrchatops.domain.rules import Policy
+    from emrchatops.domain.settings import from_mapping
 
     section = Section(
         "report", f"report: !emr report over 90 days × 5 clusters, and the cost in !emr status (seed {seed})"
@@ -220,9 +220,9 @@ def run(emulator: Emulator, workdir: Path, *, repeats: int, statuses: int, seed:
 
 def example_chart(path: Path, seed: int = DEFAULT_SEED, days: int = 14) -> None:
     """Write the chart of the last *days* days of the synthetic ledger (the README's example)."""
-    from emr_chart import render
-    from emr_costs import shipped_prices
-    from emr_ledger import report
+    from emrchatops.chat.chart import render
+    from emrchatops.domain.costs import shipped_prices
+    from emrchatops.domain.ledger import report
 
     figures = report(synthetic_ledger(seed), shipped_prices(), "ap-northeast-1", TOKYO, days, NOW, clock_time(19), [])
     path.write_bytes(render(figures, f"EMR usage, last {days} days (Asia/Tokyo)"))

@@ -16,14 +16,25 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import emr_slack
 from conftest import MORNING, NOTIFY, Chat, Clock
 from demo.emulator import Emulator, Seeded
-from emr_blocks import fallback, kept_blocks, message_blocks, outcome, stale_text, updated_blocks
-from emr_clicks import KEEP, OVERTIME, RELEASE, STILL, Buttons, Click, buttons_for, moot_after, parse_click, stale
-from emr_rules import Policy
-from emr_settings import from_mapping
-from emr_view import View
+from emrchatops.chat.slack import clicks as emr_slack
+from emrchatops.chat.slack.blocks import fallback, kept_blocks, message_blocks, outcome, stale_text, updated_blocks
+from emrchatops.chat.words import View
+from emrchatops.domain.buttons import (
+    KEEP,
+    OVERTIME,
+    RELEASE,
+    STILL,
+    Buttons,
+    Click,
+    buttons_for,
+    moot_after,
+    parse_click,
+    stale,
+)
+from emrchatops.domain.rules import Policy
+from emrchatops.domain.settings import from_mapping
 
 CLUSTER = "j-3AB5CD7EF9GH1"
 NOW = datetime(2026, 12, 1, 5, 31, tzinfo=UTC)  # 14:31 in Tokyo
@@ -582,14 +593,14 @@ def test_a_failed_update_is_not_retried_forever_and_raises_nothing(
 
 
 def _record(**fields: Any) -> Any:
-    from emr_state import ClusterRecord
+    from emrchatops.domain.state import ClusterRecord
 
     return ClusterRecord(id=CLUSTER, name="analytics", state="WAITING", first_seen=NOW - timedelta(hours=1), **fields)
 
 
 def test_moot_now_by_table() -> None:
-    from emr_clicks import moot_now
-    from emr_state import UNSEEN, Ending, Hold, Overtime
+    from emrchatops.domain.buttons import moot_now
+    from emrchatops.domain.state import UNSEEN, Ending, Hold, Overtime
 
     deadline = NOW + timedelta(minutes=5)
     idle, eod = buttons_for("idle", CLUSTER, deadline), buttons_for("end_of_day", CLUSTER, deadline)

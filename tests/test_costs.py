@@ -18,8 +18,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from emr_adapter import EmrAdapter, fleet_composition, group_composition, instance_composition
-from emr_costs import (
+from emrchatops.aws.adapter import EmrAdapter, fleet_composition, group_composition, instance_composition
+from emrchatops.domain.costs import (
     Cost,
     Instances,
     NoPrice,
@@ -35,8 +35,8 @@ from emr_costs import (
     subtract,
     summary,
 )
-from emr_errors import AwsError
-from emr_ledger import (
+from emrchatops.domain.errors import AwsError
+from emrchatops.domain.ledger import (
     KEEP,
     LEDGER_VERSION,
     Ledger,
@@ -51,8 +51,8 @@ from emr_ledger import (
     seen,
     watch,
 )
-from emr_settings import TagSelector
-from emr_state import ClusterInfo, ClusterRecord, Ending, Hold, State
+from emrchatops.domain.settings import TagSelector
+from emrchatops.domain.state import ClusterInfo, ClusterRecord, Ending, Hold, State
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 PRICES = shipped_prices()
@@ -452,7 +452,7 @@ def test_a_fleet_cluster_is_read_through_list_instance_fleets_and_list_instances
 
 
 def test_the_chart_is_a_png_of_the_days_asked() -> None:
-    from emr_chart import render
+    from emrchatops.chat.chart import render
 
     ledger, state = scripted_day()
     png = render(day_figures(ledger, state, jst(20), days=7), "EMR usage, last 7 days (Asia/Tokyo)")

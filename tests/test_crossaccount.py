@@ -10,9 +10,9 @@ import boto3
 import pytest
 
 from conftest import Chat, Clock, emr_config
-from crossaccount import CrossAccountSession, MemoryTokenStore, RoleTarget
 from demo.emulator import BOT_KEYS, EXTERNAL_ID, REGION, ROLE_ARN, Emulator, Seeded
-from emr_errors import AccessDeniedError, AwsUnreachableError
+from emrchatops.aws.crossaccount import CrossAccountSession, MemoryTokenStore, RoleTarget
+from emrchatops.domain.errors import AccessDeniedError, AwsUnreachableError
 
 
 def target(emulator: Emulator, **overrides: object) -> RoleTarget:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import ast
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from emr_decisions import (
+from emrchatops.domain.decisions import (
     ActiveCluster,
     AmbiguousName,
     Denied,
@@ -27,8 +25,8 @@ from emr_decisions import (
     may_terminate,
     name_cluster,
 )
-from emr_state import UNMANAGED, UNSEEN, ClusterInfo, ClusterRecord, Ending, Hold, State
-from emr_templates import parse_template
+from emrchatops.domain.state import UNMANAGED, UNSEEN, ClusterInfo, ClusterRecord, Ending, Hold, State
+from emrchatops.domain.templates import parse_template
 
 T0 = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
 ANALYTICS = ClusterInfo("j-AAAAAAAAAAAA1", "analytics", "WAITING")
@@ -280,70 +278,3 @@ def test_a_start_counts_the_clusters_a_listing_does_not_show_yet() -> None:
     ]
     refused = may_start(ANALYTICS_TEMPLATE, found, 10)
     assert refused is not None and refused.clusters[0].id == "j-NEW"
-
-
-# -- the layers ------------------------------------------------------------------------------
-
-PLUGIN = Path(__file__).resolve().parent.parent / "plugins" / "emr"
-PURE = (
-    "emr_state",
-    "emr_rules",
-    "emr_decisions",
-    "emr_errors",
-    "emr_settings",
-    "emr_view",
-    "emr_templates",
-    "emr_costs",
-    "emr_ledger",
-    "emr_chart",
-    "emr_clicks",
-    "emr_blocks",
-)
-NO_CHAT = ("crossaccount", "emr_adapter", "emr_doctor")
-BOTO = ("boto3", "botocore")
-
-
-def imports_of(module: str) -> set[str]:
-    tree = ast.parse((PLUGIN / f"{module}.py").read_text())
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            found.add(node.module.split(".")[0])
-    return found
-
-
-@pytest.mark.parametrize("module", PURE)
-def test_the_pure_layer_imports_neither_boto3_nor_errbot_nor_the_adapter(module: str) -> None:
-    assert not imports_of(module) & {*BOTO, "errbot", "emr_adapter", "crossaccount", "emr", "emr_doctor"}
-
-
-@pytest.mark.parametrize("module", NO_CHAT)
-def test_the_adapter_and_the_session_import_no_errbot(module: str) -> None:
-    assert "errbot" not in imports_of(module) and "emr" not in imports_of(module)
-
-
-def test_the_service_imports_neither_errbot_nor_boto3_nor_the_plugin() -> None:
-    assert not imports_of("emr_service") & {*BOTO, "errbot", "emr", "emr_slack"}
-
-
-def test_only_the_plugin_and_the_slack_listener_import_errbot() -> None:
-    importers = {p.stem for p in PLUGIN.glob("*.py") if "errbot" in imports_of(p.stem)}
-    assert importers <= {"emr", "emr_slack"}
-
-
-def test_only_the_plugin_imports_the_service() -> None:
-    importers = {p.stem for p in PLUGIN.glob("*.py") if "emr_service" in imports_of(p.stem)}
-    assert importers == {"emr"}
-
-
-def test_only_the_adapter_and_the_session_import_boto3() -> None:
-    importers = {p.stem for p in PLUGIN.glob("*.py") if imports_of(p.stem) & set(BOTO)}
-    assert importers <= {"crossaccount", "emr_adapter"}
-
-
-def test_the_rules_do_not_read_the_clock() -> None:
-    for module in PURE:
-        source = (PLUGIN / f"{module}.py").read_text()
-        assert ".now(" not in source and "utcnow" not in source and "time.time" not in source, module

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from demo import policies
-from emr_settings import Settings
+from emrchatops.domain.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"

@@ -11,8 +11,8 @@ import pytest
 from faultproxy import FaultProxy
 
 from conftest import MORNING, Chat, Clock, emr_config
-from crossaccount import ANSWER_BOUND_SECONDS
 from demo.emulator import Emulator, Seeded
+from emrchatops.aws.crossaccount import ANSWER_BOUND_SECONDS
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import pytest
 from conftest import Chat, Clock, emr_config
 from demo import policies
 from demo.emulator import Emulator
-from emr_adapter import PERMISSIONS
+from emrchatops.aws.adapter import PERMISSIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = str(ROOT / "deploy" / "templates")  # the shipped analytics.json

@@ -24,8 +24,8 @@ from iam_eval import Request, Unsupported, allowed, cluster_request, decide
 
 from demo import policies
 from demo.emulator import MANAGED_TAG
-from emr_adapter import MUTATING, PERMISSIONS, SHIPPED_POLICY_TAG
-from emr_settings import Settings
+from emrchatops.aws.adapter import MUTATING, PERMISSIONS
+from emrchatops.domain.settings import SHIPPED_POLICY_TAG, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT, REGION = "222222222222", "eu-west-1"  # not the emulator's: the values must come from the setup

@@ -186,8 +186,8 @@ def test_an_operator_price_table_is_used_and_a_missing_price_is_said(
 
 
 def test_a_bad_price_file_stops_activation_naming_it(tmp_path: Path, emulator: Emulator, clock: Clock) -> None:
-    from emr_errors import ConfigError
-    from emr_settings import from_mapping
+    from emrchatops.domain.errors import ConfigError
+    from emrchatops.domain.settings import from_mapping
 
     table = tmp_path / "prices.json"
     table.write_text('{"source": "x", "date": "2026-11-01", "regions": {"us-east-1": {"m5.xlarge": {"ec2": -1}}}}')

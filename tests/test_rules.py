@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from emr_rules import (
+from emrchatops.domain.rules import (
     Cancelled,
     ClusterInfo,
     Expire,
@@ -47,7 +47,7 @@ from emr_rules import (
     termination_refusal,
     to_recheck,
 )
-from emr_state import HISTORY_LIMIT, RECORD_LIMIT, STATE_VERSION, UNMANAGED, UNSEEN, Activity, migrate
+from emrchatops.domain.state import HISTORY_LIMIT, RECORD_LIMIT, STATE_VERSION, UNMANAGED, UNSEEN, Activity, migrate
 
 TOKYO = Policy()  # 30 min idle, 5 min warning, 19:00 Asia/Tokyo
 T0 = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)  # 10:00 JST

@@ -11,8 +11,8 @@ import pytest
 
 from conftest import ROOT, Chat, Clock, emr_config
 from demo.emulator import Emulator
-from emr_errors import ConfigError
-from emr_settings import KEYS, Settings, from_mapping
+from emrchatops.domain.errors import ConfigError
+from emrchatops.domain.settings import KEYS, Settings, from_mapping
 
 ARN = "arn:aws:iam::210987654321:role/cre"
 

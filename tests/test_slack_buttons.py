@@ -39,7 +39,7 @@ from test_slack_e2e import ERRBOT, Bot, bot_env, noon_zone
 
 from conftest import ROOT
 from demo.emulator import BOT_KEYS, Emulator, Seeded
-from emr_state import ClusterRecord, Hold, State
+from emrchatops.domain.state import ClusterRecord, Hold, State
 from fakeslack import DEFAULT_USERS, FakeSlack, FakeUser, PostedMessage
 from tests._storage_writer import load_storage_plugin
 

@@ -2,8 +2,8 @@
 
 Slack delivers message text with ``&``, ``<`` and ``>`` escaped and with its own markup for
 broadcasts, mentions, channels and links; the plugin turns that back into the typed text
-(:func:`emr_view.typed_from_slack`) and escapes it again exactly once when it shows it
-(:meth:`emr_view.View.inert`, :meth:`emr_view.View.named`).
+(:func:`emrchatops.chat.words.typed_from_slack`) and escapes it again exactly once when it shows it
+(:meth:`emrchatops.chat.words.View.inert`, :meth:`emrchatops.chat.words.View.named`).
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from emr_rules import Policy
-from emr_settings import Settings
-from emr_state import ClusterInfo, State
-from emr_view import View, typed_from_slack
+from emrchatops.chat.words import View, typed_from_slack
+from emrchatops.domain.rules import Policy
+from emrchatops.domain.settings import Settings
+from emrchatops.domain.state import ClusterInfo, State
 from fakeslack import FakeSlack
 
 ARN = "arn:aws:iam::210987654321:role/cre"
@@ -80,7 +80,7 @@ def test_a_cluster_name_from_aws_is_escaped_on_slack_and_shown_as_is_elsewhere()
 def test_the_status_fallback_names_holders_without_pinging_them() -> None:
     from datetime import UTC, datetime
 
-    from emr_rules import add_hold, observe
+    from emrchatops.domain.rules import add_hold, observe
 
     now = datetime(2026, 11, 30, 1, 0, tzinfo=UTC)  # 10:00 in Tokyo
     cluster = ClusterInfo("j-FALL00000001", "analytics", "WAITING", created_at=now)

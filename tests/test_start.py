@@ -21,9 +21,9 @@ import pytest
 
 from conftest import MORNING, NOTIFY, ROOT, Chat, Clock, emr_config
 from demo.emulator import ACCOUNT_B, Emulator, Seeded
-from emr_errors import ConfigError
-from emr_settings import from_mapping
-from emr_templates import RUN_JOB_FLOW_KEYS, TemplateError, load_templates, parse_template, start_tags
+from emrchatops.domain.errors import ConfigError
+from emrchatops.domain.settings import from_mapping
+from emrchatops.domain.templates import RUN_JOB_FLOW_KEYS, TemplateError, load_templates, parse_template, start_tags
 
 SHIPPED = ROOT / "deploy" / "templates" / "analytics.json"
 ARN = f"arn:aws:iam::{ACCOUNT_B}:role/cre"
@@ -561,10 +561,10 @@ def test_cluster_tag_star_still_tags_started_clusters_with_the_shipped_policy_ta
 
 
 def test_on_slack_the_starter_is_mentioned_and_emr_s_reason_cannot_ping_anyone() -> None:
-    from emr_rules import Policy, Ready, started
-    from emr_settings import Settings
-    from emr_state import ClusterInfo, State
-    from emr_view import View
+    from emrchatops.chat.words import View
+    from emrchatops.domain.rules import Policy, Ready, started
+    from emrchatops.domain.settings import Settings
+    from emrchatops.domain.state import ClusterInfo, State
 
     view = View(Settings(role_arn=ARN), Policy(), slack=True)
     state = started(State(), "j-NEW0000000001", "adhoc", "adhoc", "U0ALICE", "alice", "", MORNING, backstop=None)

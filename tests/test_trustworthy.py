@@ -20,8 +20,8 @@ import pytest
 
 from conftest import MORNING, Chat, Clock, emr_config
 from demo.emulator import Emulator, Seeded
-from emr_adapter import EmrAdapter
-from emr_settings import TagSelector
+from emrchatops.aws.adapter import EmrAdapter
+from emrchatops.domain.settings import TagSelector
 
 TAG = {"Key": "emr-chatops", "Value": "true"}
 EOD = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)  # 19:00 JST

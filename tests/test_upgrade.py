@@ -36,7 +36,7 @@ def test_plugin_reload_runs_the_new_code_of_the_sibling_modules(tmp_path: Path, 
         console.type(f"!emr lock {reason}")
         assert "keep it under 200" in console.wait_for("keep it under", timeout=30)
         # The upgrade: a sibling module (not emr.py) changes on disk.
-        module = install / "plugins" / "emr" / "emr_state.py"
+        module = install / "plugins" / "emr" / "emrchatops/domain/state.py"
         source = module.read_text()
         assert "REASON_LIMIT = 200" in source  # the upgrade must change something, or this test proves nothing
         module.write_text(source.replace("REASON_LIMIT = 200", "REASON_LIMIT = 300"))

@@ -1,16 +1,16 @@
 """EMR: share the team's Amazon EMR cluster from chat.
 
 The plugin is Errbot wiring only (DESIGN §15): a command parses its arguments,
-calls one method of :class:`emr_service.Service`, and hands the result to
-:class:`emr_view.View`. Here: activation (settings, the AssumeRole session of
-:mod:`crossaccount`, the adapter, the service, the poller, the Slack click
-listener of :mod:`emr_slack`), the commands' arguments, who asks, and posting
+calls one method of :class:`emrchatops.app.service.Service`, and hands the result to
+:class:`emrchatops.chat.words.View`. Here: activation (settings, the AssumeRole session of
+:mod:`emrchatops.aws.crossaccount`, the adapter, the service, the poller, the Slack click
+listener of :mod:`emrchatops.chat.slack.clicks`), the commands' arguments, who asks, and posting
 to the chat (replies, Slack cards and blocks, the report's chart, NOTIFY_CHANNEL).
 
 The service owns the state and the usage ledger (this plugin's storage, under
 ``state`` and ``ledger``), the poller's tick and the commands' actions; the pure
-layers (:mod:`emr_state`, :mod:`emr_rules`, :mod:`emr_decisions`,
-:mod:`emr_ledger`, :mod:`emr_costs`) decide, :mod:`emr_adapter` talks to AWS.
+layers (:mod:`emrchatops.domain.state`, :mod:`emrchatops.domain.rules`, :mod:`emrchatops.domain.decisions`,
+:mod:`emrchatops.domain.ledger`, :mod:`emrchatops.domain.costs`) decide, :mod:`emrchatops.aws.adapter` talks to AWS.
 The STS token is stored under ``sts``. The README's "How it is built" lists
 every module.
 """
@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import functools
-import importlib
 import logging
 import os
 import re
@@ -32,73 +31,63 @@ from typing import Any
 
 from errbot import BotPlugin, botcmd
 
-# Dependency order: a module comes after the ones it imports.
-_SIBLINGS = (
-    "emr_errors",
-    "emr_costs",
-    "emr_templates",
-    "emr_settings",
-    "emr_state",
-    "emr_ledger",
-    "emr_rules",
-    "emr_decisions",
-    "crossaccount",
-    "emr_adapter",
-    "emr_view",
-    "emr_chart",
-    "emr_doctor",
-    "emr_clicks",
-    "emr_service",
-    "emr_blocks",
-    "emr_slack",
-)
+PACKAGE = "emrchatops"
 
 
-def _reload_siblings_if_changed() -> None:
+def _package_modules() -> list[str]:
+    return [name for name in sys.modules if name == PACKAGE or name.startswith(PACKAGE + ".")]
+
+
+def _drop_package_if_changed() -> None:
     """Make ``!plugin reload EMR`` pick up an upgrade of the whole package.
 
-    Errbot re-executes this file on reload, but the sibling modules are plain
-    top-level imports cached in ``sys.modules``: without this, a reload after
-    ``git pull`` would keep running the old rules, adapter and session code.
-    When any sibling changed on disk since this file last imported it (or a
-    new sibling appeared), all of them are reloaded in dependency order (so
-    none keeps another's old classes).
+    Errbot re-executes this file on reload, but the package's modules are cached
+    in ``sys.modules``: without this, a reload after ``git pull`` would keep
+    running the old rules, adapter and session code. When any loaded module of
+    :mod:`emrchatops` changed on disk since it was imported (or vanished), every
+    one of them is dropped, so the imports below load the whole package afresh
+    and none keeps another's old classes. No list of modules to keep in step:
+    the package prefix is the list.
     """
-    loaded = [sys.modules[name] for name in _SIBLINGS if name in sys.modules]
+    loaded = [sys.modules[name] for name in _package_modules()]
     # The file's own mtime is compared, not the clock: tests move wall-clock time.
     if any(_mtime(m) != getattr(m, "_emr_mtime", _mtime(m)) for m in loaded):
-        for name in _SIBLINGS:
-            if name in sys.modules:
-                importlib.reload(sys.modules[name])
+        for name in _package_modules():
+            del sys.modules[name]
 
 
 def _mtime(module: Any) -> float:
-    return os.stat(module.__file__).st_mtime
+    path = getattr(module, "__file__", None)
+    try:
+        return os.stat(path).st_mtime if path else 0.0
+    except OSError:  # the file is gone (a module removed by the upgrade): reload
+        return -1.0
 
 
-def _stamp_siblings() -> None:
-    for name in _SIBLINGS:
+def _stamp_package() -> None:
+    for name in _package_modules():
         module = sys.modules[name]
         module.__dict__["_emr_mtime"] = _mtime(module)  # remembered on the module itself
 
 
-_reload_siblings_if_changed()
+_drop_package_if_changed()
 
-import emr_slack
-from crossaccount import CrossAccountSession, RoleTarget, utc_now
-from emr_adapter import EmrAdapter
-from emr_blocks import apology, message_blocks, refused
-from emr_chart import preload as preload_chart
-from emr_chart import render as render_chart
-from emr_clicks import Buttons
-from emr_doctor import Doctor, notify_check
-from emr_errors import ConfigError, EmrChatopsError, RefusedError, UsageError, one_line
-from emr_ledger import REPORT_MAX_DAYS
-from emr_service import Service, StoredToken, Who
-from emr_settings import Settings, from_mapping, parse_hhmm
-from emr_view import View, typed_from_slack
+from emrchatops.app.service import Service, Who
+from emrchatops.aws.adapter import EmrAdapter
+from emrchatops.aws.crossaccount import CrossAccountSession, RoleTarget, utc_now
+from emrchatops.chat.chart import preload as preload_chart
+from emrchatops.chat.chart import render as render_chart
+from emrchatops.chat.slack import clicks as emr_slack
+from emrchatops.chat.slack.blocks import apology, message_blocks, refused
+from emrchatops.chat.words import View, typed_from_slack
+from emrchatops.domain.buttons import Buttons
+from emrchatops.domain.errors import ConfigError, EmrChatopsError, RefusedError, UsageError, one_line
+from emrchatops.domain.ledger import REPORT_MAX_DAYS
+from emrchatops.domain.settings import Settings, from_mapping, parse_hhmm
+from emrchatops.ops.doctor import Doctor, notify_check
+from emrchatops.store.tokens import StoredToken
 
-_stamp_siblings()
+_stamp_package()
 
 log = logging.getLogger("errbot.plugins.emr")
 
@@ -131,7 +120,7 @@ def answers(method: Callable[..., str | None]) -> Callable[..., str | None]:
                 raise UsageError(self.view.too_long(len(args), ARGS_LIMIT))
             return method(self, msg, args)
         except EmrChatopsError as error:
-            return refused(one_line(str(error)))
+            return refused(one_line(self.view.error_text(error)))
         except Exception:
             log.exception("!emr command failed: %s", method.__name__)
             return apology
@@ -151,13 +140,15 @@ class EMR(BotPlugin):
             raise ConfigError("EMR", "the bot config has no EMR dict (see config.py)")
         self.settings: Settings = from_mapping(raw)
         self._generation = getattr(self, "_generation", 0) + 1  # this activation's poller (see tick)
-        # One service for the plugin's life, started afresh at each activation (see emr_service.Service).
-        service = getattr(self, "service", None) or Service(
-            self,  # the plugin's persistent storage: state under "state", the usage ledger under "ledger"
-            clock=lambda: self.clock(),
-            view=lambda: self.view,
-            announce=lambda text, buttons: self._announce(text, buttons),
-        )
+        # One service for the plugin's life, started afresh at each activation (see app.service.Service);
+        # a new one only when `!plugin reload` brought a new package (its class is another one then).
+        service = getattr(self, "service", None)
+        if type(service) is not Service:
+            service = Service(
+                self,  # the plugin's persistent storage: state under "state", the usage ledger under "ledger"
+                clock=lambda: self.clock(),
+                announce=lambda notice, buttons: self._announce(self.view.notice(notice), buttons),
+            )
         service.reset(self.settings)
         self.service: Service = service
         super().activate()
@@ -201,7 +192,7 @@ class EMR(BotPlugin):
             super().deactivate()
 
     def tick(self, generation: int | None = None) -> None:
-        """One pass of the automatic rules (:meth:`emr_service.Service.tick`). Never raises.
+        """One pass of the automatic rules (:meth:`emrchatops.app.service.Service.tick`). Never raises.
 
         *generation* identifies the activation that started this poller: after a
         deactivate + activate while a tick was in flight, Errbot would re-arm the

@@ -2,7 +2,7 @@
 
 Values may come typed (from a hand-written ``config.py``) or as strings (from
 ``EMR_<KEY>`` environment variables, see the project's ``config.py``). A bad
-value raises :class:`~emr_errors.ConfigError` naming the key; nothing is
+value raises :class:`~emrchatops.domain.errors.ConfigError` naming the key; nothing is
 silently replaced by a default.
 """
 
@@ -15,9 +15,9 @@ from datetime import time
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from emr_costs import PriceError, PriceTable, read_prices, shipped_prices
-from emr_errors import ConfigError
-from emr_templates import Template, TemplateError, load_templates
+from emrchatops.domain.costs import PriceError, PriceTable, read_prices, shipped_prices
+from emrchatops.domain.errors import ConfigError
+from emrchatops.domain.templates import Template, TemplateError, load_templates
 
 ROLE_ARN_RE = re.compile(r"^arn:aws(?:-[a-z]+)*:iam::(\d{12}):role/[\w+=,.@/-]{1,512}$")
 REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d$")
@@ -307,3 +307,14 @@ def from_mapping(raw: Mapping[str, Any]) -> Settings:
         prices_file=prices_file,
         prices=prices,
     )
+
+
+# The tag the shipped policy names unless told otherwise (account-b.yaml's ClusterTagKey and
+# ClusterTagValue): the default CLUSTER_TAG.
+SHIPPED_POLICY_TAG = TagSelector("emr-chatops", "true")
+
+
+def policy_tag(selector: TagSelector) -> TagSelector:
+    """The tag the role's policy lets the bot change clusters by: CLUSTER_TAG, as the deploy guide has
+    the policy name it, or the shipped policy's tag when CLUSTER_TAG is ``*`` (which the policy cannot follow)."""
+    return SHIPPED_POLICY_TAG if selector.matches_all else selector

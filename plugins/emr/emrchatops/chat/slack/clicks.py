@@ -37,7 +37,7 @@ from typing import Any
 
 from errbot.backends.base import Message
 
-from emr_blocks import (
+from emrchatops.chat.slack.blocks import (
     ACTIONS_BLOCK,
     TEXT_BLOCK,
     apology,
@@ -51,10 +51,20 @@ from emr_blocks import (
     stale_text,
     updated_blocks,
 )
-from emr_clicks import BUTTONS, USER_ID_RE, Buttons, Click, is_ours, moot_after, moot_now, parse_click, stale
-from emr_errors import EmrChatopsError, one_line
-from emr_state import State
-from emr_view import View
+from emrchatops.chat.words import View
+from emrchatops.domain.buttons import (
+    BUTTONS,
+    USER_ID_RE,
+    Buttons,
+    Click,
+    is_ours,
+    moot_after,
+    moot_now,
+    parse_click,
+    stale,
+)
+from emrchatops.domain.errors import EmrChatopsError, one_line
+from emrchatops.domain.state import State
 
 log = logging.getLogger("errbot.plugins.emr.slack")
 
@@ -236,7 +246,7 @@ class Clicks:
         try:
             plugin.run_click_command(click.action.command, msg, click.cluster_id)
         except EmrChatopsError as error:
-            self._ephemeral(envelope, refused(one_line(str(error))))
+            self._ephemeral(envelope, refused(one_line(plugin.view.error_text(error))))
             now_gone = plugin.service.state().clusters.get(click.cluster_id)
             if record is not None and (now_gone is None or not now_gone.listed):  # a termination won the race
                 self._update(envelope, gone_line(cluster), moot=True)

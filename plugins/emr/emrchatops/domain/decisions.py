@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from emr_state import UNMANAGED, ClusterInfo, ClusterRecord, Hold, State
-from emr_templates import Template
+from emrchatops.domain.state import UNMANAGED, ClusterInfo, ClusterRecord, Hold, State
+from emrchatops.domain.templates import Template
 
 QUOTES = {'"': '"', "'": "'", "“": "”", "‘": "’", "「": "」"}
 CLUSTER_ID_RE = re.compile(r"j-[A-Z0-9]{8,}", re.IGNORECASE)

@@ -2,7 +2,7 @@
 
 Nothing here imports boto3 or errbot, and nothing reads the clock: every
 function takes ``now`` (an aware UTC datetime) and returns a new
-:class:`~emr_state.State` instead of mutating one.
+:class:`~emrchatops.domain.state.State` instead of mutating one.
 
 The rules (DESIGN §6):
 
@@ -43,7 +43,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from emr_state import (
+from emrchatops.domain.state import (
     ACTIVE_STATES,
     BUSY_STATES,
     ENDED_STATES,

@@ -30,7 +30,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import boto3
 import botocore.session
@@ -46,11 +46,11 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from emr_errors import AccessDeniedError, AwsError, AwsUnreachableError, CredentialsError
+from emrchatops.app.ports import Token, TokenStore
+from emrchatops.domain.errors import AccessDeniedError, AwsError, AwsUnreachableError, CredentialsError
 
 log = logging.getLogger("errbot.plugins.emr.crossaccount")
 
-Token = dict[str, str]
 Clock = Callable[[], datetime]
 
 EXPIRED_CODES = frozenset(
@@ -77,14 +77,6 @@ REFRESH_MARGIN = timedelta(minutes=15)
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-class TokenStore(Protocol):
-    """Where the temporary credentials live between calls and restarts (the plugin storage)."""
-
-    def load(self) -> Token | None: ...
-
-    def save(self, token: Token | None) -> None: ...
 
 
 class MemoryTokenStore:

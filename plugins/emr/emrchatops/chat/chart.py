@@ -1,6 +1,6 @@
 """The ``!emr report`` chart for Slack (DESIGN §13): a PNG, rendered with matplotlib's Agg backend.
 
-Presentation only: it draws a :class:`emr_ledger.Report` — stacked hours per
+Presentation only: it draws a :class:`emrchatops.domain.ledger.Report` — stacked hours per
 local day (held / busy while unheld / idle / not watched) and the cost per day
 as a line on its own axis. matplotlib is imported on the first chart or by
 :func:`preload` (on a thread the plugin starts at activation on Slack: importing
@@ -15,7 +15,7 @@ import io
 import threading
 from typing import Any
 
-from emr_ledger import Report
+from emrchatops.domain.ledger import Report
 
 # Colours: the status card's own (held orange, busy blue, idle green), not watched grey; cost in red.
 SERIES = (

@@ -5,7 +5,7 @@ It lists the clusters of account B (active states; *managed* ones carry
 cluster's latest steps and the ``IsIdle`` metric of the managed clusters
 (CloudWatch), terminates, starts a cluster from a template (``RunJobFlow``),
 and sets or removes EMR's own ``AutoTerminationPolicy`` (the backstop), all
-through a :class:`~crossaccount.CrossAccountSession`.
+through a :class:`~emrchatops.aws.crossaccount.CrossAccountSession`.
 
 Tags are not in ``ListClusters``: a cluster's tags are read with
 ``DescribeCluster`` and the answer is kept for :data:`TAG_TTL` (5 minutes), so
@@ -27,22 +27,23 @@ from __future__ import annotations
 import threading
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from crossaccount import CrossAccountSession
-from emr_costs import Composition, Instances
-from emr_errors import (
+from emrchatops.app.ports import Listing
+from emrchatops.aws.crossaccount import CrossAccountSession
+from emrchatops.domain.costs import Composition, Instances
+from emrchatops.domain.errors import (
     AccessDeniedError,
     AwsError,
     EmrChatopsError,
     TagConditionDeniedError,
     TerminationProtectedError,
 )
-from emr_settings import TagSelector
-from emr_state import ACTIVE_STATES, Activity, ClusterInfo
-from emr_templates import TEMPLATE_TAG
+from emrchatops.domain.settings import TagSelector, policy_tag
+from emrchatops.domain.state import ACTIVE_STATES, Activity, ClusterInfo
+from emrchatops.domain.templates import TEMPLATE_TAG
 
 ACTIVITY_PERMISSION = "cloudwatch:GetMetricData"  # IsIdle; GetMetricData has no resource-level permissions
 START_PERMISSION = "elasticmapreduce:RunJobFlow"
@@ -83,9 +84,6 @@ MUTATING = frozenset(
         "elasticmapreduce:RemoveAutoTerminationPolicy",
     }
 )
-# The tag the shipped policy names unless told otherwise (account-b.yaml's ClusterTagKey and
-# ClusterTagValue): the default CLUSTER_TAG.
-SHIPPED_POLICY_TAG = TagSelector("emr-chatops", "true")
 TAG_TTL = timedelta(minutes=5)
 PERIOD = timedelta(minutes=5)  # IsIdle is published once per 5 minutes
 QUERIES_PER_REQUEST = 500  # GetMetricData's limit
@@ -97,14 +95,6 @@ EARLIEST = datetime.min.replace(tzinfo=UTC)  # sorts clusters without a creation
 def tag_phase(cluster_id: str) -> timedelta:
     """A fixed offset in [0, TAG_TTL) per cluster id (the same on every host and run)."""
     return timedelta(seconds=zlib.crc32(cluster_id.encode()) % int(TAG_TTL.total_seconds()))
-
-
-@dataclass(frozen=True)
-class Listing:
-    """One ``ListClusters`` of the active clusters: the managed ones, and the others (for their names)."""
-
-    managed: list[ClusterInfo]
-    others: list[ClusterInfo]
 
 
 class EmrAdapter:
@@ -341,7 +331,7 @@ class EmrAdapter:
         """RunJobFlow with a template's parameters (tags and backstop included); the new cluster's id.
 
         A denial names the action AWS names (``iam:PassRole`` for a role the policy may not pass);
-        a validation error is AWS's own reason, in one line (see :mod:`crossaccount`).
+        a validation error is AWS's own reason, in one line (see :mod:`emrchatops.aws.crossaccount`).
         """
         response = self.session.call("emr", "run_job_flow", START_PERMISSION, **request)
         return str(response["JobFlowId"])
@@ -395,12 +385,6 @@ class EmrAdapter:
         return TagConditionDeniedError(
             error, verb, str(required), required.matches(tags), (str(cluster.name), str(cluster.id)), tags
         )
-
-
-def policy_tag(selector: TagSelector) -> TagSelector:
-    """The tag the role's policy lets the bot change clusters by: CLUSTER_TAG, as the deploy guide has
-    the policy name it, or the shipped policy's tag when CLUSTER_TAG is ``*`` (which the policy cannot follow)."""
-    return SHIPPED_POLICY_TAG if selector.matches_all else selector
 
 
 def _info(summary: dict[str, Any], *, managed: bool = True) -> ClusterInfo:

@@ -23,10 +23,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from crossaccount import CrossAccountSession, MemoryTokenStore
-from emr_adapter import EmrAdapter, policy_tag
-from emr_costs import NoPrice, hourly, summary
-from emr_errors import (
+from emrchatops.aws.adapter import EmrAdapter
+from emrchatops.aws.crossaccount import CrossAccountSession, MemoryTokenStore
+from emrchatops.domain.costs import NoPrice, hourly, summary
+from emrchatops.domain.errors import (
     AccessDeniedError,
     AwsUnreachableError,
     CredentialsError,
@@ -34,8 +34,8 @@ from emr_errors import (
     one_line,
     tag_condition,
 )
-from emr_rules import ClusterInfo, State, backstop_wanted
-from emr_settings import Settings, TagSelector
+from emrchatops.domain.rules import ClusterInfo, State, backstop_wanted
+from emrchatops.domain.settings import Settings, TagSelector, policy_tag
 
 OK, FAIL, WARN, SKIP = "✓", "✗", "⚠", "–"
 ACTIVITY_WINDOW = timedelta(hours=1)

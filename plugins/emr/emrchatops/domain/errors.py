@@ -18,7 +18,21 @@ def one_line(text: str) -> str:
 
 
 class EmrChatopsError(Exception):
-    """Base class: ``str(error)`` is a complete, one-line, user-facing answer."""
+    """Base class: ``str(error)`` is a complete, one-line, user-facing answer.
+
+    A refusal of the service carries its facts instead (:meth:`of`): ``problem`` is one of
+    :data:`emrchatops.app.notices.Refusal`, worded by the chat (``View.error_text``), and
+    ``str(error)`` only names it for the log.
+    """
+
+    problem: object = None
+
+    @classmethod
+    def of(cls, problem: object) -> EmrChatopsError:
+        """An error of this class whose reply the chat words from *problem*."""
+        error = cls(type(problem).__name__)
+        error.problem = problem
+        return error
 
 
 class ConfigError(EmrChatopsError):
@@ -72,7 +86,7 @@ class AccessDeniedError(AwsError):
 class TagConditionDeniedError(AccessDeniedError):
     """IAM refused to change a cluster: the role may change only the clusters that carry the managed tag.
 
-    The shipped policy allows each changing action (``emr_adapter.MUTATING``) only with the condition
+    The shipped policy allows each changing action (``emrchatops.aws.adapter.MUTATING``) only with the condition
     ``elasticmapreduce:ResourceTag/<key>`` = ``<value>``. AWS's answer does not say which condition
     failed, so the message says what the cluster carries against what the policy should require.
     """

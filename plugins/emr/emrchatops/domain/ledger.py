@@ -38,7 +38,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from emr_costs import (
+from emrchatops.domain.costs import (
     ZERO,
     Composition,
     Cost,
@@ -53,7 +53,7 @@ from emr_costs import (
     merge,
     subtract,
 )
-from emr_state import BUSY_STATES, ClusterInfo, State
+from emrchatops.domain.state import BUSY_STATES, ClusterInfo, State
 
 LEDGER_VERSION = 1
 KEEP = timedelta(days=90)

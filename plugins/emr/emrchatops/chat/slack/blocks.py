@@ -4,7 +4,7 @@ Built with ``slack_sdk.models.blocks`` (validated by slack_sdk, not hand-written
 rendered to the plain dicts ``chat.postMessage``/``chat.update`` take. Every message keeps its
 text: the same words as on the Text console, command hint included, so a client without
 Block Kit (a notification, a screen reader, the Text console) says what the buttons do.
-Nothing here decides anything: :mod:`emr_clicks` does.
+Nothing here decides anything: :mod:`emrchatops.domain.buttons` does.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 
 from slack_sdk.models.blocks import ActionsBlock, ButtonElement, ContextBlock, MarkdownTextObject, SectionBlock
 
-from emr_clicks import KEEP, OVERTIME, PREFIX, RELEASE, STILL, Action, Buttons, Click, Moot, Stale
-from emr_state import ClusterRecord
-from emr_view import View
+from emrchatops.chat.words import View
+from emrchatops.domain.buttons import KEEP, OVERTIME, PREFIX, RELEASE, STILL, Action, Buttons, Click, Moot, Stale
+from emrchatops.domain.state import ClusterRecord
 
 TEXT_BLOCK = PREFIX + "text"
 ACTIONS_BLOCK = PREFIX + "actions"

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from emr_state import ClusterRecord
+from emrchatops.domain.state import ClusterRecord
 
 PREFIX = "emr-chatops:"  # every action id and block id of this plugin starts so
 VALUE_VERSION = "1"

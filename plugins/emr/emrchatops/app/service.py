@@ -5,11 +5,11 @@
 naming a cluster, the poller's tick with everything under it, and the command
 actions. A command action takes plain values (who asks, the words naming the
 cluster, the reason, …) and returns the data its reply is rendered from, or
-raises a domain error (:mod:`emr_errors`) whose wording comes from the view.
+raises a domain error (:mod:`emrchatops.domain.errors`) whose wording comes from the view.
 
 It imports neither errbot nor boto3: AWS is reached through the adapter
-(:mod:`emr_adapter`), decisions through the pure layers (:mod:`emr_rules`,
-:mod:`emr_decisions`, :mod:`emr_ledger`, :mod:`emr_costs`), and the chat through
+(:mod:`emrchatops.aws.adapter`), decisions through the pure layers (:mod:`emrchatops.domain.rules`,
+:mod:`emrchatops.domain.decisions`, :mod:`emrchatops.domain.ledger`, :mod:`emrchatops.domain.costs`), and the chat through
 two callables that ``emr.py`` passes in: ``announce(text, buttons)`` posts to
 NOTIFY_CHANNEL and ``view()`` gives the wording for the chat the bot is on.
 
@@ -26,12 +26,38 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import Any, Protocol
 
-from crossaccount import Token
-from emr_adapter import EmrAdapter, Listing, policy_tag
-from emr_clicks import Buttons, buttons_for
-from emr_decisions import (
+from emrchatops.app.notices import (
+    ActivityBack,
+    ActivityDown,
+    BackstopBack,
+    BackstopFailed,
+    BecameReady,
+    EndedOutside,
+    Expired,
+    ForceTerminated,
+    GoneMeanwhile,
+    LeftAlone,
+    NoCluster,
+    NoOvertime,
+    NotAllowed,
+    NoTemplate,
+    Notice,
+    NotTerminated,
+    OvertimeAnnounced,
+    PollerBack,
+    PollerDown,
+    ReasonTooLong,
+    StartFailed,
+    StartFailure,
+    StartNotAllowed,
+    TerminatedByRule,
+    TerminationFailed,
+    Unnamed,
+)
+from emrchatops.app.ports import Announcer, Clusters, Listing, Storage
+from emrchatops.domain.buttons import Buttons, buttons_for
+from emrchatops.domain.decisions import (
     Denied,
     NameProblem,
     NoneRunning,
@@ -44,8 +70,8 @@ from emr_decisions import (
     may_terminate,
     name_cluster,
 )
-from emr_errors import AwsError, NoClusterError, RefusedError, UnknownClusterError, UsageError
-from emr_ledger import (
+from emrchatops.domain.errors import AwsError, NoClusterError, RefusedError, UnknownClusterError, UsageError
+from emrchatops.domain.ledger import (
     CostSoFar,
     Ledger,
     Report,
@@ -57,16 +83,16 @@ from emr_ledger import (
     seen,
     watch,
 )
-from emr_ledger import (
+from emrchatops.domain.ledger import (
     bounded as ledger_bounded,
 )
-from emr_ledger import (
+from emrchatops.domain.ledger import (
     report as usage_report,
 )
-from emr_rules import (
+from emrchatops.domain.rules import (
     PERIOD as ACTIVITY_PERIOD,
 )
-from emr_rules import (
+from emrchatops.domain.rules import (
     Cancelled,
     Expire,
     Policy,
@@ -96,52 +122,15 @@ from emr_rules import (
     termination_refusal,
     to_recheck,
 )
-from emr_settings import Settings
-from emr_state import REASON_LIMIT, ClusterInfo, ClusterRecord, Event, Hold, State
-from emr_templates import Template, start_tags
-from emr_view import View
+from emrchatops.domain.settings import Settings, policy_tag
+from emrchatops.domain.state import REASON_LIMIT, ClusterInfo, ClusterRecord, Event, Hold, State
+from emrchatops.domain.templates import Template, start_tags
 
 log = logging.getLogger("errbot.plugins.emr")
 
 STATE_KEY = "state"
 LEDGER_KEY = "ledger"
 INSTANCES_RETRY = ACTIVITY_PERIOD  # a failed read of a cluster's instances is retried after 5 minutes
-
-
-class Storage(Protocol):
-    """The plugin's persistent storage (Errbot's is a MutableMapping): what the service uses of it."""
-
-    def get(self, key: str, default: Any = None) -> Any: ...
-
-    def __setitem__(self, key: str, value: Any) -> None: ...
-
-    def __contains__(self, key: object) -> bool: ...
-
-    def __delitem__(self, key: str) -> None: ...
-
-
-class StoredToken:
-    """The STS token in the plugin's persistent storage under *key* (a token store of :mod:`crossaccount`)."""
-
-    def __init__(self, storage: Storage, key: str) -> None:
-        self._storage = storage
-        self._key = key
-        # Its own lock, never the state lock: save() runs inside botocore's
-        # credential refresh lock, and a command holding the state lock (terminate)
-        # may be waiting for that refresh lock — sharing one lock would deadlock.
-        self._lock = threading.Lock()
-
-    def load(self) -> Token | None:
-        token: Token | None = self._storage.get(self._key)
-        return token
-
-    def save(self, token: Token | None) -> None:
-        with self._lock:
-            if token is None:
-                if self._key in self._storage:
-                    del self._storage[self._key]
-            else:
-                self._storage[self._key] = token
 
 
 @dataclass(frozen=True)
@@ -221,19 +210,17 @@ class Service:
 
     settings: Settings
     policy: Policy
-    adapter: EmrAdapter
+    adapter: Clusters
 
     def __init__(
         self,
         storage: Storage,
         *,
         clock: Callable[[], datetime],
-        view: Callable[[], View],
-        announce: Callable[[str, Buttons | None], None],
+        announce: Announcer,
     ) -> None:
         self.clock = clock
         self._storage = storage
-        self._view = view
         self._announce_to_chat = announce
 
     def reset(self, settings: Settings) -> None:
@@ -267,16 +254,11 @@ class Service:
         self._backstop_lock = threading.Lock()
         self._backstop_tried: dict[str, datetime] = {}  # cluster id -> the last backstop request (retries)
 
-    @property
-    def view(self) -> View:
-        """The wording, rendered for the chat the bot is on."""
-        return self._view()
-
-    def _announce(self, text: str, buttons: Buttons | None = None) -> None:
-        self._announce_to_chat(text, buttons)
+    def _announce(self, notice: Notice, buttons: Buttons | None = None) -> None:
+        self._announce_to_chat(notice, buttons)
 
     # -- lifecycle --------------------------------------------------------------------
-    def open(self, adapter: EmrAdapter) -> None:
+    def open(self, adapter: Clusters) -> None:
         """Talk to AWS through *adapter*; refuse to start on state or a usage ledger we cannot read (or a newer format)."""
         self.adapter = adapter
         with self._lock:
@@ -378,9 +360,9 @@ class Service:
         try:
             return name_cluster(words, listed, listing.others, rest_allowed=rest_allowed)
         except NoneRunning:
-            raise NoClusterError(self.view.no_cluster(state)) from None
+            raise NoClusterError.of(NoCluster(state)) from None
         except NameProblem as problem:
-            raise UnknownClusterError(self.view.name_problem(problem)) from None
+            raise UnknownClusterError.of(Unnamed(problem)) from None
 
     @contextlib.contextmanager
     def _editing(self, cluster: ClusterInfo) -> Iterator[tuple[State, ClusterRecord]]:
@@ -389,7 +371,7 @@ class Service:
             state = self._load()
             record = state.clusters.get(cluster.id)
             if record is None or not record.listed:
-                raise UnknownClusterError(self.view.gone_meanwhile(cluster))
+                raise UnknownClusterError.of(GoneMeanwhile(cluster))
             yield state, record
 
     # -- the poller -------------------------------------------------------------------
@@ -400,7 +382,7 @@ class Service:
         except AwsError as error:
             if self._poll_failure != error.code:
                 self._poll_failure = error.code
-                self._announce(self.view.poller_down(str(error)))
+                self._announce(PollerDown(str(error)))
             log.warning("EMR poller tick failed: %s", error)
         except Exception:
             log.exception("EMR poller tick failed")
@@ -409,7 +391,7 @@ class Service:
         state, _ = self._refresh()
         if self._poll_failure is not None:
             self._poll_failure = None
-            self._announce(self.view.poller_back)
+            self._announce(PollerBack())
         self._recheck_unlisted(state)
         self._read_instances_where_due()
         self._read_activity_if_due()
@@ -426,18 +408,18 @@ class Service:
         for effect in effects:
             if isinstance(effect, Warn):
                 buttons = buttons_for(effect.deadline.rule, effect.cluster.id, effect.deadline.at)
-                self._announce(self.view.warning(effect.cluster, effect.deadline), buttons)
+                self._announce(effect, buttons)
             elif isinstance(effect, Cancelled):
-                self._announce(self.view.termination_called_off(effect.cluster, effect.rule, effect.why))
+                self._announce(effect)
             elif isinstance(effect, Remind):
                 buttons = buttons_for("reminder", effect.cluster.id, effect.ends_at, effect.hold.user)
-                self._announce(self.view.reminder(effect), buttons)
+                self._announce(effect, buttons)
             elif isinstance(effect, Expire):
-                self._announce(self.view.expired(effect, state, now))
+                self._announce(Expired(effect, state, now))
             elif isinstance(effect, Terminate):
                 self._terminate_by_rule(effect)
             elif isinstance(effect, Ready):
-                self._announce(self.view.ready(effect, state, now))
+                self._announce(BecameReady(effect, state, now))
         self._sync_backstop()
 
     def _recheck_unlisted(self, state: State) -> None:
@@ -460,14 +442,14 @@ class Service:
                     self._save_ledger(ended(self._load_ledger(), info, self.clock()))
             if settled.kind == "start_failed":
                 self._rechecked.pop(cluster_id, None)
-                self._announce(self.view.start_failure(settled.record, info))
+                self._announce(StartFailure(settled.record, info))
             elif settled.kind == "ended":
                 self._rechecked.pop(cluster_id, None)
                 record = settled.record
                 if record.ending is None and (record.holds or record.doomed is not None):
-                    self._announce(self.view.ended(record, info))
+                    self._announce(EndedOutside(record, info))
             elif settled.kind == "unmanaged":
-                self._announce(self.view.unmanaged(settled.record))
+                self._announce(LeftAlone(settled.record))
 
     def _read_instances_where_due(self, only: list[str] | None = None) -> None:
         """Read what the clusters run (for their cost): once, and again after a state change (DESIGN §13).
@@ -526,12 +508,12 @@ class Service:
                     self._save(new)
             if self._activity_failure != error.code:
                 self._activity_failure = error.code
-                self._announce(self.view.activity_down(str(error)))
+                self._announce(ActivityDown(str(error)))
             log.warning("EMR poller: cannot read IsIdle: %s", error)
             return
         if self._activity_failure is not None:
             self._activity_failure = None
-            self._announce(self.view.activity_back)
+            self._announce(ActivityBack())
         with self._lock:
             old = self._load()
             new = activity_seen(old, readings, now)
@@ -596,13 +578,13 @@ class Service:
                         if new is not old:
                             self._save(new)
                     if is_new:
-                        self._announce(self.view.backstop_failed(record, wanted, str(error)))
+                        self._announce(BackstopFailed(record, wanted, str(error)))
                     continue
                 with self._lock:
                     new, recovered = backstop_set(self._load(), cluster_id, wanted)
                     self._save(new)
                 if recovered:
-                    self._announce(self.view.backstop_back(record, wanted))
+                    self._announce(BackstopBack(record, wanted))
 
     def _terminate_by_rule(self, effect: Terminate) -> None:
         cluster_id, rule = effect.cluster.id, effect.rule
@@ -625,16 +607,16 @@ class Service:
                 state, is_new = termination_failed(state, cluster_id, error.code, str(error), now)
                 self._save(state)
                 if is_new:
-                    self._announce(self.view.termination_failed(record, rule, str(error)))
+                    self._announce(TerminationFailed(record, rule, str(error)))
                 return
             if why is not None:
                 self._save(refused_termination(state, cluster_id, fresh, why, now))
             else:
                 self._save(terminated(state, cluster_id, now, rule=rule, who=None))
         if why is not None:
-            self._announce(self.view.termination_called_off(record, rule, why))
+            self._announce(Cancelled(record, rule, why))
         else:
-            self._announce(self.view.terminated_by_rule(record, rule))
+            self._announce(TerminatedByRule(record, rule))
 
     # -- the commands' actions ----------------------------------------------------------
     def status(self, words: str) -> Status:
@@ -678,7 +660,7 @@ class Service:
         try:
             name_of, reason = choose_template(words, list(templates))
         except TemplateProblem as problem:
-            raise UsageError(self.view.template_problem(problem)) from None
+            raise UsageError.of(NoTemplate(problem)) from None
         template = templates[name_of]
         reason = self._reason(reason)
         # Single flight: the refusals are decided and RunJobFlow made under one lock, and the new cluster is
@@ -687,12 +669,12 @@ class Service:
             state, listing = self._refresh()
             refused = may_start(template, active_clusters(state, listing.managed), self.settings.max_clusters)
             if refused is not None:
-                raise RefusedError(self.view.start_refused(refused))
+                raise RefusedError.of(StartNotAllowed(refused))
             backstop = self.settings.backstop_seconds
             try:
                 cluster_id = self.adapter.start(template.run_job_flow(self._start_tags(template, who.user), backstop))
             except AwsError as error:
-                raise RefusedError(self.view.start_failed(template, error)) from None
+                raise RefusedError.of(StartFailed(template, error)) from None
             now = self.clock()
             with self._lock:
                 state = started(
@@ -715,7 +697,7 @@ class Service:
         """The reason as stored: one line, at most REASON_LIMIT characters (refused beyond)."""
         reason = " ".join(words.split())
         if len(reason) > REASON_LIMIT:
-            raise UsageError(self.view.reason_too_long(len(reason), REASON_LIMIT))
+            raise UsageError.of(ReasonTooLong(len(reason), REASON_LIMIT))
         return reason
 
     def _start_tags(self, template: Template, user: str) -> dict[str, str]:
@@ -749,7 +731,7 @@ class Service:
         with self._editing(cluster) as (state, record):
             decision = hold_to_release(record, who.user, who.name, target, admin=who.admin)
             if isinstance(decision, Denied):
-                raise RefusedError(self.view.denied(decision, record))
+                raise RefusedError.of(NotAllowed(decision, record))
             now = self.clock()
             by = who.name if decision.user != who.user else None
             state = drop_hold(state, cluster.id, decision.user, now, by=by)
@@ -764,17 +746,17 @@ class Service:
         with self._editing(cluster) as (state, record):
             denied = may_terminate(record, who.user, force=force, admin=who.admin)
             if denied is not None:
-                raise RefusedError(self.view.denied(denied, record))
+                raise RefusedError.of(NotAllowed(denied, record))
             fresh = self.adapter.describe(cluster.id)
             why = termination_refusal(record, fresh, {"STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING"})
             if why is not None:
-                raise RefusedError(self.view.not_terminated(record, why))
+                raise RefusedError.of(NotTerminated(record, why))
             self.adapter.terminate(record)
             now = self.clock()
             self._save(terminated(state, cluster.id, now, rule=None, who=who.name))
         others = [h for h in record.holds if h.user != who.user]
         if others:
-            self._announce(self.view.force_terminated(record, who.name, others))
+            self._announce(ForceTerminated(record, who.name, others))
         return Terminating(record, others)
 
     def overtime(self, who: Who, words: str, hhmm: time | None) -> OvertimeSet:
@@ -783,15 +765,15 @@ class Service:
         with self._editing(cluster) as (state, record):
             denied = may_ask_overtime(record, who.user)
             if denied is not None:
-                raise RefusedError(self.view.denied(denied, record))
+                raise RefusedError.of(NotAllowed(denied, record))
             now = self.clock()
             try:
                 until, day = overtime_until(self.policy, state, record, hhmm, now)
             except ValueError as problem:
-                raise RefusedError(self.view.no_overtime(problem)) from None
+                raise RefusedError.of(NoOvertime(problem)) from None
             state = set_overtime(state, cluster.id, who.user, who.name, until, day, now)
             self._save(state)
-        self._announce(self.view.overtime_set(record, who.name, until))
+        self._announce(OvertimeAnnounced(record, who.name, until))
         return OvertimeSet(record, until)
 
 
@@ -803,8 +785,6 @@ __all__ = [
     "Service",
     "Starting",
     "Status",
-    "Storage",
-    "StoredToken",
     "Terminating",
     "Who",
 ]

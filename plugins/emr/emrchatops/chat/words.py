@@ -21,8 +21,37 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from emr_costs import Cost, NoPrice, summary
-from emr_decisions import (
+from emrchatops.app.notices import (
+    ActivityBack,
+    ActivityDown,
+    BackstopBack,
+    BackstopFailed,
+    BecameReady,
+    EndedOutside,
+    Expired,
+    ForceTerminated,
+    GoneMeanwhile,
+    LeftAlone,
+    NoCluster,
+    NoOvertime,
+    NotAllowed,
+    NoTemplate,
+    Notice,
+    NotTerminated,
+    OvertimeAnnounced,
+    PollerBack,
+    PollerDown,
+    ReasonTooLong,
+    Refusal,
+    StartFailed,
+    StartFailure,
+    StartNotAllowed,
+    TerminatedByRule,
+    TerminationFailed,
+    Unnamed,
+)
+from emrchatops.domain.costs import Cost, NoPrice, summary
+from emrchatops.domain.decisions import (
     ActiveCluster,
     AmbiguousName,
     Denied,
@@ -33,12 +62,12 @@ from emr_decisions import (
     TemplateProblem,
     UnknownName,
 )
-from emr_errors import AccessDeniedError, AwsError, one_line
-from emr_ledger import CostSoFar, Figures, Report
-from emr_rules import Deadline, Expire, Policy, Ready, Remind, busy, next_deadline
-from emr_settings import Settings
-from emr_state import UNMANAGED, ClusterInfo, ClusterRecord, Event, Hold, State
-from emr_templates import Template
+from emrchatops.domain.errors import AccessDeniedError, AwsError, EmrChatopsError, one_line
+from emrchatops.domain.ledger import CostSoFar, Figures, Report
+from emrchatops.domain.rules import Cancelled, Deadline, Expire, Policy, Ready, Remind, Warn, busy, next_deadline
+from emrchatops.domain.settings import Settings
+from emrchatops.domain.state import UNMANAGED, ClusterInfo, ClusterRecord, Event, Hold, State
+from emrchatops.domain.templates import Template
 
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 # Slack's markup in a message as it arrives: <@U…>, <@U…|name>, <#C…|name>, <!here>,
@@ -53,6 +82,18 @@ COLOR_DOOMED = "#A30200"  # being terminated now
 
 
 REPORT_RULES = {"idle": "idle", "end_of_day": "end of day", "overtime": "overtime"}
+REFUSALS = (
+    NoCluster,
+    Unnamed,
+    GoneMeanwhile,
+    NoTemplate,
+    StartNotAllowed,
+    StartFailed,
+    ReasonTooLong,
+    NotAllowed,
+    NotTerminated,
+    NoOvertime,
+)
 BAR_CELLS = 24  # one cell per hour of the day
 BAR_MARKS = (("held", "█"), ("busy", "▓"), ("idle", "░"), ("unwatched", "·"))
 
@@ -616,6 +657,78 @@ class View(CostWords):
             f"No managed cluster called {self.inert(problem.word)} is running (managed: "
             f"{', '.join(problem.managed) or 'none'}); see !emr status."
         )
+
+    # -- the service's notices and refusals, worded (app.notices) -------------------------------
+    def notice(self, notice: Notice) -> str:
+        """The sentence for one announcement of the service."""
+        match notice:
+            case Warn(cluster, deadline):
+                return self.warning(cluster, deadline)
+            case Cancelled(cluster, rule, why):
+                return self.termination_called_off(cluster, rule, why)
+            case Remind():
+                return self.reminder(notice)
+            case Expired(effect, state, now):
+                return self.expired(effect, state, now)
+            case BecameReady(effect, state, now):
+                return self.ready(effect, state, now)
+            case StartFailure(record, info):
+                return self.start_failure(record, info)
+            case EndedOutside(record, info):
+                return self.ended(record, info)
+            case LeftAlone(record):
+                return self.unmanaged(record)
+            case PollerDown(problem):
+                return self.poller_down(problem)
+            case PollerBack():
+                return self.poller_back
+            case ActivityDown(problem):
+                return self.activity_down(problem)
+            case ActivityBack():
+                return self.activity_back
+            case BackstopFailed(record, wanted, problem):
+                return self.backstop_failed(record, wanted, problem)
+            case BackstopBack(record, wanted):
+                return self.backstop_back(record, wanted)
+            case TerminationFailed(record, rule, problem):
+                return self.termination_failed(record, rule, problem)
+            case TerminatedByRule(record, rule):
+                return self.terminated_by_rule(record, rule)
+            case ForceTerminated(record, name, others):
+                return self.force_terminated(record, name, others)
+            case OvertimeAnnounced(record, name, until):
+                return self.overtime_set(record, name, until)
+        raise TypeError(f"no wording for {notice!r}")  # a new notice without its sentence: fails its first test
+
+    def refusal(self, refusal: Refusal) -> str:
+        """The one-line answer to a command the service refused."""
+        match refusal:
+            case NoCluster(state):
+                return self.no_cluster(state)
+            case Unnamed(problem):
+                return self.name_problem(problem)
+            case GoneMeanwhile(cluster):
+                return self.gone_meanwhile(cluster)
+            case NoTemplate(problem):
+                return self.template_problem(problem)
+            case StartNotAllowed(refused):
+                return self.start_refused(refused)
+            case StartFailed(template, error):
+                return self.start_failed(template, error)
+            case ReasonTooLong(length, limit):
+                return self.reason_too_long(length, limit)
+            case NotAllowed(denied, record):
+                return self.denied(denied, record)
+            case NotTerminated(record, why):
+                return self.not_terminated(record, why)
+            case NoOvertime(problem):
+                return self.no_overtime(problem)
+        raise TypeError(f"no wording for {refusal!r}")
+
+    def error_text(self, error: EmrChatopsError) -> str:
+        """What to answer for a domain error: the refusal it carries, worded here, or its own line."""
+        problem = error.problem
+        return self.refusal(problem) if isinstance(problem, REFUSALS) else str(error)
 
     def denied(self, denied: Denied, record: ClusterRecord) -> str:
         holders = ", ".join(self.hold(h, mention=True) for h in denied.holds) or "nobody"

@@ -1,0 +1,1 @@
+"""Slack: Block Kit messages, the Socket Mode click listener, posting."""

@@ -1,0 +1,1 @@
+"""The service's storage ports on Errbot's persistent plugin storage."""
