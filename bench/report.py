@@ -96,6 +96,7 @@ def synthetic_ledger(seed: int, clusters: int = 5, days: int = 90) -> Any:
 
 def run(emulator: Emulator, workdir: Path, *, repeats: int, statuses: int, seed: int) -> Section:
     from emrchatops.chat.chart import preload, render
+    from emrchatops.chat.slack.markup import SlackMarkup
     from emrchatops.chat.words import View
     from emrchatops.domain.ledger import report
     from emrchatops.domain.rules import Policy
@@ -108,7 +109,7 @@ def run(emulator: Emulator, workdir: Path, *, repeats: int, statuses: int, seed:
     spans = sum(len(u.held) + len(u.busy) for u in ledger.clusters.values()) + len(ledger.watched)
     settings = from_mapping(emr_config(emulator))
     policy = Policy(settings.idle_minutes, settings.warn_minutes, settings.end_of_day, settings.timezone)
-    view = View(settings, policy, slack=True)
+    view = View(settings, policy, SlackMarkup())
 
     t0 = time.perf_counter()
     preload()

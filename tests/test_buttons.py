@@ -18,8 +18,11 @@ from hypothesis import strategies as st
 
 from conftest import MORNING, NOTIFY, Chat, Clock
 from demo.emulator import Emulator, Seeded
+from emrchatops.chat.base import PlainChat
 from emrchatops.chat.slack import clicks as emr_slack
 from emrchatops.chat.slack.blocks import fallback, kept_blocks, message_blocks, outcome, stale_text, updated_blocks
+from emrchatops.chat.slack.chat import SlackChat
+from emrchatops.chat.slack.markup import SlackMarkup
 from emrchatops.chat.words import View
 from emrchatops.domain.buttons import (
     KEEP,
@@ -40,7 +43,7 @@ CLUSTER = "j-3AB5CD7EF9GH1"
 NOW = datetime(2026, 12, 1, 5, 31, tzinfo=UTC)  # 14:31 in Tokyo
 DEADLINE = NOW + timedelta(minutes=4)
 SETTINGS = from_mapping({"ROLE_ARN": "arn:aws:iam::210987654321:role/cre", "TIMEZONE": "Asia/Tokyo"})
-SLACK = View(SETTINGS, Policy(), slack=True)
+SLACK = View(SETTINGS, Policy(), SlackMarkup())
 
 
 def value(kind: str, user: str = "", cluster: str = CLUSTER) -> str:
@@ -319,10 +322,17 @@ def test_a_double_click_is_said_once() -> None:
 def on_slack(chat: Chat, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, list[dict[str, Any]]]]:
     """The plugin told it talks to Slack; its Block Kit posts recorded as (to, text, blocks)."""
     posted: list[tuple[str, str, list[dict[str, Any]]]] = []
-    plugin = chat.plugin
-    monkeypatch.setattr(type(plugin), "_on_slack", property(lambda self: True))
-    monkeypatch.setattr(plugin, "_send_blocks", lambda to, text, blocks: posted.append((str(to), text, blocks)))
+    slack_chat_on(chat.plugin, monkeypatch, lambda to, text, blocks: posted.append((str(to), text, blocks)))
     return posted
+
+
+def slack_chat_on(plugin: Any, monkeypatch: pytest.MonkeyPatch, send_blocks: Any) -> SlackChat:
+    """The plugin's chat made the Slack one, on the test backend, its Block Kit posts handed to *send_blocks*."""
+    slack = SlackChat(plugin, plugin._bot)
+    slack.clicks = emr_slack.Clicks(plugin)
+    monkeypatch.setattr(slack, "_send_blocks", send_blocks)
+    monkeypatch.setattr(plugin, "chat", slack)
+    return slack
 
 
 def test_on_slack_the_idle_warning_and_the_reminder_carry_their_buttons(
@@ -349,12 +359,11 @@ def test_on_slack_the_idle_warning_and_the_reminder_carry_their_buttons(
 
 
 def test_on_the_test_backend_warnings_stay_plain_text(chat: Chat, clock: Clock, seeded: Seeded) -> None:
-    sent: list[Any] = []
-    chat.plugin._send_blocks = lambda *args: sent.append(args)
+    assert isinstance(chat.plugin.chat, PlainChat), "the test backend is not Slack: the plain chat, chosen once"
     chat.tick()
     clock.advance(minutes=26)
     chat.tick()
-    assert chat.announced("⏳") and sent == []
+    assert chat.announced("⏳")
 
 
 # -- clicks on the test backend: the race with a termination, and ACCESS_CONTROLS by room ---------------------
@@ -516,9 +525,8 @@ def test_a_termination_between_the_clicks_check_and_its_hold_refuses_the_hold(
 def posted_on_slack(chat: Chat, monkeypatch: pytest.MonkeyPatch) -> Web:
     """On 'Slack': Block Kit posts get a ts, and the Web API's chat.update is recorded."""
     plugin = chat.plugin
-    monkeypatch.setattr(type(plugin), "_on_slack", property(lambda self: True))
     stamps = iter(range(1, 1000))
-    monkeypatch.setattr(plugin, "_send_blocks", lambda to, text, blocks: ("C0NOTIFY", f"1700000000.{next(stamps):06d}"))
+    slack_chat_on(plugin, monkeypatch, lambda to, text, blocks: ("C0NOTIFY", f"1700000000.{next(stamps):06d}"))
     web = Web()
     monkeypatch.setattr(plugin._bot, "slack_web", web, raising=False)
     return web

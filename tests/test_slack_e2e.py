@@ -41,6 +41,7 @@ import pytest
 
 from conftest import ROOT, Chat, Clock
 from demo.emulator import ACCOUNT_B, BOT_KEYS, EXTERNAL_ID, ROLE_ARN, Emulator, Seeded
+from emrchatops.chat.slack.chat import SlackChat
 from fakeslack import DEFAULT_CHANNELS, SLACK_API_URL_ENV, FakeChannel, FakeSlack, PostedMessage, wait_for_upload
 
 ERRBOT = Path(sys.executable).with_name("errbot")
@@ -376,7 +377,7 @@ def assert_inert(post: PostedMessage) -> None:
 
 
 # --------------------------------------------------------------------------- the card, colour by colour
-# The four colours on Errbot's test backend, with the plugin told it talks to Slack and its
+# The four colours on Errbot's test backend, with the plugin's chat the Slack one and its
 # Slack posts recorded: quicker than driving every state through the real process above.
 
 
@@ -387,8 +388,9 @@ Cards = queue.Queue[dict[str, Any]]
 def cards(chat: Chat, monkeypatch: pytest.MonkeyPatch) -> Cards:
     sent: Cards = queue.Queue()
     plugin = chat.plugin
-    monkeypatch.setattr(type(plugin), "_on_slack", property(lambda self: True))
-    monkeypatch.setattr(plugin, "_reply_slack", lambda msg, payload: sent.put(payload))
+    slack = SlackChat(plugin, plugin._bot)  # the Slack chat on the test backend, its card posts recorded
+    monkeypatch.setattr(slack, "_reply", lambda msg, payload: sent.put(payload))
+    monkeypatch.setattr(plugin, "chat", slack)
     return sent
 
 

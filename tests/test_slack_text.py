@@ -2,7 +2,7 @@
 
 Slack delivers message text with ``&``, ``<`` and ``>`` escaped and with its own markup for
 broadcasts, mentions, channels and links; the plugin turns that back into the typed text
-(:func:`emrchatops.chat.words.typed_from_slack`) and escapes it again exactly once when it shows it
+(:func:`emrchatops.chat.slack.markup.typed_from_slack`) and escapes it again exactly once when it shows it
 (:meth:`emrchatops.chat.words.View.inert`, :meth:`emrchatops.chat.words.View.named`).
 """
 
@@ -12,7 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from emrchatops.chat.words import View, typed_from_slack
+from emrchatops.chat.slack.chat import status_message
+from emrchatops.chat.slack.markup import SlackMarkup, typed_from_slack
+from emrchatops.chat.words import View
 from emrchatops.domain.rules import Policy
 from emrchatops.domain.settings import Settings
 from emrchatops.domain.state import ClusterInfo, State
@@ -60,7 +62,7 @@ def test_typed_text_survives_the_round_trip_through_slack(typed: str) -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from([*"ab &<>@!:`", "&amp;", "&lt;", "@here", "<!channel>"]), max_size=30).map("".join))
 def test_shown_text_is_escaped_exactly_once_and_never_pings(typed: str) -> None:
-    shown = View(Settings(role_arn=ARN), Policy(), slack=True).inert(typed, limit=200)
+    shown = View(Settings(role_arn=ARN), Policy(), SlackMarkup()).inert(typed, limit=200)
     inner = shown[1:-1]
     assert "<" not in inner and ">" not in inner  # no Slack markup can survive
     assert "@" not in inner.replace("@\u2060", "")  # every @ is followed by a word joiner
@@ -71,8 +73,8 @@ def test_shown_text_is_escaped_exactly_once_and_never_pings(typed: str) -> None:
 
 def test_a_cluster_name_from_aws_is_escaped_on_slack_and_shown_as_is_elsewhere() -> None:
     cluster = ClusterInfo("j-NAME00000001", "<!channel> a&b", "WAITING")
-    slack = View(Settings(role_arn=ARN), Policy(), slack=True)
-    plain = View(Settings(role_arn=ARN), Policy(), slack=False)
+    slack = View(Settings(role_arn=ARN), Policy(), SlackMarkup())
+    plain = View(Settings(role_arn=ARN), Policy())
     assert slack.cluster(cluster) == "&lt;!channel&gt; a&amp;b (j-NAME00000001)"
     assert plain.cluster(cluster) == "<!channel> a&b (j-NAME00000001)"
 
@@ -88,8 +90,8 @@ def test_the_status_fallback_names_holders_without_pinging_them() -> None:
     state = observe(State(), [cluster], now)
     state = add_hold(state, cluster.id, "U0ALICE", "alice", "report", now)
     record = state.clusters[cluster.id]
-    view = View(Settings(role_arn=ARN), policy, slack=True)
-    message = view.status_message(state, record, cluster, now, None)
+    view = View(Settings(role_arn=ARN), policy, SlackMarkup())
+    message = status_message(view, state, record, cluster, now, None)
     [attachment] = message["attachments"]
     assert message["text"] == attachment["fallback"]
     assert message["text"].startswith("analytics (j-FALL00000001) WAITING, held by alice, next: ")

@@ -561,12 +561,13 @@ def test_cluster_tag_star_still_tags_started_clusters_with_the_shipped_policy_ta
 
 
 def test_on_slack_the_starter_is_mentioned_and_emr_s_reason_cannot_ping_anyone() -> None:
+    from emrchatops.chat.slack.markup import SlackMarkup
     from emrchatops.chat.words import View
     from emrchatops.domain.rules import Policy, Ready, started
     from emrchatops.domain.settings import Settings
     from emrchatops.domain.state import ClusterInfo, State
 
-    view = View(Settings(role_arn=ARN), Policy(), slack=True)
+    view = View(Settings(role_arn=ARN), Policy(), SlackMarkup())
     state = started(State(), "j-NEW0000000001", "adhoc", "adhoc", "U0ALICE", "alice", "", MORNING, backstop=None)
     record = state.clusters["j-NEW0000000001"]
     assert "<@U0ALICE>, you hold it" in view.ready(Ready(record, timedelta(minutes=7, seconds=12)), state, MORNING)

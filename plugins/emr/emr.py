@@ -1,11 +1,11 @@
 """EMR: share the team's Amazon EMR cluster from chat.
 
-The plugin is Errbot wiring only (DESIGN §15): a command parses its arguments,
+The plugin is Errbot glue only (DESIGN §16): a command parses its arguments,
 calls one method of :class:`emrchatops.app.service.Service`, and hands the result to
-:class:`emrchatops.chat.words.View`. Here: activation (settings, the AssumeRole session of
-:mod:`emrchatops.aws.crossaccount`, the adapter, the service, the poller, the Slack click
-listener of :mod:`emrchatops.chat.slack.clicks`), the commands' arguments, who asks, and posting
-to the chat (replies, Slack cards and blocks, the report's chart, NOTIFY_CHANNEL).
+the chat chosen once per backend (:class:`emrchatops.chat.base.Chat`) and its wording
+(:class:`emrchatops.chat.words.View`). Here: activation (settings, the AssumeRole session
+of :mod:`emrchatops.aws.crossaccount`, the adapter, the service, the poller, the chat),
+the commands' arguments, and who asks.
 
 The service owns the state and the usage ledger (this plugin's storage, under
 ``state`` and ``ledger``), the poller's tick and the commands' actions; the pure
@@ -24,7 +24,6 @@ import logging
 import os
 import re
 import sys
-import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -75,11 +74,9 @@ _drop_package_if_changed()
 from emrchatops.app.service import Service, Who
 from emrchatops.aws.adapter import EmrAdapter
 from emrchatops.aws.crossaccount import CrossAccountSession, RoleTarget, utc_now
-from emrchatops.chat.chart import preload as preload_chart
-from emrchatops.chat.chart import render as render_chart
-from emrchatops.chat.slack import clicks as emr_slack
-from emrchatops.chat.slack.blocks import apology, message_blocks, refused
-from emrchatops.chat.words import View, typed_from_slack
+from emrchatops.chat.base import Chat, PlainChat
+from emrchatops.chat.slack.chat import SlackChat, on_slack
+from emrchatops.chat.words import View, apology, refused
 from emrchatops.domain.buttons import Buttons
 from emrchatops.domain.errors import ConfigError, EmrChatopsError, RefusedError, UsageError, one_line
 from emrchatops.domain.ledger import REPORT_MAX_DAYS
@@ -97,8 +94,6 @@ HISTORY_DEFAULT = 10
 HISTORY_MAX = 50
 ARGS_LIMIT = 1000
 TOKEN_KEY = "sts"  # noqa: S105 - a storage key name, not a secret
-# Backend modes that speak Slack markup (errbot-backend-slackv3 says "slackv3").
-SLACK_MODES = frozenset({"slack", "slackv3", "slack_rtm"})
 SLACK_MENTION_RE = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
 HHMM_WORD_RE = re.compile(r"[0-9]{1,2}:[0-9]{2}")  # ASCII digits only: int() takes other scripts' digits too
 COUNT_WORD_RE = re.compile(r"[0-9]{1,3}")
@@ -114,8 +109,7 @@ def answers(method: Callable[..., str | None]) -> Callable[..., str | None]:
     @functools.wraps(method)
     def wrapper(self: EMR, msg: Any, args: str) -> str | None:
         try:
-            if self._on_slack:  # what the person typed, not Slack's markup of it (escaped once, when shown)
-                args = typed_from_slack(args, self._slack_name)
+            args = self.chat.markup.typed(args)  # what the person typed, not the chat's markup of it
             if len(args) > ARGS_LIMIT:
                 raise UsageError(self.view.too_long(len(args), ARGS_LIMIT))
             return method(self, msg, args)
@@ -139,6 +133,8 @@ class EMR(BotPlugin):
         if not isinstance(raw, dict):
             raise ConfigError("EMR", "the bot config has no EMR dict (see config.py)")
         self.settings: Settings = from_mapping(raw)
+        # The chat, chosen once per backend: nothing below asks "am I on Slack?" again.
+        self.chat: Chat = SlackChat(self, self._bot) if on_slack(self._bot) else PlainChat(self)
         self._generation = getattr(self, "_generation", 0) + 1  # this activation's poller (see tick)
         # One service for the plugin's life, started afresh at each activation (see app.service.Service);
         # a new one only when `!plugin reload` brought a new package (its class is another one then).
@@ -163,11 +159,7 @@ class EMR(BotPlugin):
         self.adapter = EmrAdapter(self.session, self.settings.cluster_tag, clock=lambda: self.clock())
         self.service.open(self.adapter)  # refuses state or a ledger it cannot read (or a newer format)
         self.start_poller(self.settings.poll_seconds, self.tick, args=(self._generation,))
-        if self._on_slack:  # the report's chart: matplotlib imported meanwhile, not at the first report
-            threading.Thread(target=preload_chart, name="emr-chart-preload", daemon=True).start()
-        # Slack buttons: one click listener on the backend's Socket Mode client (none on other backends).
-        self._clicks = emr_slack.Clicks(self)
-        emr_slack.attach(self._bot, self._clicks)
+        self.chat.start()  # Slack: the click listener, the chart's import
         log.info(
             "EMR plugin active: role %s, region %s, tag %s, poll every %ss",
             self.settings.role_arn,
@@ -177,7 +169,9 @@ class EMR(BotPlugin):
         )
 
     def deactivate(self) -> None:
-        emr_slack.detach(self._bot)  # no click reaches a deactivated plugin
+        chat = getattr(self, "chat", None)
+        if chat is not None:
+            chat.stop()  # no click reaches a deactivated plugin
         with contextlib.suppress(ValueError, AttributeError):  # activation failed before the poller started
             self.stop_poller(self.tick, args=(self._generation,))
         # Errbot only cancels the timers when pollers are left over; stop_poller
@@ -202,17 +196,7 @@ class EMR(BotPlugin):
         if generation is not None and generation != self._generation:
             return
         self.service.tick()
-        self._sweep_buttons()
-
-    def _sweep_buttons(self) -> None:
-        """Take the buttons off warnings and reminders that became moot (Slack only; never raises)."""
-        clicks = getattr(self, "_clicks", None)
-        if clicks is None or not self._on_slack or not clicks.watching:
-            return  # nothing posted with buttons: no state to read
-        try:
-            clicks.sweep(self.service.state(), self.clock())
-        except Exception:
-            log.warning("Slack buttons: the sweep of moot buttons failed", exc_info=True)
+        self.chat.after_tick(self.service.state, self.clock())
 
     # -- commands ---------------------------------------------------------------------
     @botcmd
@@ -232,16 +216,7 @@ class EMR(BotPlugin):
         status = self.service.status(args)
         if not status.records:
             return self.view.no_cluster(status.state)
-        state, now, problem, costs = status.state, status.now, status.activity_problem, status.costs
-        if self._on_slack:
-            # One card (a Slack attachment with a plain-text fallback) per cluster.
-            for record, cluster in status.records:
-                self._reply_slack(msg, self.view.status_message(state, record, cluster, now, problem, costs[record.id]))
-            return None
-        return "\n".join(
-            self.view.status_lines(state, record, cluster, now, problem, costs[record.id])
-            for record, cluster in status.records
-        )
+        return self.chat.status(msg, self.view, status)
 
     @botcmd
     @answers
@@ -253,32 +228,7 @@ class EMR(BotPlugin):
         days = int(words[0]) if words else REPORT_DEFAULT_DAYS
         if not 1 <= days <= REPORT_MAX_DAYS:
             raise UsageError(self.view.report_usage(REPORT_MAX_DAYS))
-        figures = self.service.report(days)
-        text = self.view.report(figures.report, days, figures.now)
-        if not self._on_slack:
-            return text
-        to = msg.to if msg.is_group else msg.frm
-        self.send(to, text)
-        return self._upload_chart(msg, render_chart(figures.report, self.view.report_title(days)), days)
-
-    def _upload_chart(self, msg: Any, png: bytes, days: int) -> str | None:
-        """Upload the chart to the channel the report was asked in, by its id (DESIGN §13).
-
-        Through the Web API's ``files_upload_v2``: the SlackV3 backend's own stream upload names the
-        channel as ``<#C…|name>``, which Slack's upload refuses.
-        """
-        channel = msg.to.id if msg.is_group else getattr(msg.frm, "channelid", None)
-        try:
-            self._bot.slack_web.files_upload_v2(
-                channel=channel,
-                file=png,
-                filename=f"emr-report-{days}d.png",
-                title=self.view.report_title(days),
-            )
-        except Exception as error:
-            log.warning("!emr report: chart not uploaded to %s: %s", channel, error)
-            return self.view.chart_failed(error)
-        return None
+        return self.chat.report(msg, self.view, self.service.report(days), days)
 
     @botcmd
     @answers
@@ -375,22 +325,8 @@ class EMR(BotPlugin):
         if args.split():
             raise UsageError(self.view.doctor_usage)
         state = self.service.state()
-        notify = notify_check(
-            self.settings.notify_channel, self._slack_member_of if self._on_slack else None, self._bot_name
-        )
+        notify = notify_check(self.settings.notify_channel, self.chat.member_check(), self._bot_name)
         return Doctor(self.settings, self.session, self.clock).report(state, notify)
-
-    def _slack_member_of(self, channel: str) -> bool | None:
-        """Whether the bot is in *channel*: ``conversations.info`` on the channel's id.
-
-        Not the backend's ``room.joined``: it reads one page of ``conversations.list`` only,
-        so in a workspace with more channels than a page it says "not a member" wrongly.
-        Resolving the name to an id pages through the whole list (the backend's room does).
-        """
-        room = self.build_identifier(channel)
-        info = self._bot.slack_web.conversations_info(channel=room.id)
-        member = info["channel"].get("is_member")
-        return None if member is None else bool(member)
 
     def _bot_name(self) -> str:
         identifier = self._bot.bot_identifier
@@ -416,66 +352,19 @@ class EMR(BotPlugin):
 
     @property
     def view(self) -> View:
-        """The wording, rendered for the chat this bot is on."""
-        return View(self.settings, self.service.policy, slack=self._on_slack)
-
-    @property
-    def _on_slack(self) -> bool:
-        """Replies go to Slack: mentions are ``<@U…>``, status is a card, user text is escaped."""
-        return getattr(self._bot, "mode", "") in SLACK_MODES
-
-    def _slack_name(self, user_id: str) -> str | None:
-        """A mentioned person's Slack name (users.info, cached by the backend); None if Slack does not say."""
-        try:
-            return str(self._bot.userid_to_username(user_id))
-        except Exception:
-            log.info("no Slack name for the mentioned %s", user_id, exc_info=True)
-            return None
-
-    def _reply_slack(self, msg: Any, payload: dict[str, Any]) -> None:
-        """Post a Slack message (``text`` fallback + attachments or blocks) where *msg* came from.
-
-        The backend's ``send_card`` sends no ``text`` and no ``fallback`` (notifications and
-        screen readers get nothing), so cards go through ``chat.postMessage`` here: in the
-        channel the command came from, or the DM (not a thread).
-        """
-        channel = msg.to.id if msg.is_group else msg.frm.channelid
-        self._bot.slack_web.chat_postMessage(channel=channel, **payload)
+        """The wording, marked up for the chat this bot is on."""
+        return View(self.settings, self.service.policy, self.chat.markup)
 
     def _announce(self, text: str, buttons: Buttons | None = None) -> None:
-        """Post to NOTIFY_CHANNEL (and always log, so nothing depends on chat alone).
-
-        On Slack, *buttons* make it a Block Kit message whose buttons run the commands the
-        text names (DESIGN §14); the text stays its plain-text fallback. Elsewhere: the text.
-        """
+        """Post to NOTIFY_CHANNEL (and always log, so nothing depends on chat alone)."""
         log.info("announce: %s", text)
         channel = self.settings.notify_channel
         if not channel:
             return
         try:
-            if buttons is not None and self._on_slack:
-                blocks = message_blocks(text, buttons)
-                posted = self._send_blocks(self.build_identifier(channel), text, blocks)
-                if posted is not None:  # watched until its buttons are moot (emr_slack.Clicks.sweep)
-                    self._clicks.remember(*posted, buttons, blocks)
-            else:
-                self.send(self.build_identifier(channel), text)
+            self.chat.announce(channel, text, buttons)
         except Exception:
             log.exception("Could not post to NOTIFY_CHANNEL %s", channel)
-
-    # -- Slack buttons (DESIGN §14; the listener is in emr_slack) -------------------------------------
-    def _send_blocks(self, to: Any, text: str, blocks: list[dict[str, Any]]) -> tuple[str, str] | None:
-        """A Block Kit message through the backend (which keeps *text*, converted like any reply, as its fallback).
-
-        Returns (channel id, ts) of the message Slack made, None if it said none.
-        """
-        msg = self._bot.build_message(text)
-        msg.to, msg.frm = to, self._bot.bot_identifier
-        msg.extras["blocks"] = blocks
-        self._bot.send_message(msg)
-        stamps = msg.extras.get("ts") or []
-        channel = getattr(to, "id", None)
-        return (str(channel), str(stamps[-1])) if stamps and channel else None
 
     def run_click_command(self, command: str, msg: Any, cluster_id: str) -> str:
         """What a button does: the command it stands for, on its cluster, as the clicker (refusals raise)."""

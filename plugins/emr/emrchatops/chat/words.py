@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -50,6 +50,7 @@ from emrchatops.app.notices import (
     TerminationFailed,
     Unnamed,
 )
+from emrchatops.chat.markup import Markup, PlainMarkup
 from emrchatops.domain.costs import Cost, NoPrice, summary
 from emrchatops.domain.decisions import (
     ActiveCluster,
@@ -72,7 +73,6 @@ from emrchatops.domain.templates import Template
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 # Slack's markup in a message as it arrives: <@U…>, <@U…|name>, <#C…|name>, <!here>,
 # <!subteam^S…|@team>, <https://…|label>; the text between them has &, < and > escaped.
-SLACK_TOKEN_RE = re.compile(r"<([@#!])([^<>|]*)(?:\|([^<>]*))?>|<([^<>|]+)(?:\|([^<>]*))?>")
 STARTING_STATES = ("STARTING", "BOOTSTRAPPING")
 # Status card colours (Slack attachment side bar): Slack's own good / info / warning / danger.
 COLOR_IDLE = "#2EB886"  # WAITING, nobody holds it: the idle countdown runs
@@ -98,11 +98,19 @@ BAR_CELLS = 24  # one cell per hour of the day
 BAR_MARKS = (("held", "█"), ("busy", "▓"), ("idle", "░"), ("unwatched", "·"))
 
 
+def refused(text: str) -> str:
+    """A command's refusal, as the asker (or the clicker) sees it."""
+    return f"✗ {text}"
+
+
+apology = "✗ Something unexpected went wrong (details are in the bot's log); nothing was changed."
+
+
 class CostWords:
     """The wording of costs and of ``!emr report`` (DESIGN §13); mixed into :class:`View`."""
 
     settings: Settings
-    slack: bool
+    markup: Markup
 
     def cost_so_far(self, c: CostSoFar) -> str:
         """ "≈ $12.40 so far (3 × m5.xlarge, 4h 10m)"; never a number without a price."""
@@ -218,50 +226,13 @@ RULES: dict[str, RuleWords] = {
 }
 
 
-def typed_from_slack(text: str, name_of: Callable[[str], str | None]) -> str:
-    """What the person typed, from the text Slack delivers (and the backend passes on).
-
-    Slack sends ``&``, ``<`` and ``>`` as ``&amp;``, ``&lt;`` and ``&gt;``, and turns what it
-    recognises into markup: ``@channel`` into ``<!channel>``, a mention into ``<@U…>``, a
-    channel into ``<#C…|name>``, a link into ``<url|label>``. The commands read (and holds
-    keep) the typed text: markup becomes its words (a mention the person's name, via
-    ``name_of``; a broadcast its plain ``@word``, never a ping when shown again), and the
-    escapes are undone exactly once; :meth:`View.inert` escapes again when it is shown.
-    """
-
-    def word(match: re.Match[str]) -> str:
-        sigil, ref, label, target, link_label = match.groups()
-        if sigil is None:  # a link: what the person typed is its label, or the address
-            return _unescape(link_label or target)
-        if sigil == "@":
-            return "@" + (name_of(ref) or _unescape(label or "") or ref)
-        if sigil == "#":
-            return "#" + _unescape(label or ref)
-        if label:  # <!subteam^S…|@team>, <!date^…|fallback>
-            return _unescape(label)
-        return "@" + ref.split("^", 1)[0]  # <!here>, <!channel>, <!everyone>
-
-    out: list[str] = []
-    at = 0
-    for match in SLACK_TOKEN_RE.finditer(text):
-        out.append(_unescape(text[at : match.start()]))
-        out.append(word(match))
-        at = match.end()
-    out.append(_unescape(text[at:]))
-    return "".join(out)
-
-
-def _unescape(text: str) -> str:
-    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
-
-
 class View(CostWords):
-    """Wording and rendering for one chat (plain text, or Slack markup)."""
+    """Every sentence the bot says, marked up for one chat by its :class:`~emrchatops.chat.markup.Markup`."""
 
-    def __init__(self, settings: Settings, policy: Policy, *, slack: bool) -> None:
+    def __init__(self, settings: Settings, policy: Policy, markup: Markup | None = None) -> None:
         self.settings = settings
         self.policy = policy
-        self.slack = slack
+        self.markup: Markup = markup or PlainMarkup()
 
     # -- basics -------------------------------------------------------------------------
     def local(self, moment: datetime | None, *, with_day: bool = False) -> str:
@@ -271,8 +242,8 @@ class View(CostWords):
         return local.strftime("%m-%d %H:%M") if with_day else local.strftime("%H:%M")
 
     def mention(self, user: str, name: str) -> str:
-        """A person the message is about: a Slack mention pings them (the hold's user is the Slack id)."""
-        return f"<@{user}>" if self.slack else f"@{name}"
+        """A person the message is about: where the chat pings (Slack), the mention notifies them."""
+        return self.markup.mention(user, name)
 
     def mentions(self, holds: Iterable[Hold]) -> str:
         return " ".join(self.mention(h.user, h.name) for h in holds)
@@ -280,28 +251,21 @@ class View(CostWords):
     def inert(self, text: str, limit: int = 60) -> str:
         """User-supplied text, shown so that chat markup in it does nothing.
 
-        One line, bounded, in code quotes. For Slack that is not enough: Slack
-        parses ``<!channel>``, ``<@U…>`` and ``<url|text>`` everywhere, code spans
-        included, so ``&``, ``<`` and ``>`` become ``&amp;``, ``&lt;`` and ``&gt;`` as
-        Slack asks, and a word joiner after each ``@`` keeps a bare ``@here`` from
-        becoming a ping under ``link_names``.
+        One line, bounded, in code quotes, and escaped by the chat's markup (for Slack code
+        quotes are not enough: see :meth:`emrchatops.chat.slack.markup.SlackMarkup.inert`).
         """
         flat = CONTROL_RE.sub(" ", text)
         if len(flat) > limit:
             flat = flat[: limit - 1] + "…"
-        flat = flat.replace("`", "'")
-        if self.slack:
-            flat = flat.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("@", "@\u2060")
+        flat = self.markup.inert(flat.replace("`", "'"))
         return "`" + flat + "`"
 
     def aws_text(self, text: str, limit: int = 300) -> str:
-        """Text from AWS (EMR's state-change reason): one line, bounded, and for Slack escaped as Slack asks."""
+        """Text from AWS (EMR's state-change reason): one line, bounded, escaped as the chat asks."""
         flat = one_line(CONTROL_RE.sub(" ", text))
         if len(flat) > limit:
             flat = flat[: limit - 1] + "…"
-        if self.slack:
-            flat = flat.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-        return flat
+        return self.markup.escape(flat)
 
     def cluster(self, record: ClusterRecord | ClusterInfo | ActiveCluster) -> str:
         return f"{self.named(record)} ({record.id})"
@@ -313,7 +277,7 @@ class View(CostWords):
     def hold(self, hold: Hold, *, mention: bool = False) -> str:
         """``alice since 10:05: `reason```; *mention* makes the holder a Slack mention (they are pinged)."""
         reason = f": {self.inert(hold.reason, 200)}" if hold.reason else ""
-        who = self.mention(hold.user, hold.name) if mention and self.slack else hold.name
+        who = self.mention(hold.user, hold.name) if mention and self.markup.pings else hold.name
         return f"{who} since {self.local(hold.since)}{reason}"
 
     def holders(self, record: ClusterRecord) -> str:
@@ -458,13 +422,13 @@ class View(CostWords):
         notes = []
         if record.start is not None and record.state in STARTING_STATES:
             start = record.start
-            by = self.mention(start.by, start.by_name) if self.slack else start.by_name
+            by = self.mention(start.by, start.by_name) if self.markup.pings else start.by_name
             notes.append(
                 f"Started by {by} at {self.local(start.at)} from template {start.template}; the ready notice follows."
             )
-        notes += [f"Reminder: {line}." for line in self.pending_reminders(record, mention=self.slack)]
+        notes += [f"Reminder: {line}." for line in self.pending_reminders(record, mention=self.markup.pings)]
         if record.overtime and not self.policy.night_over(record.overtime.day, now):
-            by = self.mention(record.overtime.by, record.overtime.by) if self.slack else record.overtime.by
+            by = self.mention(record.overtime.by, record.overtime.by) if self.markup.pings else record.overtime.by
             notes.append(f"Overtime until {self.local(record.overtime.until)} (asked by {by}).")
         if record.doomed is not None:
             return f"being terminated now ({self.rule_reason(record.doomed.rule)})", notes
@@ -506,7 +470,7 @@ class View(CostWords):
         cost: CostSoFar | None = None,
     ) -> dict[str, Any]:
         """One cluster's card (title, link, body, colour, fields): the same facts as :meth:`status_lines`;
-        :meth:`status_message` makes it a Slack attachment.
+        :func:`emrchatops.chat.slack.chat.status_message` makes it a Slack attachment.
 
         The colour says what matters at a glance: red, being terminated; orange, held;
         blue, busy (never idle); green, WAITING with the idle countdown running.
@@ -536,33 +500,6 @@ class View(CostWords):
                 ("Next action", next_action),
             ),
         }
-
-    def status_message(
-        self,
-        state: State,
-        record: ClusterRecord,
-        cluster: ClusterInfo,
-        now: datetime,
-        activity_problem: str | None,
-        cost: CostSoFar | None = None,
-    ) -> dict[str, Any]:
-        """``chat.postMessage`` arguments on Slack: the card as an attachment, and a plain-text fallback.
-
-        The fallback (the message's ``text`` and the attachment's ``fallback``) is what
-        notifications, search and screen readers get: the essentials in one line, holders by
-        name (a status asked by someone must not ping the holders again).
-        """
-        card = self.status_card(state, record, cluster, now, activity_problem, cost)
-        attachment: dict[str, Any] = {
-            "fallback": self.status_fallback(record, cluster, dict(card["fields"])["Next action"]),
-            "color": card["color"],
-            "title": card["title"],
-            "text": card["body"],
-            "fields": [{"title": title, "value": value, "short": True} for title, value in card["fields"]],
-        }
-        if card["link"]:
-            attachment["title_link"] = card["link"]
-        return {"text": attachment["fallback"], "attachments": [attachment]}
 
     def status_fallback(self, record: ClusterRecord, cluster: ClusterInfo, next_action: str) -> str:
         """``analytics (j-…) WAITING, held by alice, next: terminated at 19:00 (end of day)``."""

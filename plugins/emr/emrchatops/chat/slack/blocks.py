@@ -15,7 +15,7 @@ from typing import Any
 
 from slack_sdk.models.blocks import ActionsBlock, ButtonElement, ContextBlock, MarkdownTextObject, SectionBlock
 
-from emrchatops.chat.words import View
+from emrchatops.chat.words import View, apology, refused
 from emrchatops.domain.buttons import KEEP, OVERTIME, PREFIX, RELEASE, STILL, Action, Buttons, Click, Moot, Stale
 from emrchatops.domain.state import ClusterRecord
 
@@ -156,14 +156,6 @@ def moot_line(view: View, why: Moot, buttons: Buttons, record: ClusterRecord | N
     if hold is None:
         return "🔓 the hold was released"
     return f"🔒 {hold.name} still uses it (confirmed at {view.local(hold.confirmed_at)})"
-
-
-def refused(text: str) -> str:
-    """A command's refusal, as the clicker sees it (the same words as the typed command's answer)."""
-    return f"✗ {text}"
-
-
-apology = "✗ Something unexpected went wrong (details are in the bot's log); nothing was changed."
 
 
 __all__ = [
