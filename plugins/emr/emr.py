@@ -76,6 +76,7 @@ from emrchatops.aws.adapter import EmrAdapter
 from emrchatops.aws.crossaccount import CrossAccountSession, RoleTarget, utc_now
 from emrchatops.chat.base import Chat, PlainChat
 from emrchatops.chat.slack.chat import SlackChat, on_slack
+from emrchatops.chat.slack.seams import backend_of
 from emrchatops.chat.words import View, apology, refused
 from emrchatops.domain.buttons import Buttons
 from emrchatops.domain.errors import ConfigError, EmrChatopsError, RefusedError, UsageError, one_line
@@ -134,7 +135,7 @@ class EMR(BotPlugin):
             raise ConfigError("EMR", "the bot config has no EMR dict (see config.py)")
         self.settings: Settings = from_mapping(raw)
         # The chat, chosen once per backend: nothing below asks "am I on Slack?" again.
-        self.chat: Chat = SlackChat(self, self._bot) if on_slack(self._bot) else PlainChat(self)
+        self.chat: Chat = SlackChat(self, backend_of(self)) if on_slack(backend_of(self)) else PlainChat(self)
         self._generation = getattr(self, "_generation", 0) + 1  # this activation's poller (see tick)
         # One service for the plugin's life, started afresh at each activation (see app.service.Service);
         # a new one only when `!plugin reload` brought a new package (its class is another one then).
@@ -329,11 +330,11 @@ class EMR(BotPlugin):
         return Doctor(self.settings, self.session, self.clock).report(state, notify)
 
     def _bot_name(self) -> str:
-        identifier = self._bot.bot_identifier
+        identifier = backend_of(self).bot_identifier
         return str(getattr(identifier, "nick", None) or getattr(identifier, "username", None) or "the bot")
 
     # -- chat glue ----------------------------------------------------------------------
-    def _who(self, msg: Any) -> tuple[str, str]:
+    def sender(self, msg: Any) -> tuple[str, str]:
         """(stable identity, display name) of the sender."""
         frm = msg.frm
         person = getattr(frm, "person", None) or str(frm)
@@ -342,7 +343,7 @@ class EMR(BotPlugin):
 
     def _person(self, msg: Any) -> Who:
         """Who sent *msg*, as the service takes it."""
-        user, name = self._who(msg)
+        user, name = self.sender(msg)
         return Who(user, name, admin=self._is_admin(msg))
 
     def _is_admin(self, msg: Any) -> bool:

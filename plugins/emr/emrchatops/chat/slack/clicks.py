@@ -27,15 +27,12 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-
-from errbot.backends.base import Message
 
 from emrchatops.chat.slack.blocks import (
     ACTIONS_BLOCK,
@@ -51,6 +48,7 @@ from emrchatops.chat.slack.blocks import (
     stale_text,
     updated_blocks,
 )
+from emrchatops.chat.slack.seams import backend_of, command_allowed, message_from
 from emrchatops.chat.words import View
 from emrchatops.domain.buttons import (
     BUTTONS,
@@ -218,14 +216,13 @@ class Clicks:
     def _handle(self, envelope: ClickEnvelope) -> None:
         plugin, click = self.plugin, envelope.click
         view: View = plugin.view
-        backend = plugin._bot
+        backend = backend_of(plugin)
         state: State = plugin.service.state()
         record = state.clusters.get(click.cluster_id)
         cluster = cluster_words(view, state, click.cluster_id)
         name = record.name if record is not None else click.cluster_id
         msg = self._message(backend, envelope.user, envelope.channel, f"!emr {click.action.command} {name}")
-        allowed, _, _ = backend._process_command_filters(msg, f"emr_{click.action.command}", name, dry_run=True)
-        if allowed is None:
+        if not command_allowed(backend, msg, f"emr_{click.action.command}", name):
             log.info("Slack buttons: %s may not %s %s (ACCESS_CONTROLS)", envelope.user, click.action.command, name)
             self._ephemeral(envelope, not_allowed(click, name))
             return
@@ -251,7 +248,7 @@ class Clicks:
             if record is not None and (now_gone is None or not now_gone.listed):  # a termination won the race
                 self._update(envelope, gone_line(cluster), moot=True)
             return
-        user, shown = plugin._who(msg)
+        user, shown = plugin.sender(msg)
         now = plugin.clock()
         after = plugin.service.state().clusters.get(click.cluster_id)
         until = after.overtime.until if after is not None and after.overtime is not None else None
@@ -259,14 +256,9 @@ class Clicks:
         self._update(envelope, line, moot=moot_after(click, user))
 
     @staticmethod
-    def _message(backend: Any, user: str, channel: str, body: str) -> Message:
-        """A message from the clicker in the clicked message's channel, as the backend would build it."""
-        module = sys.modules[type(backend).__module__]  # slackv3.slackv3: its identifier classes
-        web = backend.slack_web
-        if channel.startswith("D"):
-            return Message(body, frm=module.SlackPerson(web, user, channel), to=backend.bot_identifier)
-        room = module.SlackRoom(webclient=web, channelid=channel, bot=backend)
-        return Message(body, frm=module.SlackRoomOccupant(web, user, channel, bot=backend), to=room)
+    def _message(backend: Any, user: str, channel: str, body: str) -> Any:
+        """The clicker's message (a seam: the test backend builds its own identifiers)."""
+        return message_from(backend, user, channel, body)
 
     def _update(self, envelope: ClickEnvelope, line: str, *, moot: bool) -> None:
         """``chat.update`` the clicked message: its words, the outcomes so far, this one, the buttons unless moot."""
@@ -287,7 +279,7 @@ class Clicks:
         key = (channel, ts)
         blocks = updated_blocks(base, line, buttons)
         try:
-            self.plugin._bot.slack_web.chat_update(channel=channel, ts=ts, text=fallback(blocks), blocks=blocks)
+            backend_of(self.plugin).slack_web.chat_update(channel=channel, ts=ts, text=fallback(blocks), blocks=blocks)
         except Exception as error:  # SlackApiError, or Slack unreachable: the action itself stands
             log.warning("Slack buttons: could not update message %s: %s", ts, one_line(str(error)))
             return 0
@@ -369,7 +361,9 @@ class Clicks:
 
     def _ephemeral(self, envelope: ClickEnvelope, text: str) -> None:
         try:
-            self.plugin._bot.slack_web.chat_postEphemeral(channel=envelope.channel, user=envelope.user, text=text)
+            backend_of(self.plugin).slack_web.chat_postEphemeral(
+                channel=envelope.channel, user=envelope.user, text=text
+            )
         except Exception as error:
             log.warning("Slack buttons: could not answer %s: %s", envelope.user, one_line(str(error)))
 
