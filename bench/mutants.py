@@ -40,6 +40,7 @@ D = "tests/test_decisions.py::"
 C = "tests/test_costs.py::"
 B = "tests/test_buttons.py::"
 P = "tests/test_report.py::"
+A = "tests/test_prices.py::"
 MUTANTS = (
     Mutant(
         "M1",
@@ -442,6 +443,54 @@ MUTANTS = (
         "        if c.cost.estimated:  # DESIGN §19: a price not read from AWS says so",
         "        if True:",
         (P + "test_prices_read_from_aws_are_not_called_estimates",),
+    ),
+    Mutant(
+        "P6",
+        "the EMR fee taken as 25 % of EC2, not read",
+        "emrchatops/aws/prices.py",
+        "prices[region][instance_type] = Price(ec2_price, emr_price, read=day)",
+        "prices[region][instance_type] = Price(ec2_price, ec2_price * 0.25, read=day)",
+        (A + "test_an_emr_fee_that_is_not_25_percent_of_ec2_is_read_not_computed",),
+    ),
+    Mutant(
+        "P7",
+        "only the first page of GetProducts read (NextToken ignored)",
+        "emrchatops/aws/prices.py",
+        "            if not token:\n                return\n",
+        "            if True:\n                return\n",
+        (A + "test_several_pages_are_read_to_the_last",),
+    ),
+    Mutant(
+        "P8",
+        "a throttled request not asked again",
+        "emrchatops/aws/prices.py",
+        "if code in THROTTLING_CODES and attempt < self.attempts:",
+        "if False:",
+        (A + "test_throttling_is_retried_with_a_doubling_pause",),
+    ),
+    Mutant(
+        "P9",
+        "a missing EMR fee invented as $0",
+        "emrchatops/aws/prices.py",
+        '"EMR": emr.get(instance_type, set())}',
+        '"EMR": emr.get(instance_type, {0.0})}',
+        (A + "test_a_type_without_a_price_is_left_out_with_a_line_naming_it",),
+    ),
+    Mutant(
+        "P10",
+        "a product trusted to the filters (another region's, a Capacity Block's price)",
+        "emrchatops/aws/prices.py",
+        'if instance_type not in wanted or not _matches(product, {**terms, "regionCode": region}):',
+        "if instance_type not in wanted:",
+        (A + "test_several_pages_are_read_to_the_last",),
+    ),
+    Mutant(
+        "P11",
+        "the lowest of several prices for one type taken",
+        "emrchatops/aws/prices.py",
+        "if len(values) != 1]",
+        "if not values]\n                found = {k: {min(v)} if v else v for k, v in found.items()}",
+        (A + "test_several_prices_for_one_type_are_not_guessed_between",),
     ),
     Mutant(
         "D1",

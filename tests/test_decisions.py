@@ -304,7 +304,7 @@ BOTO = ("boto3", "botocore")
 
 
 def imports_of(module: str) -> set[str]:
-    tree = ast.parse((PLUGIN / f"{module}.py").read_text())
+    tree = ast.parse((PLUGIN / f"{module.replace('.', '/')}.py").read_text())
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -347,3 +347,10 @@ def test_the_rules_do_not_read_the_clock() -> None:
     for module in PURE:
         source = (PLUGIN / f"{module}.py").read_text()
         assert ".now(" not in source and "utcnow" not in source and "time.time" not in source, module
+
+
+def test_in_the_layered_package_only_the_aws_layer_imports_boto3() -> None:
+    modules = [".".join(p.relative_to(PLUGIN).with_suffix("").parts) for p in (PLUGIN / "emrchatops").rglob("*.py")]
+    importers = {m for m in modules if imports_of(m) & set(BOTO)}
+    assert importers and all(m.startswith("emrchatops.aws.") for m in importers), importers
+    assert not {m for m in modules if imports_of(m) & {"errbot", "emr", "emr_service"}}

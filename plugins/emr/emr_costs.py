@@ -35,6 +35,8 @@ INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 HOUR = timedelta(hours=1)
 PRICE_LIMIT = 1000.0  # $/h for one instance: above it, a table is wrong (the largest EC2 types cost ~$110/h)
 ENTRY_KEYS = frozenset({"ec2", "emr", "read", "estimated"})
+# Where AWS's Price List Query API answers (pricing:GetProducts): the prices of every region, from any of these.
+PRICE_LIST_ENDPOINTS = ("us-east-1", "eu-central-1", "ap-south-1")
 
 
 class PriceError(ValueError):
@@ -108,6 +110,33 @@ class Cost:
 
 
 ZERO = Cost(0.0)
+
+
+@dataclass(frozen=True)
+class Missing:
+    """A price AWS's Price List did not give (or gave several of): left out, never invented."""
+
+    instance_type: str
+    region: str
+    why: str  # "no EMR price", "several EC2 prices ($0.1, $0.2)"
+
+    def __str__(self) -> str:
+        return f"{self.why} for {self.instance_type} in {self.region} in AWS's Price List: left out"
+
+
+@dataclass(frozen=True)
+class PricesRead:
+    """One read of AWS's Price List: the prices it gave (each marked read that *day*) and those it lacked."""
+
+    day: date
+    source: str
+    prices: Mapping[str, Mapping[str, Price]]
+    missing: tuple[Missing, ...] = ()
+
+    def table(self) -> PriceTable | None:
+        """The prices read, as a table (None if there is none)."""
+        regions = {region: dict(types) for region, types in self.prices.items() if types}
+        return PriceTable(self.source, self.day, regions) if regions else None
 
 
 # -- the table -----------------------------------------------------------------------------
