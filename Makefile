@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test check lint typecheck deploy-check bench clean
+.PHONY: demo test check lint typecheck deploy-check bench prices clean
 
 # A virtualenv with the pinned requirements; rebuilt when they change.
 $(BIN)/.installed: requirements.txt requirements-dev.txt
@@ -38,6 +38,13 @@ check: lint typecheck deploy-check test
 ## bench: the benchmarks quoted in the README's Performance section
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench
+
+## prices: write a PRICES_FILE from AWS's Price List (the bot's own identity; README, Cost), by default of the
+## shipped table's regions and types: make prices PRICES_OUT=/etc/emr-chatops/prices.json PRICES_ARGS="--region ap-northeast-1"
+PRICES_OUT ?= data/prices.json
+prices: $(BIN)/.installed
+	mkdir -p $(dir $(PRICES_OUT))
+	PYTHONPATH=plugins/emr $(BIN)/python -m emrchatops.aws.prices --out $(PRICES_OUT) $(PRICES_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis data

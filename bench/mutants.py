@@ -40,6 +40,7 @@ D = "tests/test_decisions.py::"
 C = "tests/test_costs.py::"
 B = "tests/test_buttons.py::"
 P = "tests/test_report.py::"
+A = "tests/test_prices.py::"
 MUTANTS = (
     Mutant(
         "M1",
@@ -237,8 +238,8 @@ MUTANTS = (
         "C1",
         "spot capacity not marked as an upper bound",
         "emrchatops/domain/costs.py",
-        "total = total + Cost(group.count * price.per_hour, upper_bound=group.spot)",
-        "total = total + Cost(group.count * price.per_hour, upper_bound=False)",
+        "total = total + Cost(group.count * price.per_hour, upper_bound=group.spot, estimated=price.estimated)",
+        "total = total + Cost(group.count * price.per_hour, upper_bound=False, estimated=price.estimated)",
         (C + "test_cost_is_count_times_hours_times_ec2_plus_emr",),
     ),
     Mutant(
@@ -398,6 +399,98 @@ MUTANTS = (
         '        info = self._bot.slack_web.conversations_info(channel=room.id)\n        member = info["channel"].get("is_member")\n        return None if member is None else bool(member)',
         '        return getattr(room, "joined", None)',
         ("tests/test_slack_e2e.py::test_the_team_runs_the_cluster_from_slack",),
+    ),
+    # Prices from AWS's Price List (DESIGN §19)
+    Mutant(
+        "P1",
+        "a price marked estimated is priced as if read from AWS",
+        "emrchatops/domain/costs.py",
+        "total = total + Cost(group.count * price.per_hour, upper_bound=group.spot, estimated=price.estimated)",
+        "total = total + Cost(group.count * price.per_hour, upper_bound=group.spot)",
+        (
+            C + "test_a_cost_from_an_estimated_entry_is_marked_estimated_and_one_read_from_aws_is_not",
+            P + "test_status_shows_a_cost_that_grows_with_time_and_asks_aws_nothing_more",
+        ),
+    ),
+    Mutant(
+        "P2",
+        "adding costs forgets that one was estimated",
+        "emrchatops/domain/costs.py",
+        "            self.estimated or other.estimated,\n",
+        "            self.estimated and other.estimated,\n",
+        (C + "test_a_cost_from_an_estimated_entry_is_marked_estimated_and_one_read_from_aws_is_not",),
+    ),
+    Mutant(
+        "P3",
+        "the status line does not say its prices are estimates",
+        "emrchatops/chat/words.py",
+        '            what = f"estimated prices; {what}"',
+        "            pass",
+        (P + "test_status_shows_a_cost_that_grows_with_time_and_asks_aws_nothing_more",),
+    ),
+    Mutant(
+        "P4",
+        "the report does not say its prices are estimates",
+        "emrchatops/chat/words.py",
+        "        if report.total.cost.estimated or report.total.saving.estimated:",
+        "        if False:",
+        (P + "test_the_report_of_a_scripted_day_is_exact",),
+    ),
+    Mutant(
+        "P5",
+        "a cost read from AWS called an estimate",
+        "emrchatops/chat/words.py",
+        "        if c.cost.estimated:  # DESIGN §19: a price not read from AWS says so",
+        "        if True:",
+        (P + "test_prices_read_from_aws_are_not_called_estimates",),
+    ),
+    Mutant(
+        "P6",
+        "the EMR fee taken as 25 % of EC2, not read",
+        "emrchatops/aws/prices.py",
+        "prices[region][instance_type] = Price(ec2_price, emr_price, read=day)",
+        "prices[region][instance_type] = Price(ec2_price, ec2_price * 0.25, read=day)",
+        (A + "test_an_emr_fee_that_is_not_25_percent_of_ec2_is_read_not_computed",),
+    ),
+    Mutant(
+        "P7",
+        "only the first page of GetProducts read (NextToken ignored)",
+        "emrchatops/aws/prices.py",
+        "            if not token:\n                return\n",
+        "            if True:\n                return\n",
+        (A + "test_several_pages_are_read_to_the_last",),
+    ),
+    Mutant(
+        "P8",
+        "a throttled request not asked again",
+        "emrchatops/aws/prices.py",
+        "if code in THROTTLING_CODES and attempt < self.attempts:",
+        "if False:",
+        (A + "test_throttling_is_retried_with_a_doubling_pause",),
+    ),
+    Mutant(
+        "P9",
+        "a missing EMR fee invented as $0",
+        "emrchatops/aws/prices.py",
+        '"EMR": emr.get(instance_type, set())}',
+        '"EMR": emr.get(instance_type, {0.0})}',
+        (A + "test_a_type_without_a_price_is_left_out_with_a_line_naming_it",),
+    ),
+    Mutant(
+        "P10",
+        "a product trusted to the filters (another region's, a Capacity Block's price)",
+        "emrchatops/aws/prices.py",
+        'if instance_type not in wanted or not _matches(product, {**terms, "regionCode": region}):',
+        "if instance_type not in wanted:",
+        (A + "test_several_pages_are_read_to_the_last",),
+    ),
+    Mutant(
+        "P11",
+        "the lowest of several prices for one type taken",
+        "emrchatops/aws/prices.py",
+        "if len(values) != 1]",
+        "if not values]\n                found = {k: {min(v)} if v else v for k, v in found.items()}",
+        (A + "test_several_prices_for_one_type_are_not_guessed_between",),
     ),
     Mutant(
         "D1",

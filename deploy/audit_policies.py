@@ -92,14 +92,25 @@ def _is_trust_policy(finding: Finding) -> bool:
 
 
 def _assumes_one_named_role(finding: Finding) -> bool:
+    """One statement allows sts:AssumeRole, on one named role; any other only reads the Price List."""
     statements = finding.document["Statement"]
     statements = statements if isinstance(statements, list) else [statements]
     assuming = [s for s in statements if s.get("Action") in ("sts:AssumeRole", ["sts:AssumeRole"])]
+    others = [s for s in statements if s not in assuming]
     return (
         finding.detail == ""
-        and len(assuming) == len(statements) == 1
+        and len(assuming) == 1
         and re.fullmatch(r"arn:aws:iam::\d{12}:role/[\w+=,.@-]+", str(assuming[0].get("Resource"))) is not None
+        and all(_reads_prices_only(s) for s in others)
     )
+
+
+def _reads_prices_only(statement: dict[str, Any]) -> bool:
+    """An Allow of Price List actions that IAM calls Read (public prices: no credential, no resource)."""
+    pricing = next(s for s in _iam_definition() if s["prefix"] == "pricing")
+    reads = {f"pricing:{p['privilege']}" for p in pricing["privileges"] if p["access_level"] == "Read"}
+    actions = _listed(statement.get("Action", []))
+    return statement.get("Effect") == "Allow" and bool(actions) and set(actions) <= reads
 
 
 PASS_ROLE_SERVICES = {"elasticmapreduce.amazonaws.com", "ec2.amazonaws.com"}
@@ -158,7 +169,7 @@ EXPLAINED = (
         "CREDENTIALS_EXPOSURE",
         _assumes_one_named_role,
         "assuming the cluster account's role is the bot's purpose; the policy allows sts:AssumeRole "
-        "on that one role ARN and nothing else",
+        "on that one role ARN, and otherwise only reads AWS's Price List (pricing:GetProducts)",
     ),
 )
 

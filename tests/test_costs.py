@@ -8,6 +8,7 @@ The instance composition read from EMR is tested here too, from recorded ``ListI
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -23,6 +24,7 @@ from emrchatops.domain.costs import (
     Cost,
     Instances,
     NoPrice,
+    Price,
     PriceError,
     cost_between,
     hourly,
@@ -34,6 +36,7 @@ from emrchatops.domain.costs import (
     shipped_prices,
     subtract,
     summary,
+    table_data,
 )
 from emrchatops.domain.errors import AwsError
 from emrchatops.domain.ledger import (
@@ -122,6 +125,44 @@ def test_a_price_file_names_its_path_and_problem(tmp_path: Path) -> None:
     assert read_prices(broken).price("us-east-1", "m5.xlarge") is not None
 
 
+def test_each_entry_says_whether_it_was_read_from_aws_and_when_or_is_an_estimate() -> None:
+    regions = {
+        "us-east-1": {
+            "m4.xlarge": {"ec2": 0.2, "emr": 0.06, "read": "2026-12-01"},
+            "m5.xlarge": {"ec2": 0.192, "emr": 0.048, "estimated": True},
+            "r5.xlarge": {"ec2": 0.3, "emr": 0.07},  # an operator's own rate: neither read nor estimated
+        }
+    }
+    table = price_table({**GOOD, "regions": regions})
+    assert table.price("us-east-1", "m4.xlarge") == Price(0.2, 0.06, read=date(2026, 12, 1))
+    assert table.price("us-east-1", "m5.xlarge") == Price(0.192, 0.048, estimated=True)
+    assert table.price("us-east-1", "r5.xlarge") == Price(0.3, 0.07)
+    assert price_table(table_data(table)) == table  # written back in the same format
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ({"read": "2026-12-01", "estimated": True}, "either read from AWS or estimated, not both"),
+        ({"read": "yesterday"}, '"read" must be the day it was read from AWS, YYYY-MM-DD'),
+        ({"estimated": "yes"}, '"estimated" must be true'),
+        ({"estimated": False}, '"estimated" must be true'),
+        ({"emr_rule": 0.25}, 'expected {"ec2": $/h, "emr": $/h}'),
+    ],
+)
+def test_a_bad_mark_is_refused_naming_the_entry(entry: dict[str, Any], problem: str) -> None:
+    regions = {"us-east-1": {"m5.xlarge": {"ec2": 0.192, "emr": 0.048, **entry}}}
+    with pytest.raises(PriceError) as refused:
+        price_table({**GOOD, "regions": regions})
+    assert str(refused.value).startswith("us-east-1 m5.xlarge: ") and problem in str(refused.value)
+
+
+def test_every_entry_of_the_shipped_table_is_marked_estimated() -> None:
+    # Compiled offline (xlarge list prices, sizes scaled, the EMR fee as 25 % of EC2): none was read from AWS.
+    entries = [price for types in PRICES.regions.values() for price in types.values()]
+    assert len(entries) == 4 * 12 * 7 and all(p.estimated and p.read is None for p in entries)
+
+
 # -- cost arithmetic -------------------------------------------------------------------------------
 
 H = timedelta(hours=1)
@@ -176,6 +217,49 @@ def test_hourly_and_summary() -> None:
     assert summary((Instances("m5.xlarge", 1), Instances("r5.xlarge", 2, spot=True))) == (
         "2 × r5.xlarge spot + 1 × m5.xlarge"
     )
+
+
+def test_a_cost_from_an_estimated_entry_is_marked_estimated_and_one_read_from_aws_is_not() -> None:
+    regions = {
+        "ap-northeast-1": {
+            "m5.xlarge": {"ec2": 0.248, "emr": 0.062, "read": "2026-12-01"},
+            "r5.xlarge": {"ec2": 0.304, "emr": 0.076, "estimated": True},
+        }
+    }
+    table = price_table({**GOOD, "regions": regions})
+    r5 = (Instances("r5.xlarge", 1),)
+    read = cost_between(table, "ap-northeast-1", [(T0, M5)], T0, T0 + H)
+    estimated = cost_between(table, "ap-northeast-1", [(T0, r5)], T0, T0 + H)
+    resized = cost_between(table, "ap-northeast-1", [(T0, M5), (T0 + H, r5)], T0, T0 + 2 * H)
+    assert isinstance(read, Cost) and isinstance(estimated, Cost) and isinstance(resized, Cost)
+    assert read.dollars == pytest.approx(3 * 0.31) and not read.estimated
+    assert estimated.estimated and resized.estimated and (read + estimated).estimated and not (read + read).estimated
+    mixed = hourly(table, "ap-northeast-1", (*M5, *r5))
+    assert isinstance(mixed, Cost) and mixed.estimated and not mixed.upper_bound
+    # The report's figures carry it, cost and saving alike.
+    usage = Usage(CID, "analytics", jst(9), created_at=jst(9), ended_at=jst(10), instances=((jst(9), r5),))
+    usage = replace(usage, terminations=((jst(10), "idle"),))
+    figures = report(Ledger({CID: usage}), table, "ap-northeast-1", TOKYO, 1, jst(12), time(19), []).total
+    assert figures.cost.estimated and figures.saving.estimated and figures.cost.dollars == pytest.approx(0.38)
+    on_read = replace(usage, instances=((jst(9), M5),))
+    figures = report(Ledger({CID: on_read}), table, "ap-northeast-1", TOKYO, 1, jst(12), time(19), []).total
+    assert not figures.cost.estimated and not figures.saving.estimated and figures.cost.dollars > 0
+
+
+def test_the_status_line_says_an_estimate_and_an_upper_bound_once_each() -> None:
+    from emrchatops.chat.words import View
+    from emrchatops.domain.ledger import CostSoFar
+    from emrchatops.domain.rules import Policy
+    from emrchatops.domain.settings import Settings
+
+    view = View(Settings(role_arn="arn:aws:iam::210987654321:role/cre"), Policy())
+    spot = (Instances("m5.xlarge", 1), Instances("m5.xlarge", 2, spot=True))
+    up = timedelta(hours=4, minutes=10)
+    assert view.cost_so_far(CostSoFar(Cost(3.875, upper_bound=True, estimated=True), spot, up)) == (
+        "≤ $3.88 so far (estimated prices; 2 × m5.xlarge spot + 1 × m5.xlarge, 4h 10m; spot priced at on-demand: "
+        "an upper bound)"
+    )
+    assert view.cost_so_far(CostSoFar(Cost(3.875), M5, up)) == "≈ $3.88 so far (3 × m5.xlarge, 4h 10m)"
 
 
 # -- intervals: against a minute-by-minute count ---------------------------------------------------
@@ -459,6 +543,13 @@ def test_the_chart_is_a_png_of_the_days_asked() -> None:
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and 10_000 < len(png) < 500_000
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
     assert (width, height) == (1000, 500)
+    from emrchatops.chat.chart import headline
+
+    # The title's totals: "\\$" is a dollar sign to matplotlib; estimated prices are said there too.
+    said = headline(day_figures(ledger, state, jst(20)))
+    assert re.fullmatch(
+        r"total: 2\.5 h up, \\\$2\.3\d \(estimated prices\), saved ≈ \\\$6\.0\d by the automatic rules", said
+    )
 
 
 def test_an_upgrade_from_a_stored_v2_state_starts_the_ledger_with_its_holds() -> None:

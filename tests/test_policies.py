@@ -24,6 +24,7 @@ from iam_eval import Request, Unsupported, allowed, cluster_request, decide
 
 from demo import policies
 from demo.emulator import MANAGED_TAG
+from emrchatops.aws import prices
 from emrchatops.aws.adapter import MUTATING, PERMISSIONS
 from emrchatops.domain.settings import SHIPPED_POLICY_TAG, Settings
 
@@ -92,7 +93,7 @@ def iam_reference() -> dict[str, dict[str, Any]]:
         f"{service['prefix']}:{p['privilege']}": p
         for service in services
         for p in service["privileges"]
-        if service["prefix"] in {"elasticmapreduce", "cloudwatch", "iam"}
+        if service["prefix"] in {"elasticmapreduce", "cloudwatch", "iam", "sts", "pricing"}
     }
 
 
@@ -446,3 +447,40 @@ def test_parliament_would_catch_what_the_policies_must_not_be() -> None:
         }
     )
     assert any(re.match("UNKNOWN_CONDITION_FOR_ACTION", i) for i in unexplained({"listing": listing}))
+    # Account A's explanation: assuming one named role, and reading prices; not a second credential beside them.
+    assume = {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": f"arn:aws:iam::{ACCOUNT}:role/cre"}
+    prices_read = {"Effect": "Allow", "Action": "pricing:GetProducts", "Resource": "*"}
+    assert unexplained({"account-a": _policy(assume, prices_read)}) == []
+    tokens = {"Effect": "Allow", "Action": ["pricing:GetProducts", "sts:GetSessionToken"], "Resource": "*"}
+    assert any(i.startswith("CREDENTIALS_EXPOSURE") for i in unexplained({"tokens": _policy(assume, tokens)}))
+    any_role = {**assume, "Resource": "*"}
+    assert any(i.startswith("CREDENTIALS_EXPOSURE") for i in unexplained({"any": _policy(any_role, prices_read)}))
+
+
+# -- account A: the bot's own identity ----------------------------------------------------------------
+
+
+def account_a_policies() -> dict[str, dict[str, Any]]:
+    """Account A's policy, as the JSON file and as account-a.yaml's managed policy, for a role in account B."""
+    role = f"arn:aws:iam::{ACCOUNT}:role/cre"
+    names = {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": "111111111111"}
+    [template] = policies.template_policies("account-a.yaml", {**names, "ClusterAccountRoleArn": role}).values()
+    return {"deploy/iam/account-a-assume.json": policies.bot_policy(role), "account-a.yaml": template}
+
+
+@pytest.mark.parametrize("where", ["deploy/iam/account-a-assume.json", "account-a.yaml"])
+def test_account_a_may_assume_the_role_and_read_prices_and_nothing_else(where: str) -> None:
+    document = account_a_policies()[where]
+    actions = sorted({a for s in statements(document) for a in listed(s["Action"])})
+    assert actions == sorted({"sts:AssumeRole", *prices.PERMISSIONS}), "the actions the code declares, by name"
+    role = f"arn:aws:iam::{ACCOUNT}:role/cre"
+    assert allowed([document], Request("sts:AssumeRole", role))
+    assert not allowed([document], Request("sts:AssumeRole", f"arn:aws:iam::{ACCOUNT}:role/other"))
+    # The Price List has no resource to name (IAM lists none for GetProducts): "*", and only that action.
+    assert all(not has_resource(action) for action in prices.PERMISSIONS)
+    assert all(iam_reference()[action]["access_level"] == "Read" for action in prices.PERMISSIONS)
+    assert allowed([document], Request("pricing:GetProducts", "*"))
+    others = [a for a in iam_reference() if a.startswith("pricing:") and a not in prices.PERMISSIONS]
+    assert "pricing:DescribeServices" in others
+    assert not [a for a in others if allowed([document], Request(a, "*"))]
+    assert not allowed([document], Request("elasticmapreduce:ListClusters", "*")), "EMR only through the role"

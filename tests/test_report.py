@@ -43,15 +43,16 @@ def today_row(report: str) -> str:
 def test_status_shows_a_cost_that_grows_with_time_and_asks_aws_nothing_more(
     chat: Chat, emulator: Emulator, clock: Clock
 ) -> None:
-    assert "cost: ≈ $0.00 so far (3 × m5.xlarge, 0m)" in chat.say("!emr status")
+    # The shipped table's prices are estimates (DESIGN §19): the cost says so.
+    assert "cost: ≈ $0.00 so far (estimated prices; 3 × m5.xlarge, 0m)" in chat.say("!emr status")
     chat.say("!emr lock")  # held: no idle termination meanwhile
     run(chat, clock, at(10, 1), at(11, 0), every=timedelta(minutes=5))
     reads = emulator.count("ListInstanceGroups")
     assert reads == 1  # read once, when first seen
     clock.set(at(11))
-    assert "cost: ≈ $0.93 so far (3 × m5.xlarge, 1h 00m)" in chat.say("!emr status")  # 3 × ($0.248 + $0.062)
+    assert "cost: ≈ $0.93 so far (estimated prices; 3 × m5.xlarge, 1h 00m)" in chat.say("!emr status")  # 3 × ($0.31)
     clock.set(at(14, 10))
-    assert "cost: ≈ $3.88 so far (3 × m5.xlarge, 4h 10m)" in chat.say("!emr status")  # × 4h 10m = $3.875
+    assert "cost: ≈ $3.88 so far (estimated prices; 3 × m5.xlarge, 4h 10m)" in chat.say("!emr status")  # × 4h 10m
     assert emulator.count("ListInstanceGroups") == reads  # steady state: no request for the cost
 
 
@@ -94,6 +95,10 @@ def test_the_report_of_a_scripted_day_is_exact(chat: Chat, clock: Clock) -> None
     assert today_row(report) == EXPECTED_ROW
     assert "saved (estimate) = for each idle-rule termination, the cost of running on until that day's" in report
     assert "END_OF_DAY (19:00)" in report and "as of 2026-11-29" in report
+    assert (
+        "≈ estimated prices: the cost and saved figures use prices the shipped price table marks as estimates, "
+        "not read from AWS's Price List; to read them: README, Cost." in report
+    )
     # Asked again after a restart: the same figures.
     chat = chat.restart()
     assert today_row(chat.say("!emr report 1")) == EXPECTED_ROW
@@ -183,6 +188,22 @@ def test_an_operator_price_table_is_used_and_a_missing_price_is_said(
     status = bot.say("!emr status")
     assert "cost: cost unknown (no price for m5.xlarge in ap-northeast-1 in PRICES_FILE)" in status
     assert "$" not in status
+
+
+def test_prices_read_from_aws_are_not_called_estimates(
+    tmp_path: Path, start_bot: Any, clock: Clock, seeded: Seeded
+) -> None:
+    table = tmp_path / "prices.json"
+    table.write_text(
+        '{"source": "AWS Price List API", "date": "2026-11-30", "regions": {"ap-northeast-1": '
+        '{"m5.xlarge": {"ec2": 0.248, "emr": 0.062, "read": "2026-11-30"}}}}'
+    )
+    bot = start_bot(PRICES_FILE=str(table))
+    bot.say("!emr lock")
+    clock.set(at(14, 10))
+    assert "cost: ≈ $3.88 so far (3 × m5.xlarge, 4h 10m)" in bot.say("!emr status")
+    report = bot.say("!emr report 1")
+    assert "$3.88" in today_row(report) and "estimated" not in report
 
 
 def test_a_bad_price_file_stops_activation_naming_it(tmp_path: Path, emulator: Emulator, clock: Clock) -> None:

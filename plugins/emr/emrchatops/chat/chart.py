@@ -28,6 +28,18 @@ COST_COLOR = "#A30200"
 _import_lock = threading.Lock()
 
 
+def headline(report: Report) -> str:
+    """The totals under the chart's title."""
+    total = report.total
+    bound = "≤ " if total.cost.upper_bound else ""
+    estimated = " (estimated prices)" if total.cost.estimated or total.saving.estimated else ""
+    return (
+        f"total: {total.up.total_seconds() / 3600:.1f} h up, "
+        # "\\$": a bare "$…$" pair is mathtext to matplotlib (italics, the dollar signs gone).
+        f"{bound}\\${total.cost.dollars:,.2f}{estimated}, saved ≈ \\${total.saving.dollars:,.2f} by the automatic rules"
+    )
+
+
 def _matplotlib() -> tuple[Any, Any, Any]:
     """(Figure, PolyCollection, Patch), importing matplotlib once, with the Agg backend."""
     with _import_lock:  # matplotlib's first import is not thread-safe
@@ -102,13 +114,7 @@ def render(report: Report, title: str) -> bytes:
         ncols=5,
         frameon=False,
     )
-    total = report.total
-    axes.set_title(
-        f"{title}\ntotal: {total.up.total_seconds() / 3600:.1f} h up, "
-        # "\\$": a bare "$…$" pair is mathtext to matplotlib (italics, the dollar signs gone).
-        f"{bound}\\${total.cost.dollars:,.2f}, saved ≈ \\${total.saving.dollars:,.2f} by the automatic rules",
-        fontsize=10,
-    )
+    axes.set_title(f"{title}\n{headline(report)}", fontsize=10)
     out = io.BytesIO()
     figure.savefig(out, format="png", pil_kwargs={"compress_level": 1})  # flat colours: fast, still small
     return out.getvalue()

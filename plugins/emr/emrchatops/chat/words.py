@@ -119,13 +119,17 @@ class CostWords:
         if isinstance(c.cost, NoPrice):
             return self.no_price(c.cost)
         what = f"{summary(c.composition)}, {duration(c.up)}"
+        if c.cost.estimated:  # DESIGN §19: a price not read from AWS says so
+            what = f"estimated prices; {what}"
         if c.cost.upper_bound:
-            return f"≤ {money(c.cost)} so far ({what}; spot priced at on-demand: an upper bound)"
-        return f"≈ {money(c.cost)} so far ({what})"
+            return f"≤ {dollars(c.cost)} so far ({what}; spot priced at on-demand: an upper bound)"
+        return f"≈ {dollars(c.cost)} so far ({what})"
 
     def no_price(self, missing: NoPrice) -> str:
-        table = "PRICES_FILE" if self.settings.prices_file else "the shipped price table"
-        return f"cost unknown (no price for {missing.instance_type} in {missing.region} in {table})"
+        return f"cost unknown (no price for {missing.instance_type} in {missing.region} in {self.price_table_name()})"
+
+    def price_table_name(self) -> str:
+        return "PRICES_FILE" if self.settings.prices_file else "the shipped price table"
 
     def report_usage(self, maximum: int) -> str:
         return f"!emr report takes one number of days, 1–{maximum} (default 7): !emr report [DAYS]"
@@ -154,6 +158,11 @@ class CostWords:
         ]
         if report.total.cost.upper_bound or report.total.saving.upper_bound:
             notes.append("≤: spot capacity is priced at on-demand, so the figure is an upper bound.")
+        if report.total.cost.estimated or report.total.saving.estimated:
+            notes.append(
+                f"≈ estimated prices: the cost and saved figures use prices {self.price_table_name()} marks as "
+                "estimates, not read from AWS's Price List; to read them: README, Cost."
+            )
         for missing in report.total.unknown:
             notes.append(f"Left out of the cost: {self.no_price(missing)}.")
         # In a code block on both chats: the columns stay aligned, and markdown leaves the lines alone.
@@ -816,9 +825,14 @@ class View(CostWords):
 
 
 def money(cost: Cost) -> str:
+    """``$2.33``, or ``≤$2.33`` for an upper bound (the report's cells)."""
+    return f"{'≤' if cost.upper_bound else ''}{dollars(cost)}"
+
+
+def dollars(cost: Cost) -> str:
     """``$2.33``: to the cent, half up (2.325 is 2.33, whatever the float sum's last bit)."""
     cents = Decimal(repr(round(cost.dollars, 6))).quantize(Decimal("0.01"), ROUND_HALF_UP)
-    return f"{'≤' if cost.upper_bound else ''}${cents:,}"
+    return f"${cents:,}"
 
 
 def hm(delta: timedelta) -> str:

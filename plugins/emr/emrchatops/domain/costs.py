@@ -10,6 +10,12 @@ mid-way is priced piecewise.
 An instance type or region missing from the table is never guessed: the result
 is a :class:`NoPrice` naming both. Spot capacity is priced at the on-demand
 rate, and the figure is marked as an upper bound.
+
+Each entry of a table says where it comes from (DESIGN §19): read from AWS's
+Price List on a given day (``"read": "YYYY-MM-DD"``), or an estimate
+(``"estimated": true``: the shipped table, compiled offline); an entry with
+neither is the operator's own rate. A cost computed from an estimate is marked
+:attr:`Cost.estimated`, and says so where it is shown.
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d$")
 INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 HOUR = timedelta(hours=1)
 PRICE_LIMIT = 1000.0  # $/h for one instance: above it, a table is wrong (the largest EC2 types cost ~$110/h)
+ENTRY_KEYS = frozenset({"ec2", "emr", "read", "estimated"})
+# Where AWS's Price List Query API answers (pricing:GetProducts): the prices of every region, from any of these.
+PRICE_LIST_ENDPOINTS = ("us-east-1", "eu-central-1", "ap-south-1")
 
 
 class PriceError(ValueError):
@@ -36,10 +45,16 @@ class PriceError(ValueError):
 
 @dataclass(frozen=True)
 class Price:
-    """One instance-hour, in USD: the EC2 on-demand price and EMR's own charge."""
+    """One instance-hour, in USD: the EC2 on-demand price and EMR's own charge.
+
+    *read*: the day it was read from AWS's Price List; *estimated*: not read, estimated
+    (neither: an operator's own rate).
+    """
 
     ec2: float
     emr: float
+    estimated: bool = False
+    read: date | None = None
 
     @property
     def per_hour(self) -> float:
@@ -80,16 +95,48 @@ class NoPrice:
 
 @dataclass(frozen=True)
 class Cost:
-    """USD; *upper_bound* when spot capacity was priced at on-demand."""
+    """USD; *upper_bound* when spot capacity was priced at on-demand; *estimated* when an estimated price was used."""
 
     dollars: float
     upper_bound: bool = False
+    estimated: bool = False
 
     def __add__(self, other: Cost) -> Cost:
-        return Cost(self.dollars + other.dollars, self.upper_bound or other.upper_bound)
+        return Cost(
+            self.dollars + other.dollars,
+            self.upper_bound or other.upper_bound,
+            self.estimated or other.estimated,
+        )
 
 
 ZERO = Cost(0.0)
+
+
+@dataclass(frozen=True)
+class Missing:
+    """A price AWS's Price List did not give (or gave several of): left out, never invented."""
+
+    instance_type: str
+    region: str
+    why: str  # "no EMR price", "several EC2 prices ($0.1, $0.2)"
+
+    def __str__(self) -> str:
+        return f"{self.why} for {self.instance_type} in {self.region} in AWS's Price List: left out"
+
+
+@dataclass(frozen=True)
+class PricesRead:
+    """One read of AWS's Price List: the prices it gave (each marked read that *day*) and those it lacked."""
+
+    day: date
+    source: str
+    prices: Mapping[str, Mapping[str, Price]]
+    missing: tuple[Missing, ...] = ()
+
+    def table(self) -> PriceTable | None:
+        """The prices read, as a table (None if there is none)."""
+        regions = {region: dict(types) for region, types in self.prices.items() if types}
+        return PriceTable(self.source, self.day, regions) if regions else None
 
 
 # -- the table -----------------------------------------------------------------------------
@@ -99,7 +146,8 @@ def price_table(data: object) -> PriceTable:
     """Validate a price table's plain data (the format of ``prices.json``); PriceError names the problem.
 
     Format: ``{"source": URL or text, "date": "YYYY-MM-DD", "currency": "USD",
-    "regions": {REGION: {INSTANCE_TYPE: {"ec2": $/h, "emr": $/h}}}}``.
+    "regions": {REGION: {INSTANCE_TYPE: {"ec2": $/h, "emr": $/h}}}}``; an entry may add
+    ``"read": "YYYY-MM-DD"`` (read from AWS's Price List that day) or ``"estimated": true``.
     """
     if not isinstance(data, Mapping):
         raise PriceError("not a JSON object")
@@ -129,16 +177,47 @@ def price_table(data: object) -> PriceTable:
             where = f"{region} {instance_type}"
             if not isinstance(instance_type, str) or not INSTANCE_TYPE_RE.fullmatch(instance_type):
                 raise PriceError(f"region {region}: {instance_type!r} is not an instance type (like m5.xlarge)")
-            if not isinstance(entry, Mapping) or set(entry) != {"ec2", "emr"}:
-                raise PriceError(f'{where}: expected {{"ec2": $/h, "emr": $/h}}')
-            values = [entry["ec2"], entry["emr"]]
-            for value in values:
-                if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                    raise PriceError(f"{where}: prices must be numbers (USD per hour)")
-                if not 0 <= value <= PRICE_LIMIT:
-                    raise PriceError(f"{where}: {value} is not a price per hour (0–{PRICE_LIMIT:g})")
-            table[region][instance_type] = Price(float(values[0]), float(values[1]))
+            table[region][instance_type] = _entry(where, entry)
     return PriceTable(source=source.strip(), date=when, regions=table)
+
+
+def _entry(where: str, entry: object) -> Price:
+    if not isinstance(entry, Mapping) or not {"ec2", "emr"} <= set(entry) <= ENTRY_KEYS:
+        raise PriceError(f'{where}: expected {{"ec2": $/h, "emr": $/h}}, and "read": "YYYY-MM-DD" or "estimated": true')
+    values = [entry["ec2"], entry["emr"]]
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise PriceError(f"{where}: prices must be numbers (USD per hour)")
+        if not 0 <= value <= PRICE_LIMIT:
+            raise PriceError(f"{where}: {value} is not a price per hour (0–{PRICE_LIMIT:g})")
+    if "read" in entry and "estimated" in entry:
+        raise PriceError(f"{where}: either read from AWS or estimated, not both")
+    if "estimated" in entry and entry["estimated"] is not True:
+        raise PriceError(f'{where}: "estimated" must be true (leave it out for a price that is not an estimate)')
+    read: date | None = None
+    if "read" in entry:
+        try:
+            read = date.fromisoformat(entry["read"]) if isinstance(entry["read"], str) else None
+        except ValueError:
+            read = None
+        if read is None:
+            raise PriceError(f'{where}: "read" must be the day it was read from AWS, YYYY-MM-DD')
+    return Price(float(values[0]), float(values[1]), estimated="estimated" in entry, read=read)
+
+
+def table_data(table: PriceTable) -> dict[str, object]:
+    """A table as the plain data :func:`price_table` reads (the format of ``prices.json``)."""
+    regions: dict[str, dict[str, dict[str, object]]] = {}
+    for region, types in sorted(table.regions.items()):
+        regions[region] = {}
+        for instance_type, price in types.items():
+            entry: dict[str, object] = {"ec2": price.ec2, "emr": price.emr}
+            if price.read is not None:
+                entry["read"] = price.read.isoformat()
+            if price.estimated:
+                entry["estimated"] = True
+            regions[region][instance_type] = entry
+    return {"source": table.source, "date": table.date.isoformat(), "currency": "USD", "regions": regions}
 
 
 def read_prices(path: str | Path | None) -> PriceTable:
@@ -176,7 +255,7 @@ def hourly(prices: PriceTable, region: str, composition: Composition) -> Cost | 
         price = prices.price(region, group.instance_type)
         if price is None:
             return NoPrice(group.instance_type, region)
-        total = total + Cost(group.count * price.per_hour, upper_bound=group.spot)
+        total = total + Cost(group.count * price.per_hour, upper_bound=group.spot, estimated=price.estimated)
     return total
 
 
@@ -189,22 +268,25 @@ def cost_between(prices: PriceTable, region: str, segments: Segments, start: dat
     *segments* are ``(since, composition)`` in time order; the first one counts from
     *start* even if read later (a cluster is read when first seen, priced from its creation).
     """
+    rates: list[Cost] = []
     for _, composition in segments:  # an unknown price is said even for no time at all
         rate = hourly(prices, region, composition)
         if isinstance(rate, NoPrice):
             return rate
-    if end <= start or not segments:
+        rates.append(rate)
+    if not segments:
         return ZERO
+    if end <= start:  # nothing yet, at the prices of the composition then (an estimate is said from the start)
+        then = max((i for i, (since, _) in enumerate(segments) if since <= start), default=0)
+        return Cost(0.0, rates[then].upper_bound, rates[then].estimated)
     total = ZERO
-    for index, (since, composition) in enumerate(segments):
+    for index, (since, _) in enumerate(segments):
         seg_start = start if index == 0 else max(start, since)
         seg_end = end if index + 1 == len(segments) else min(end, segments[index + 1][0])
         if seg_end <= seg_start:
             continue
-        rate = hourly(prices, region, composition)
-        if isinstance(rate, NoPrice):
-            return rate
-        total = total + Cost(rate.dollars * ((seg_end - seg_start) / HOUR), rate.upper_bound)
+        rate = rates[index]
+        total = total + Cost(rate.dollars * ((seg_end - seg_start) / HOUR), rate.upper_bound, rate.estimated)
     return total
 
 
