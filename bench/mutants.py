@@ -400,6 +400,22 @@ MUTANTS = (
         ("tests/test_slack_e2e.py::test_the_team_runs_the_cluster_from_slack",),
     ),
     Mutant(
+        "A4",
+        "a stale IsIdle is said to be no datapoint yet",
+        "emr_view.py",
+        "        if record.activity_at is not None:  # a datapoint was read, and is too old to say anything of now",
+        "        if False:",
+        ("tests/test_activity.py::test_a_stale_isidle_is_said_to_have_stopped_and_since_when",),
+    ),
+    Mutant(
+        "A5",
+        "the doctor reads IsIdle by itself, not through the rules' decision (a stale datapoint is busy)",
+        "emr_doctor.py",
+        "        says = {c.id: reading_says(readings.get(c.id), now) for c in managed}",
+        '        says = {c.id: "none" if (r := readings.get(c.id)) is None else "busy" if r.busy else "idle" for c in managed}',
+        ("tests/test_activity.py::test_the_doctor_warns_on_a_stale_isidle_instead_of_calling_the_cluster_busy",),
+    ),
+    Mutant(
         "D1",
         "an admin may terminate a held cluster without --force",
         "emr_decisions.py",

@@ -328,7 +328,7 @@ class View(CostWords):
             f" Nobody holds it now: {self.deadline(deadline, now)}." if deadline else " Nobody holds it now."
         )
 
-    def activity(self, record: ClusterRecord, problem: str | None) -> str:
+    def activity(self, record: ClusterRecord, problem: str | None, now: datetime) -> str:
         """What the cluster's YARN is doing, from IsIdle (DESIGN §10)."""
         if problem:
             return f"activity unknown ({problem})"
@@ -336,7 +336,13 @@ class View(CostWords):
             return f"busy (YARN work at {self.local(record.activity_at)})"
         if record.activity == "idle":
             return f"no work since {self.local(record.worked_at)}" if record.worked_at else "no YARN work seen"
+        if record.activity_at is not None:  # a datapoint was read, and is too old to say anything of now
+            return f"activity unknown ({self.isidle_stopped(record.activity_at, now)})"
         return "activity unknown (no IsIdle datapoint yet)"
+
+    def isidle_stopped(self, latest: datetime, now: datetime) -> str:
+        """``IsIdle stopped: no datapoint since 10:35, 25m ago`` (*latest*: the latest datapoint's period)."""
+        return f"IsIdle stopped: no datapoint since {self.local(latest)}, {duration(now - latest)} ago"
 
     def pending_reminders(self, record: ClusterRecord, *, mention: bool = False) -> list[str]:
         return [
@@ -448,7 +454,7 @@ class View(CostWords):
         else:
             lines = [f"{self.cluster(cluster)} — {cluster.state}, up {duration(now - started)}"]
         lines.append("  held by " + ("; ".join(self.hold(h) for h in record.holds) or "nobody"))
-        lines.append(f"  activity: {self.activity(record, activity_problem)}")
+        lines.append(f"  activity: {self.activity(record, activity_problem, now)}")
         if cost is not None:
             lines.append(f"  cost: {self.cost_so_far(cost)}")
         lines.append(f"  next: {next_action}")
@@ -490,7 +496,7 @@ class View(CostWords):
                 ),
                 ("Up for", duration(now - started)),
                 ("Holders", "\n".join(self.hold(h, mention=True) for h in record.holds) or "nobody"),
-                ("Activity", self.activity(record, activity_problem)),
+                ("Activity", self.activity(record, activity_problem, now)),
                 *((("Cost", self.cost_so_far(cost)),) if cost is not None else ()),
                 ("Next action", next_action),
             ),
