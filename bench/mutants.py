@@ -344,6 +344,14 @@ MUTANTS = (
         (P + "test_a_kill_mid_day_loses_nothing_and_counts_nothing_twice",),
     ),
     Mutant(
+        "C14",
+        "a cluster whose tag was removed keeps counting in the report",
+        "emr_ledger.py",
+        "        up = subtract(up, merge([*usage.unmanaged, *_open(usage.unmanaged_since, now)]))",
+        "        up = up",
+        (P + "test_a_cluster_whose_tag_was_removed_counts_only_while_it_was_managed",),
+    ),
+    Mutant(
         "B1",
         "leftover click listeners are kept: two run after a reload",
         "emr_slack.py",

@@ -12,6 +12,9 @@ and folds into it what it already knows — no AWS request of its own:
   is exact whatever happens to the bot in between (holds survive restarts);
 * **busy** while the cluster state is ``STARTING``/``BOOTSTRAPPING``/``RUNNING`` or
   its latest ``IsIdle`` reading is 0, as the poller saw it;
+* **unmanaged**: while the cluster no longer carried ``CLUSTER_TAG`` (from the listing that
+  first missed it until a listing shows it managed again): the report counts a cluster only
+  while it was managed;
 * **watched**: when the poller ran. Busy and idle time are only known while the
   bot watched: time the bot was down (a restart, a ``kill -9``) is neither idle nor
   busy but *not watched*. A gap longer than the caller's *gap* between two ticks
@@ -53,7 +56,7 @@ from emr_costs import (
     merge,
     subtract,
 )
-from emr_state import BUSY_STATES, ClusterInfo, State
+from emr_state import BUSY_STATES, UNMANAGED, ClusterInfo, State
 
 LEDGER_VERSION = 1
 KEEP = timedelta(days=90)
@@ -81,6 +84,8 @@ class Usage:
     busy: tuple[Span, ...] = ()
     busy_since: datetime | None = None  # an open busy span
     terminations: tuple[tuple[datetime, str], ...] = ()  # (when, rule)
+    unmanaged: tuple[Span, ...] = ()  # while it did not carry CLUSTER_TAG: not the bot's, not counted
+    unmanaged_since: datetime | None = None  # an open unmanaged span
 
     @property
     def up_from(self) -> datetime:
@@ -180,6 +185,9 @@ def ended(ledger: Ledger, info: ClusterInfo, now: datetime) -> Ledger:
 
 
 def _close(usage: Usage, at: datetime) -> Usage:
+    if usage.unmanaged_since is not None:
+        span = (usage.unmanaged_since, max(at, usage.unmanaged_since))
+        usage = replace(usage, unmanaged=(*usage.unmanaged, span), unmanaged_since=None)
     if usage.held_since is not None:
         usage = replace(usage, held=(*usage.held, (usage.held_since, max(at, usage.held_since))), held_since=None)
     if usage.busy_since is not None:
@@ -207,6 +215,12 @@ def follow(ledger: Ledger, state: State, now: datetime) -> Ledger:
             elif record.last_release is not None and record.last_release >= usage.held_since:
                 end = record.last_release
             usage = replace(usage, held=(*usage.held, (usage.held_since, min(end, now))), held_since=None)
+        unmanaged_now = record.absent == UNMANAGED and record.ending is None
+        if unmanaged_now and usage.unmanaged_since is None:  # since the listing that first missed it
+            usage = replace(usage, unmanaged_since=min(record.unseen_since or now, now))
+        elif not unmanaged_now and usage.unmanaged_since is not None:  # a listing shows it managed again
+            span = (usage.unmanaged_since, max(now, usage.unmanaged_since))
+            usage = replace(usage, unmanaged=(*usage.unmanaged, span), unmanaged_since=None)
         busy_now = record.ending is None and (record.state in BUSY_STATES or record.activity == "busy")
         if busy_now and usage.busy_since is None:
             usage = replace(usage, busy_since=now)
@@ -218,7 +232,9 @@ def follow(ledger: Ledger, state: State, now: datetime) -> Ledger:
         if usage != old:
             ledger = ledger.with_usage(usage)
     for usage in list(ledger.clusters.values()):
-        if usage.id not in state.clusters and (usage.held_since is not None or usage.busy_since is not None):
+        if usage.id not in state.clusters and (
+            usage.held_since is not None or usage.busy_since is not None or usage.unmanaged_since is not None
+        ):
             ledger = ledger.with_usage(_close(usage, usage.ended_at or now))
     return ledger
 
@@ -282,6 +298,8 @@ def bounded(ledger: Ledger, now: datetime) -> Ledger:
             usage = replace(usage, held=tuple(s for s in usage.held if s[1] >= cutoff))
         if usage.busy and usage.busy[0][1] < cutoff:
             usage = replace(usage, busy=tuple(s for s in usage.busy if s[1] >= cutoff))
+        if usage.unmanaged and usage.unmanaged[0][1] < cutoff:
+            usage = replace(usage, unmanaged=tuple(s for s in usage.unmanaged if s[1] >= cutoff))
         if usage.terminations and usage.terminations[0][0] < cutoff:
             usage = replace(usage, terminations=tuple(t for t in usage.terminations if t[0] >= cutoff))
         clusters[cid] = usage
@@ -386,6 +404,8 @@ def report(
     for usage in ledger.clusters.values():
         up_end = min(usage.up_until(now, usage.id in active_ids), now)
         up = intersect([(usage.up_from, up_end)], [period]) if up_end > usage.up_from else []
+        # Only while it was managed: a cluster whose tag was removed is not the bot's (DESIGN §3).
+        up = subtract(up, merge([*usage.unmanaged, *_open(usage.unmanaged_since, now)]))
         if not up:
             continue
         counted += 1
@@ -532,6 +552,8 @@ def _usage_to_dict(u: Usage) -> dict[str, Any]:
         "busy": [_span(s) for s in u.busy],
         "busy_since": _iso(u.busy_since),
         "terminations": [[at.isoformat(), rule] for at, rule in u.terminations],
+        "unmanaged": [_span(s) for s in u.unmanaged],
+        "unmanaged_since": _iso(u.unmanaged_since),
     }
 
 
@@ -558,4 +580,6 @@ def _usage_from_dict(cluster_id: str, d: Mapping[str, Any]) -> Usage:
         busy=tuple(_span_of(s) for s in d.get("busy", ())),
         busy_since=_dt(d.get("busy_since")),
         terminations=tuple((datetime.fromisoformat(at), str(rule)) for at, rule in d.get("terminations", ())),
+        unmanaged=tuple(_span_of(s) for s in d.get("unmanaged", ())),
+        unmanaged_since=_dt(d.get("unmanaged_since")),
     )
