@@ -352,6 +352,17 @@ MUTANTS = (
         (P + "test_a_cluster_whose_tag_was_removed_counts_only_while_it_was_managed",),
     ),
     Mutant(
+        "C15",
+        "a cluster whose instances were never read is counted as $0.00 in the report",
+        "emr_ledger.py",
+        "        elif not usage.instances:  # never read: unknown, never $0.00",
+        "        elif False:",
+        (
+            C + "test_a_cluster_whose_instances_were_never_read_makes_the_cost_partial_never_zero",
+            "tests/test_iam.py::test_a_report_never_shows_an_unknown_cost_as_a_number",
+        ),
+    ),
+    Mutant(
         "B1",
         "leftover click listeners are kept: two run after a reload",
         "emr_slack.py",

@@ -83,6 +83,8 @@ def render(report: Report, title: str) -> bytes:
     costs = [figures.cost.dollars for _, figures in report.days]
     cost_axes = axes.twinx()
     bound = "≤ " if report.total.cost.upper_bound else ""
+    if report.total.unknown:  # a cost left out is never drawn as $0.00 of it: the line is a lower bound
+        bound = "≥ " if not report.total.cost.upper_bound else "partial "
     (line,) = cost_axes.plot(
         positions,
         costs,
@@ -106,7 +108,9 @@ def render(report: Report, title: str) -> bytes:
     axes.set_title(
         f"{title}\ntotal: {total.up.total_seconds() / 3600:.1f} h up, "
         # "\\$": a bare "$…$" pair is mathtext to matplotlib (italics, the dollar signs gone).
-        f"{bound}\\${total.cost.dollars:,.2f}, saved ≈ \\${total.saving.dollars:,.2f} by the automatic rules",
+        f"{bound}\\${total.cost.dollars:,.2f}"
+        + (f" ({len(total.unknown)} cluster{'s' if len(total.unknown) != 1 else ''} unknown)" if total.unknown else "")
+        + f", saved {'≥' if total.saving_unknown else '≈'} \\${total.saving.dollars:,.2f} by the automatic rules",
         fontsize=10,
     )
     out = io.BytesIO()

@@ -44,7 +44,15 @@ from emr_decisions import (
     may_terminate,
     name_cluster,
 )
-from emr_errors import AwsError, NoClusterError, RefusedError, UnknownClusterError, UsageError
+from emr_errors import (
+    AccessDeniedError,
+    AwsError,
+    NoClusterError,
+    RefusedError,
+    UnknownClusterError,
+    UsageError,
+    one_line,
+)
 from emr_ledger import (
     CostSoFar,
     Ledger,
@@ -53,6 +61,7 @@ from emr_ledger import (
     ended,
     follow,
     instances_due,
+    instances_failed,
     instances_seen,
     seen,
     watch,
@@ -492,6 +501,12 @@ class Service:
             except AwsError as error:
                 self._instances_tried[cluster_id] = (cluster_state, now)
                 log.warning("EMR: cannot read the instances of %s (its cost stays unknown): %s", cluster_id, error)
+                if isinstance(error, AccessDeniedError):
+                    problem = f"AWS denied {error.action}"
+                else:
+                    problem = one_line(str(error))[:200]
+                with self._lock:  # the report says why this cluster's cost is unknown
+                    self._save_ledger(instances_failed(self._load_ledger(), self._load(), cluster_id, problem))
                 continue
             self._instances_tried.pop(cluster_id, None)
             with self._lock:

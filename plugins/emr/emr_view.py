@@ -34,7 +34,7 @@ from emr_decisions import (
     UnknownName,
 )
 from emr_errors import AccessDeniedError, AwsError, one_line
-from emr_ledger import CostSoFar, Figures, Report
+from emr_ledger import CostSoFar, Figures, Report, Unknown
 from emr_rules import Deadline, Expire, Policy, Ready, Remind, busy, next_deadline
 from emr_settings import Settings
 from emr_state import UNMANAGED, ClusterInfo, ClusterRecord, Event, Hold, State
@@ -66,6 +66,8 @@ class CostWords:
     def cost_so_far(self, c: CostSoFar) -> str:
         """ "≈ $12.40 so far (3 × m5.xlarge, 4h 10m)"; never a number without a price."""
         if c.cost is None:
+            if c.problem:
+                return f"cost unknown (its instances could not be read: {c.problem}; tried again every 5 minutes)"
             return "not known yet (its instances are read at the next poll)"
         if isinstance(c.cost, NoPrice):
             return self.no_price(c.cost)
@@ -105,10 +107,21 @@ class CostWords:
         ]
         if report.total.cost.upper_bound or report.total.saving.upper_bound:
             notes.append("≤: spot capacity is priced at on-demand, so the figure is an upper bound.")
-        for missing in report.total.unknown:
-            notes.append(f"Left out of the cost: {self.no_price(missing)}.")
+        for unknown in report.total.unknown:
+            notes.append(
+                f"Cost of {unknown.cluster} unknown: {self.unknown_why(unknown)}. The days it ran and the total "
+                "leave it out: ≥ marks a partial figure, unknown one with nothing known."
+            )
         # In a code block on both chats: the columns stay aligned, and markdown leaves the lines alone.
         return f"{header}\n```\n{body}\n```\n" + "\n".join(notes)
+
+    def unknown_why(self, unknown: Unknown) -> str:
+        if unknown.price is not None:
+            table = "PRICES_FILE" if self.settings.prices_file else "the shipped price table"
+            return f"no price for {unknown.price.instance_type} in {unknown.price.region} in {table}"
+        if unknown.problem:
+            return f"its instances could not be read ({unknown.problem}; see !emr doctor)"
+        return "its instances were not read yet"
 
     def report_title(self, days: int) -> str:
         return f"EMR usage, last {days} day{'s' if days != 1 else ''} ({self.settings.timezone.key})"
@@ -134,7 +147,7 @@ class CostWords:
         stops = ", ".join(f"{REPORT_RULES.get(rule, rule)} {n}" for rule, n in sorted(f.terminations.items())) or "—"
         return (
             f"{label:<9} {hm(f.up):>6} {hm(f.held):>6} {hm(f.busy):>6} {hm(f.idle):>6} {hm(f.unwatched):>6} "
-            f"{money(f.cost):>9} {money(f.saving):>9}  {stops}"
+            f"{partial(f.cost, bool(f.unknown)):>9} {partial(f.saving, f.saving_unknown):>9}  {stops}"
         )
 
     def local(self, moment: datetime | None, *, with_day: bool = False) -> str:
@@ -775,6 +788,15 @@ def money(cost: Cost) -> str:
     """``$2.33``: to the cent, half up (2.325 is 2.33, whatever the float sum's last bit)."""
     cents = Decimal(repr(round(cost.dollars, 6))).quantize(Decimal("0.01"), ROUND_HALF_UP)
     return f"{'≤' if cost.upper_bound else ''}${cents:,}"
+
+
+def partial(cost: Cost, unknown: bool) -> str:
+    """A cost that leaves something unknown out: ``≥$2.33`` (``$2.33+?`` over an upper bound), or ``unknown``."""
+    if not unknown:
+        return money(cost)
+    if cost.dollars == 0:
+        return "unknown"
+    return f"{money(cost)}+?" if cost.upper_bound else f"≥{money(cost)}"
 
 
 def hm(delta: timedelta) -> str:
