@@ -345,6 +345,25 @@ MUTANTS = (
         (P + "test_a_kill_mid_day_loses_nothing_and_counts_nothing_twice",),
     ),
     Mutant(
+        "C14",
+        "a cluster whose tag was removed keeps counting in the report",
+        "emrchatops/domain/ledger.py",
+        "        up = subtract(up, merge([*usage.unmanaged, *_open(usage.unmanaged_since, now)]))",
+        "        up = up",
+        (P + "test_a_cluster_whose_tag_was_removed_counts_only_while_it_was_managed",),
+    ),
+    Mutant(
+        "C15",
+        "a cluster whose instances were never read is counted as $0.00 in the report",
+        "emrchatops/domain/ledger.py",
+        "        elif not usage.instances:  # never read: unknown, never $0.00",
+        "        elif False:",
+        (
+            C + "test_a_cluster_whose_instances_were_never_read_makes_the_cost_partial_never_zero",
+            "tests/test_iam.py::test_a_report_never_shows_an_unknown_cost_as_a_number",
+        ),
+    ),
+    Mutant(
         "B1",
         "leftover click listeners are kept: two run after a reload",
         "emrchatops/chat/slack/clicks.py",
@@ -491,6 +510,22 @@ MUTANTS = (
         "if len(values) != 1]",
         "if not values]\n                found = {k: {min(v)} if v else v for k, v in found.items()}",
         (A + "test_several_prices_for_one_type_are_not_guessed_between",),
+    ),
+    Mutant(
+        "A4",
+        "a stale IsIdle is said to be no datapoint yet",
+        "emrchatops/chat/words.py",
+        "        if record.activity_at is not None:  # a datapoint was read, and is too old to say anything of now",
+        "        if False:",
+        ("tests/test_activity.py::test_a_stale_isidle_is_said_to_have_stopped_and_since_when",),
+    ),
+    Mutant(
+        "A5",
+        "the doctor reads IsIdle by itself, not through the rules' decision (a stale datapoint is busy)",
+        "emrchatops/ops/doctor.py",
+        "        says = {c.id: reading_says(readings.get(c.id), now) for c in managed}",
+        '        says = {c.id: "none" if (r := readings.get(c.id)) is None else "busy" if r.busy else "idle" for c in managed}',
+        ("tests/test_activity.py::test_the_doctor_warns_on_a_stale_isidle_instead_of_calling_the_cluster_busy",),
     ),
     Mutant(
         "D1",

@@ -65,6 +65,17 @@ def test_status_shows_the_work_running(chat: Chat, emulator: Emulator, seeded: S
     assert "next: terminated at 19:00 (end of day)" in status  # busy: never idle
 
 
+def test_a_stale_isidle_is_said_to_have_stopped_and_since_when(
+    chat: Chat, emulator: Emulator, seeded: Seeded, clock: Clock
+) -> None:
+    chat.say("!emr lock", user="alice")  # held: nothing is terminated meanwhile
+    publish(emulator, seeded.managed_id, 0, 40, 0)  # YARN work 10:00–10:40; then EMR publishes nothing more
+    run_until(chat, clock, 0, 60)
+    status = chat.say("!emr status")  # at 11:00 the latest datapoint (10:35) is 25 minutes old
+    assert "activity: activity unknown (IsIdle stopped: no datapoint since 10:35, 25m ago)" in status, status
+    assert "no IsIdle datapoint yet" not in status
+
+
 @pytest.mark.parametrize(
     ("overrides", "publish_busy", "unknown"),
     [
@@ -225,6 +236,18 @@ def test_the_doctor_reads_isidle_and_warns_when_there_is_no_datapoint_yet(
     publish(emulator, seeded.managed_id, 0, 10, 0)
     clock.set(minutes(12))
     assert doctor_line(chat) == f"✓ {ACTIVITY_LINE}: IsIdle read: analytics busy"
+
+
+def test_the_doctor_warns_on_a_stale_isidle_instead_of_calling_the_cluster_busy(
+    chat: Chat, emulator: Emulator, seeded: Seeded, clock: Clock
+) -> None:
+    publish(emulator, seeded.managed_id, 0, 40, 0)  # YARN work until 10:40, then the metric stops
+    clock.set(minutes(60))  # the latest datapoint (10:35, IsIdle = 0) is 25 minutes old: the rules ignore it
+    line = doctor_line(chat)
+    assert line.startswith(
+        f"⚠ {ACTIVITY_LINE}: readable, but IsIdle stopped for analytics (no datapoint since 10:35, 25m ago)"
+    ), line
+    assert "busy" not in line
 
 
 def test_the_doctor_says_activity_off_is_risky(start_bot: Any, seeded: Seeded) -> None:

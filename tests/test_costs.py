@@ -20,6 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from emrchatops.aws.adapter import EmrAdapter, fleet_composition, group_composition, instance_composition
+from emrchatops.chat.words import View
 from emrchatops.domain.costs import (
     Cost,
     Instances,
@@ -43,6 +44,7 @@ from emrchatops.domain.ledger import (
     KEEP,
     LEDGER_VERSION,
     Ledger,
+    Unknown,
     Usage,
     bounded,
     cost_so_far,
@@ -54,7 +56,8 @@ from emrchatops.domain.ledger import (
     seen,
     watch,
 )
-from emrchatops.domain.settings import TagSelector
+from emrchatops.domain.rules import Policy
+from emrchatops.domain.settings import Settings, TagSelector
 from emrchatops.domain.state import ClusterInfo, ClusterRecord, Ending, Hold, State
 
 TOKYO = ZoneInfo("Asia/Tokyo")
@@ -401,8 +404,24 @@ def test_an_unknown_price_leaves_the_cost_out_and_says_so() -> None:
         CID, "analytics", jst(10), created_at=jst(10), instances=((jst(10), (Instances("r7gd.16xlarge", 1),)),)
     )
     r = report(Ledger({CID: usage}), PRICES, "ap-northeast-1", TOKYO, 1, jst(12), time(19), [CID])
-    assert r.total.cost.dollars == 0 and r.total.unknown == (NoPrice("r7gd.16xlarge", "ap-northeast-1"),)
+    assert r.total.cost.dollars == 0
+    assert r.total.unknown == (Unknown("analytics", price=NoPrice("r7gd.16xlarge", "ap-northeast-1")),)
     assert r.total.up == timedelta(hours=2)
+
+
+def test_a_cluster_whose_instances_were_never_read_makes_the_cost_partial_never_zero() -> None:
+    known = Usage(CID, "analytics", jst(10), created_at=jst(10), instances=((jst(10), M5),))
+    unread = Usage("j-OTHER", "adhoc", jst(10), created_at=jst(10), instances_problem="AWS denied x:Y")
+    ledger = Ledger({CID: known, "j-OTHER": unread})
+    r = report(ledger, PRICES, "ap-northeast-1", TOKYO, 1, jst(12), time(19), [CID, "j-OTHER"])
+    assert r.total.cost.dollars == pytest.approx(2 * RATE)  # the known part only …
+    assert r.total.unknown == (Unknown("adhoc", problem="AWS denied x:Y"),)  # … and it says so
+    assert r.days[0][1].unknown == r.total.unknown
+    view = View(Settings(role_arn="arn:aws:iam::210987654321:role/cre"), Policy())
+    text = view.report(r, 1, jst(12))
+    [row] = [line for line in text.splitlines() if line.startswith("12-01 Tue")]
+    assert f"≥${2 * RATE:.2f}" in row, row
+    assert "Cost of adhoc unknown: its instances could not be read (AWS denied x:Y; see !emr doctor)" in text
 
 
 def test_the_ledger_keeps_90_days_and_round_trips_as_plain_data() -> None:

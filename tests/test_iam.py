@@ -10,6 +10,7 @@ checked in tests/test_policies.py.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -107,12 +108,42 @@ def test_a_role_without_list_instance_groups_shows_no_cost_and_the_doctor_names_
     try:
         bot.tick()
         status = bot.say("!emr status")
-        assert "cost: not known yet" in status and "$" not in status  # never a guess
+        assert (
+            "cost: cost unknown (its instances could not be read: AWS denied elasticmapreduce:ListInstanceGroups"
+            in (status)
+        )
+        assert "$" not in status  # never a guess
         assert "cannot read the instances" in caplog.text
         doctor = bot.say("!emr doctor")
         assert "✗ EMR ListInstanceGroups / ListInstanceFleets (cost)" in doctor
         assert "elasticmapreduce:ListInstanceGroups" in doctor
         assert bot.say("!emr lock").startswith("🔒 alice holds analytics")  # the rest works on
+    finally:
+        bot.stop()
+        emulator.set_iam_enforcement(False)
+
+
+def test_a_report_never_shows_an_unknown_cost_as_a_number(
+    tmp_path: Path, emulator: Emulator, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emulator.reset()  # a role from before part two: no ListInstanceGroups
+    emulator.seed(permissions=policies.permission_policy(without=["elasticmapreduce:ListInstanceGroups"]))
+    bot = iam_bot(tmp_path, emulator, clock, monkeypatch, HOLD_REMIND_MINUTES="off")
+    try:
+        assert bot.say("!emr lock").startswith("🔒 alice holds analytics")
+        start = clock.now
+        for minute in range(0, 181, 5):  # held 10:00–13:00, the poller every 5 minutes
+            clock.set(start + timedelta(minutes=minute))
+            bot.tick()
+        report = bot.say("!emr report 1")
+        [row] = [line for line in report.splitlines() if line.startswith("12-01 Tue")]
+        [total] = [line for line in report.splitlines() if line.startswith("total")]
+        assert row.split()[2:4] == ["3:00", "3:00"] and row.split()[7] == "unknown", row  # up and held, no $0.00
+        assert total.split()[6] == "unknown", total
+        assert (
+            "Cost of analytics unknown: its instances could not be read "
+            "(AWS denied elasticmapreduce:ListInstanceGroups; see !emr doctor)"
+        ) in report, report
     finally:
         bot.stop()
         emulator.set_iam_enforcement(False)

@@ -148,6 +148,31 @@ def test_a_cluster_terminated_outside_the_bot_ends_at_emrs_end_time_and_no_rule_
     assert row.startswith("12-01 Tue   0:30   0:30   0:00   0:00   0:00     $0.47     $0.00  —"), row
 
 
+def minutes_of(hm: str) -> int:
+    hours, minutes = hm.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+def test_a_cluster_whose_tag_was_removed_counts_only_while_it_was_managed(
+    chat: Chat, emulator: Emulator, seeded: Seeded, clock: Clock
+) -> None:
+    chat.say("!emr lock")  # held: the idle rule leaves it up
+    run(chat, clock, at(10), at(10, 59))
+    emulator.emr_b().remove_tags(ResourceId=seeded.managed_id, TagKeys=["emr-chatops"])  # at 11:00
+    run(chat, clock, at(11), at(13, 59))
+    assert chat.announced("🏷️ analytics")  # the bot said it leaves the cluster alone (within 5 minutes)
+    emulator.emr_b().add_tags(ResourceId=seeded.managed_id, Tags=[{"Key": "emr-chatops", "Value": "true"}])  # 14:00
+    run(chat, clock, at(14), at(14, 9))
+    assert chat.say("!emr lock").startswith("🔒 alice")  # managed again: alice answers the reminder it brought
+    run(chat, clock, at(14, 10), at(15))
+    row = today_row(chat.say("!emr report 1"))
+    up, held = (minutes_of(figure) for figure in row.split()[2:4])
+    # managed 10:00–11:00 and 14:00–15:00, each end noticed within the 5 minutes a tag takes to count
+    assert 115 <= up <= 125 and held == up, row
+    cost = float(row.split()[7].lstrip("$"))
+    assert 0.93 * 115 / 60 <= cost <= 0.93 * 125 / 60, row  # 3 × m5.xlarge at $0.31/h, managed time only
+
+
 def test_a_bad_report_argument_gets_one_line_and_changes_nothing(chat: Chat) -> None:
     chat.say("!emr status")
     before = (chat.plugin.get("state"), chat.plugin.get("ledger"))

@@ -70,7 +70,15 @@ from emrchatops.domain.decisions import (
     may_terminate,
     name_cluster,
 )
-from emrchatops.domain.errors import AwsError, NoClusterError, RefusedError, UnknownClusterError, UsageError
+from emrchatops.domain.errors import (
+    AccessDeniedError,
+    AwsError,
+    NoClusterError,
+    RefusedError,
+    UnknownClusterError,
+    UsageError,
+    one_line,
+)
 from emrchatops.domain.ledger import (
     CostSoFar,
     Ledger,
@@ -79,6 +87,7 @@ from emrchatops.domain.ledger import (
     ended,
     follow,
     instances_due,
+    instances_failed,
     instances_seen,
     seen,
     watch,
@@ -474,6 +483,12 @@ class Service:
             except AwsError as error:
                 self._instances_tried[cluster_id] = (cluster_state, now)
                 log.warning("EMR: cannot read the instances of %s (its cost stays unknown): %s", cluster_id, error)
+                if isinstance(error, AccessDeniedError):
+                    problem = f"AWS denied {error.action}"
+                else:
+                    problem = one_line(str(error))[:200]
+                with self._lock:  # the report says why this cluster's cost is unknown
+                    self._save_ledger(instances_failed(self._load_ledger(), self._load(), cluster_id, problem))
                 continue
             self._instances_tried.pop(cluster_id, None)
             with self._lock:

@@ -32,11 +32,16 @@ def headline(report: Report) -> str:
     """The totals under the chart's title."""
     total = report.total
     bound = "≤ " if total.cost.upper_bound else ""
+    if total.unknown:  # a cost left out is never drawn as $0.00 of it: the total is a lower bound
+        bound = "≥ " if not total.cost.upper_bound else "partial "
+    unknown = len(total.unknown)
     estimated = " (estimated prices)" if total.cost.estimated or total.saving.estimated else ""
     return (
         f"total: {total.up.total_seconds() / 3600:.1f} h up, "
         # "\\$": a bare "$…$" pair is mathtext to matplotlib (italics, the dollar signs gone).
-        f"{bound}\\${total.cost.dollars:,.2f}{estimated}, saved ≈ \\${total.saving.dollars:,.2f} by the automatic rules"
+        f"{bound}\\${total.cost.dollars:,.2f}{estimated}"
+        + (f" ({unknown} cluster{'s' if unknown != 1 else ''} unknown)" if unknown else "")
+        + f", saved {'≥' if total.saving_unknown else '≈'} \\${total.saving.dollars:,.2f} by the automatic rules"
     )
 
 
@@ -95,6 +100,8 @@ def render(report: Report, title: str) -> bytes:
     costs = [figures.cost.dollars for _, figures in report.days]
     cost_axes = axes.twinx()
     bound = "≤ " if report.total.cost.upper_bound else ""
+    if report.total.unknown:  # a cost left out is never drawn as $0.00 of it: the line is a lower bound
+        bound = "≥ " if not report.total.cost.upper_bound else "partial "
     (line,) = cost_axes.plot(
         positions,
         costs,

@@ -64,7 +64,7 @@ from emrchatops.domain.decisions import (
     UnknownName,
 )
 from emrchatops.domain.errors import AccessDeniedError, AwsError, EmrChatopsError, one_line
-from emrchatops.domain.ledger import CostSoFar, Figures, Report
+from emrchatops.domain.ledger import CostSoFar, Figures, Report, Unknown
 from emrchatops.domain.rules import Cancelled, Deadline, Expire, Policy, Ready, Remind, Warn, busy, next_deadline
 from emrchatops.domain.settings import Settings
 from emrchatops.domain.state import UNMANAGED, ClusterInfo, ClusterRecord, Event, Hold, State
@@ -115,6 +115,8 @@ class CostWords:
     def cost_so_far(self, c: CostSoFar) -> str:
         """ "≈ $12.40 so far (3 × m5.xlarge, 4h 10m)"; never a number without a price."""
         if c.cost is None:
+            if c.problem:
+                return f"cost unknown (its instances could not be read: {c.problem}; tried again every 5 minutes)"
             return "not known yet (its instances are read at the next poll)"
         if isinstance(c.cost, NoPrice):
             return self.no_price(c.cost)
@@ -163,10 +165,21 @@ class CostWords:
                 f"≈ estimated prices: the cost and saved figures use prices {self.price_table_name()} marks as "
                 "estimates, not read from AWS's Price List; to read them: README, Cost."
             )
-        for missing in report.total.unknown:
-            notes.append(f"Left out of the cost: {self.no_price(missing)}.")
+        for unknown in report.total.unknown:
+            notes.append(
+                f"Cost of {unknown.cluster} unknown: {self.unknown_why(unknown)}. The days it ran and the total "
+                "leave it out: ≥ marks a partial figure, unknown one with nothing known."
+            )
         # In a code block on both chats: the columns stay aligned, and markdown leaves the lines alone.
         return f"{header}\n```\n{body}\n```\n" + "\n".join(notes)
+
+    def unknown_why(self, unknown: Unknown) -> str:
+        if unknown.price is not None:
+            table = "PRICES_FILE" if self.settings.prices_file else "the shipped price table"
+            return f"no price for {unknown.price.instance_type} in {unknown.price.region} in {table}"
+        if unknown.problem:
+            return f"its instances could not be read ({unknown.problem}; see !emr doctor)"
+        return "its instances were not read yet"
 
     def report_title(self, days: int) -> str:
         return f"EMR usage, last {days} day{'s' if days != 1 else ''} ({self.settings.timezone.key})"
@@ -192,7 +205,7 @@ class CostWords:
         stops = ", ".join(f"{REPORT_RULES.get(rule, rule)} {n}" for rule, n in sorted(f.terminations.items())) or "—"
         return (
             f"{label:<9} {hm(f.up):>6} {hm(f.held):>6} {hm(f.busy):>6} {hm(f.idle):>6} {hm(f.unwatched):>6} "
-            f"{money(f.cost):>9} {money(f.saving):>9}  {stops}"
+            f"{partial(f.cost, bool(f.unknown)):>9} {partial(f.saving, f.saving_unknown):>9}  {stops}"
         )
 
     def local(self, moment: datetime | None, *, with_day: bool = False) -> str:
@@ -342,7 +355,7 @@ class View(CostWords):
             f" Nobody holds it now: {self.deadline(deadline, now)}." if deadline else " Nobody holds it now."
         )
 
-    def activity(self, record: ClusterRecord, problem: str | None) -> str:
+    def activity(self, record: ClusterRecord, problem: str | None, now: datetime) -> str:
         """What the cluster's YARN is doing, from IsIdle (DESIGN §10)."""
         if problem:
             return f"activity unknown ({problem})"
@@ -350,7 +363,13 @@ class View(CostWords):
             return f"busy (YARN work at {self.local(record.activity_at)})"
         if record.activity == "idle":
             return f"no work since {self.local(record.worked_at)}" if record.worked_at else "no YARN work seen"
+        if record.activity_at is not None:  # a datapoint was read, and is too old to say anything of now
+            return f"activity unknown ({self.isidle_stopped(record.activity_at, now)})"
         return "activity unknown (no IsIdle datapoint yet)"
+
+    def isidle_stopped(self, latest: datetime, now: datetime) -> str:
+        """``IsIdle stopped: no datapoint since 10:35, 25m ago`` (*latest*: the latest datapoint's period)."""
+        return f"IsIdle stopped: no datapoint since {self.local(latest)}, {duration(now - latest)} ago"
 
     def pending_reminders(self, record: ClusterRecord, *, mention: bool = False) -> list[str]:
         return [
@@ -462,7 +481,7 @@ class View(CostWords):
         else:
             lines = [f"{self.cluster(cluster)} — {cluster.state}, up {duration(now - started)}"]
         lines.append("  held by " + ("; ".join(self.hold(h) for h in record.holds) or "nobody"))
-        lines.append(f"  activity: {self.activity(record, activity_problem)}")
+        lines.append(f"  activity: {self.activity(record, activity_problem, now)}")
         if cost is not None:
             lines.append(f"  cost: {self.cost_so_far(cost)}")
         lines.append(f"  next: {next_action}")
@@ -504,7 +523,7 @@ class View(CostWords):
                 ),
                 ("Up for", duration(now - started)),
                 ("Holders", "\n".join(self.hold(h, mention=True) for h in record.holds) or "nobody"),
-                ("Activity", self.activity(record, activity_problem)),
+                ("Activity", self.activity(record, activity_problem, now)),
                 *((("Cost", self.cost_so_far(cost)),) if cost is not None else ()),
                 ("Next action", next_action),
             ),
@@ -833,6 +852,15 @@ def dollars(cost: Cost) -> str:
     """``$2.33``: to the cent, half up (2.325 is 2.33, whatever the float sum's last bit)."""
     cents = Decimal(repr(round(cost.dollars, 6))).quantize(Decimal("0.01"), ROUND_HALF_UP)
     return f"${cents:,}"
+
+
+def partial(cost: Cost, unknown: bool) -> str:
+    """A cost that leaves something unknown out: ``≥$2.33`` (``$2.33+?`` over an upper bound), or ``unknown``."""
+    if not unknown:
+        return money(cost)
+    if cost.dollars == 0:
+        return "unknown"
+    return f"{money(cost)}+?" if cost.upper_bound else f"≥{money(cost)}"
 
 
 def hm(delta: timedelta) -> str:

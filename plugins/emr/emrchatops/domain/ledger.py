@@ -12,6 +12,9 @@ and folds into it what it already knows — no AWS request of its own:
   is exact whatever happens to the bot in between (holds survive restarts);
 * **busy** while the cluster state is ``STARTING``/``BOOTSTRAPPING``/``RUNNING`` or
   its latest ``IsIdle`` reading is 0, as the poller saw it;
+* **unmanaged**: while the cluster no longer carried ``CLUSTER_TAG`` (from the listing that
+  first missed it until a listing shows it managed again): the report counts a cluster only
+  while it was managed;
 * **watched**: when the poller ran. Busy and idle time are only known while the
   bot watched: time the bot was down (a restart, a ``kill -9``) is neither idle nor
   busy but *not watched*. A gap longer than the caller's *gap* between two ticks
@@ -53,7 +56,7 @@ from emrchatops.domain.costs import (
     merge,
     subtract,
 )
-from emrchatops.domain.state import BUSY_STATES, ClusterInfo, State
+from emrchatops.domain.state import BUSY_STATES, UNMANAGED, ClusterInfo, State
 
 LEDGER_VERSION = 1
 KEEP = timedelta(days=90)
@@ -76,11 +79,14 @@ class Usage:
     seen_at: datetime | None = None  # the latest listing that showed it active (to HEARTBEAT)
     instances: tuple[tuple[datetime, Composition], ...] = ()
     instances_state: str = ""  # the cluster state when the instances were last read
+    instances_problem: str = ""  # why they could not be read (AWS's answer, short); "" none
     held: tuple[Span, ...] = ()
     held_since: datetime | None = None  # an open held span
     busy: tuple[Span, ...] = ()
     busy_since: datetime | None = None  # an open busy span
     terminations: tuple[tuple[datetime, str], ...] = ()  # (when, rule)
+    unmanaged: tuple[Span, ...] = ()  # while it did not carry CLUSTER_TAG: not the bot's, not counted
+    unmanaged_since: datetime | None = None  # an open unmanaged span
 
     @property
     def up_from(self) -> datetime:
@@ -180,6 +186,9 @@ def ended(ledger: Ledger, info: ClusterInfo, now: datetime) -> Ledger:
 
 
 def _close(usage: Usage, at: datetime) -> Usage:
+    if usage.unmanaged_since is not None:
+        span = (usage.unmanaged_since, max(at, usage.unmanaged_since))
+        usage = replace(usage, unmanaged=(*usage.unmanaged, span), unmanaged_since=None)
     if usage.held_since is not None:
         usage = replace(usage, held=(*usage.held, (usage.held_since, max(at, usage.held_since))), held_since=None)
     if usage.busy_since is not None:
@@ -207,6 +216,12 @@ def follow(ledger: Ledger, state: State, now: datetime) -> Ledger:
             elif record.last_release is not None and record.last_release >= usage.held_since:
                 end = record.last_release
             usage = replace(usage, held=(*usage.held, (usage.held_since, min(end, now))), held_since=None)
+        unmanaged_now = record.absent == UNMANAGED and record.ending is None
+        if unmanaged_now and usage.unmanaged_since is None:  # since the listing that first missed it
+            usage = replace(usage, unmanaged_since=min(record.unseen_since or now, now))
+        elif not unmanaged_now and usage.unmanaged_since is not None:  # a listing shows it managed again
+            span = (usage.unmanaged_since, max(now, usage.unmanaged_since))
+            usage = replace(usage, unmanaged=(*usage.unmanaged, span), unmanaged_since=None)
         busy_now = record.ending is None and (record.state in BUSY_STATES or record.activity == "busy")
         if busy_now and usage.busy_since is None:
             usage = replace(usage, busy_since=now)
@@ -218,7 +233,9 @@ def follow(ledger: Ledger, state: State, now: datetime) -> Ledger:
         if usage != old:
             ledger = ledger.with_usage(usage)
     for usage in list(ledger.clusters.values()):
-        if usage.id not in state.clusters and (usage.held_since is not None or usage.busy_since is not None):
+        if usage.id not in state.clusters and (
+            usage.held_since is not None or usage.busy_since is not None or usage.unmanaged_since is not None
+        ):
             ledger = ledger.with_usage(_close(usage, usage.ended_at or now))
     return ledger
 
@@ -249,6 +266,19 @@ def instances_due(ledger: Ledger, state: State) -> list[str]:
     return due
 
 
+def instances_failed(ledger: Ledger, state: State, cluster_id: str, problem: str) -> Ledger:
+    """The cluster's instances could not be read: why, so the report says it (its cost is unknown)."""
+    usage = ledger.clusters.get(cluster_id)
+    if usage is None:
+        record = state.clusters.get(cluster_id)
+        if record is None:
+            return ledger
+        usage = Usage(cluster_id, record.name, record.first_seen)
+    if usage.instances_problem == problem:
+        return ledger
+    return ledger.with_usage(replace(usage, instances_problem=problem))
+
+
 def instances_seen(ledger: Ledger, state: State, cluster_id: str, composition: Composition, now: datetime) -> Ledger:
     """The cluster's instances as just read: a new segment from *now* when they changed."""
     record = state.clusters.get(cluster_id)
@@ -261,7 +291,7 @@ def instances_seen(ledger: Ledger, state: State, cluster_id: str, composition: C
     segments = usage.instances
     if not segments or segments[-1][1] != composition:
         segments = (*segments, (now if segments else usage.up_from, composition))
-    return ledger.with_usage(replace(usage, instances=segments, instances_state=read_in))
+    return ledger.with_usage(replace(usage, instances=segments, instances_state=read_in, instances_problem=""))
 
 
 def bounded(ledger: Ledger, now: datetime) -> Ledger:
@@ -282,6 +312,8 @@ def bounded(ledger: Ledger, now: datetime) -> Ledger:
             usage = replace(usage, held=tuple(s for s in usage.held if s[1] >= cutoff))
         if usage.busy and usage.busy[0][1] < cutoff:
             usage = replace(usage, busy=tuple(s for s in usage.busy if s[1] >= cutoff))
+        if usage.unmanaged and usage.unmanaged[0][1] < cutoff:
+            usage = replace(usage, unmanaged=tuple(s for s in usage.unmanaged if s[1] >= cutoff))
         if usage.terminations and usage.terminations[0][0] < cutoff:
             usage = replace(usage, terminations=tuple(t for t in usage.terminations if t[0] >= cutoff))
         clusters[cid] = usage
@@ -303,18 +335,28 @@ class CostSoFar:
     cost: Cost | NoPrice | None  # None: its instances are not read yet
     composition: Composition
     up: timedelta
+    problem: str = ""  # why its instances could not be read (cost None)
 
 
 def cost_so_far(ledger: Ledger, prices: PriceTable, region: str, cluster_id: str, now: datetime) -> CostSoFar:
     usage = ledger.clusters.get(cluster_id)
     if usage is None or not usage.instances:
-        return CostSoFar(None, (), timedelta())
+        return CostSoFar(None, (), timedelta(), usage.instances_problem if usage is not None else "")
     end = usage.up_until(now, active=True)
     cost = cost_between(prices, region, usage.instances, usage.up_from, end)
     return CostSoFar(cost, usage.instances[-1][1], max(end - usage.up_from, timedelta()))
 
 
 # -- the report ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Unknown:
+    """A cluster whose cost the report cannot give, and why: never counted as $0.00."""
+
+    cluster: str  # its name
+    price: NoPrice | None = None  # the price table lacks one of its instance types
+    problem: str = ""  # else its instances could not be read (AWS's answer; "" not read yet)
 
 
 @dataclass(frozen=True)
@@ -329,7 +371,8 @@ class Figures:
     terminations: Mapping[str, int] = field(default_factory=dict)
     cost: Cost = ZERO
     saving: Cost = ZERO
-    unknown: tuple[NoPrice, ...] = ()  # prices the table lacks: those clusters' cost is left out
+    unknown: tuple[Unknown, ...] = ()  # clusters whose cost is unknown: left out of *cost*, which is partial
+    saving_unknown: bool = False  # a termination's saving is unknown: *saving* is partial
 
     def __add__(self, other: Figures) -> Figures:
         return Figures(
@@ -342,6 +385,7 @@ class Figures:
             self.cost + other.cost,
             self.saving + other.saving,
             tuple(dict.fromkeys(self.unknown + other.unknown)),
+            self.saving_unknown or other.saving_unknown,
         )
 
 
@@ -386,6 +430,8 @@ def report(
     for usage in ledger.clusters.values():
         up_end = min(usage.up_until(now, usage.id in active_ids), now)
         up = intersect([(usage.up_from, up_end)], [period]) if up_end > usage.up_from else []
+        # Only while it was managed: a cluster whose tag was removed is not the bot's (DESIGN §3).
+        up = subtract(up, merge([*usage.unmanaged, *_open(usage.unmanaged_since, now)]))
         if not up:
             continue
         counted += 1
@@ -398,10 +444,15 @@ def report(
         unheld = subtract(up, held)
         idle = subtract(intersect(unheld, watched), busy)
         unwatched = subtract(unheld, watched)
-        rate_unknown = next(
+        no_price = next(
             (r for _, c in usage.instances if isinstance(r := hourly(prices, region, c), NoPrice)),
             None,
         )
+        unknown: tuple[Unknown, ...] = ()
+        if no_price is not None:
+            unknown = (Unknown(usage.name, price=no_price),)
+        elif not usage.instances:  # never read: unknown, never $0.00
+            unknown = (Unknown(usage.name, problem=usage.instances_problem),)
         # Only the days the cluster was up (a cluster of one day is one day's work, not ninety).
         first_day = bisect.bisect_right(day_starts, up[0][0]) - 1
         last_day = bisect.bisect_left(day_starts, up[-1][1])
@@ -411,10 +462,7 @@ def report(
             if not day_up:
                 continue
             cost: Cost = ZERO
-            unknown: tuple[NoPrice, ...] = ()
-            if rate_unknown is not None:
-                unknown = (rate_unknown,)
-            elif usage.instances:
+            if not unknown:
                 for a, b in day_up:
                     part = cost_between(prices, region, usage.instances, a, b)
                     assert not isinstance(part, NoPrice)
@@ -433,7 +481,9 @@ def report(
             if day not in per_day:
                 continue
             saving = _saving(usage, prices, region, zone, at, rule, now, end_of_day, starts)
-            per_day[day] = per_day[day] + Figures(terminations={rule: 1}, saving=saving)
+            per_day[day] = per_day[day] + Figures(
+                terminations={rule: 1}, saving=saving or ZERO, unknown=unknown, saving_unknown=saving is None
+            )
     rows = tuple((day, per_day[day]) for day, _, _ in bounds)
     total = Figures()
     for _, figures in rows:
@@ -470,15 +520,14 @@ def _saving(
     now: datetime,
     end_of_day: time | None,
     starts: Sequence[datetime],
-) -> Cost:
+) -> Cost | None:
     """The estimated saving of one automatic termination (the definition is printed under the report).
 
     Idle rule: the cost of running on from the termination until that day's END_OF_DAY (the end of
     that local day when END_OF_DAY is off). End of day / overtime: until the first hold or cluster
     start after it, at most 24 h. Never beyond *now*; at the cluster's composition when it ended.
+    None: unknown (its instances were never read, or a price is missing).
     """
-    if not usage.instances:
-        return ZERO
     if rule == "idle":
         day = at.astimezone(zone).date()
         if end_of_day is not None:
@@ -491,9 +540,11 @@ def _saving(
     until = min(until, now)
     if until <= at:
         return ZERO
+    if not usage.instances:
+        return None
     composition = [c for since, c in usage.instances if since <= at] or [usage.instances[0][1]]
     cost = cost_between(prices, region, [(at, composition[-1])], at, until)
-    return ZERO if isinstance(cost, NoPrice) else cost
+    return None if isinstance(cost, NoPrice) else cost
 
 
 # -- plain-data converters -------------------------------------------------------------------
@@ -527,11 +578,14 @@ def _usage_to_dict(u: Usage) -> dict[str, Any]:
             for since, composition in u.instances
         ],
         "instances_state": u.instances_state,
+        "instances_problem": u.instances_problem,
         "held": [_span(s) for s in u.held],
         "held_since": _iso(u.held_since),
         "busy": [_span(s) for s in u.busy],
         "busy_since": _iso(u.busy_since),
         "terminations": [[at.isoformat(), rule] for at, rule in u.terminations],
+        "unmanaged": [_span(s) for s in u.unmanaged],
+        "unmanaged_since": _iso(u.unmanaged_since),
     }
 
 
@@ -553,9 +607,12 @@ def _usage_from_dict(cluster_id: str, d: Mapping[str, Any]) -> Usage:
             for since, groups in d.get("instances", ())
         ),
         instances_state=d.get("instances_state", ""),
+        instances_problem=d.get("instances_problem", ""),
         held=tuple(_span_of(s) for s in d.get("held", ())),
         held_since=_dt(d.get("held_since")),
         busy=tuple(_span_of(s) for s in d.get("busy", ())),
         busy_since=_dt(d.get("busy_since")),
         terminations=tuple((datetime.fromisoformat(at), str(rule)) for at, rule in d.get("terminations", ())),
+        unmanaged=tuple(_span_of(s) for s in d.get("unmanaged", ())),
+        unmanaged_since=_dt(d.get("unmanaged_since")),
     )

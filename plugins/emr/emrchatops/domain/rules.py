@@ -400,6 +400,19 @@ def steps_seen(state: State, cluster_id: str, last_end: datetime | None, running
     return state.with_cluster(replace(record, worked_at=min(moment, now)))
 
 
+def reading_says(reading: Activity | None, now: datetime) -> Literal["busy", "idle", "stale", "none"]:
+    """What one cluster's IsIdle reading says of *now*: the rules' own decision (the doctor asks it too).
+
+    ``none``: no datapoint in the window read; ``stale``: the latest datapoint is older than
+    :data:`STALE` (the metric stopped), so it says nothing about now.
+    """
+    if reading is None:
+        return "none"
+    if now - reading.latest_at > STALE:
+        return "stale"
+    return "busy" if reading.busy else "idle"
+
+
 def activity_seen(state: State, readings: Mapping[str, Activity | None], now: datetime) -> State:
     """Fold one IsIdle reading of the managed clusters (None: no datapoint for that cluster).
 
@@ -412,7 +425,7 @@ def activity_seen(state: State, readings: Mapping[str, Activity | None], now: da
         record = new.clusters.get(cluster_id)
         if record is None:
             continue
-        if reading is None or now - reading.latest_at > STALE:
+        if reading is None or reading_says(reading, now) == "stale":
             updated = replace(record, activity="", activity_at=reading.latest_at if reading else record.activity_at)
         else:
             worked_at = record.worked_at
@@ -843,6 +856,7 @@ __all__ = [
     "overtime_night",
     "overtime_until",
     "plan_tick",
+    "reading_says",
     "refused_termination",
     "set_overtime",
     "settle",

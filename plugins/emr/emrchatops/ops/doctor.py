@@ -34,7 +34,7 @@ from emrchatops.domain.errors import (
     one_line,
     tag_condition,
 )
-from emrchatops.domain.rules import ClusterInfo, State, backstop_wanted
+from emrchatops.domain.rules import ClusterInfo, State, backstop_wanted, reading_says
 from emrchatops.domain.settings import Settings, TagSelector, policy_tag
 
 OK, FAIL, WARN, SKIP = "✓", "✗", "⚠", "–"
@@ -51,6 +51,12 @@ CLUSTER_STEPS = (
 START_TITLE = "EMR RunJobFlow and iam:PassRole (!emr start)"
 
 log = logging.getLogger("errbot.plugins.emr")
+
+
+def _minutes(delta: timedelta) -> str:
+    """``25m``, ``1h 05m`` (as the status says a duration)."""
+    hours, minutes = divmod(max(0, int(delta.total_seconds() // 60)), 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m"
 
 
 class Check(NamedTuple):
@@ -329,7 +335,10 @@ class Doctor:
         except EmrChatopsError as error:
             detail, fix = self._emr_problem(error)
             return Check(FAIL, title, f"{detail} Until fixed the idle rule goes by the cluster state alone", fix)
-        silent = [c.name for c in managed if readings.get(c.id) is None]
+        # What each reading says is the rules' own decision: a datapoint too old to count is not activity.
+        now = self.clock()
+        says = {c.id: reading_says(readings.get(c.id), now) for c in managed}
+        silent = [c.name for c in managed if says[c.id] == "none"]
         if len(silent) == len(managed):
             return Check(
                 WARN,
@@ -339,11 +348,22 @@ class Doctor:
                 "EMR publishes IsIdle every 5 minutes once a cluster runs: wait 10 minutes; if it stays empty, "
                 "check that EMR_REGION is the clusters' region",
             )
-        seen = ", ".join(
-            f"{c.name} {'busy' if reading.busy else 'idle'}"
+        stopped = [
+            f"{c.name} (no datapoint since {reading.latest_at.astimezone(self.settings.timezone):%H:%M}, "
+            f"{_minutes(now - reading.latest_at)} ago)"
             for c in managed
-            if (reading := readings.get(c.id)) is not None
-        )
+            if says[c.id] == "stale" and (reading := readings.get(c.id)) is not None
+        ]
+        seen = ", ".join(f"{c.name} {says[c.id]}" for c in managed if says[c.id] in ("busy", "idle"))
+        if stopped:
+            return Check(
+                WARN,
+                title,
+                f"readable, but IsIdle stopped for {', '.join(stopped)}: activity unknown, the idle rule goes by "
+                "the cluster state and steps" + (f"; IsIdle read: {seen}" if seen else ""),
+                "EMR publishes IsIdle every 5 minutes from the cluster's primary node: check the cluster's health "
+                "(EMR console, the primary node's load); meanwhile `!emr lock` a cluster you work on",
+            )
         return Check(
             OK, title, f"IsIdle read: {seen}" + (f"; no datapoint yet for {', '.join(silent)}" if silent else "")
         )
