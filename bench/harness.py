@@ -31,8 +31,9 @@ for _path in (str(ROOT / "plugins" / "emr"), str(ROOT)):
         sys.path.insert(0, _path)
 
 from demo.emulator import BOT_KEYS, EXTERNAL_ID, MANAGED_TAG, REGION, ROLE_ARN, Emulator  # noqa: E402
+from emrchatops.domain.vocabulary import ACTIVE_STATES as VOCABULARY_ACTIVE_STATES  # noqa: E402
 
-ACTIVE_STATES = ["STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING"]
+ACTIVE_STATES = list(VOCABULARY_ACTIVE_STATES)
 
 
 def hermetic_environment() -> None:

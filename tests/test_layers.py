@@ -101,3 +101,19 @@ def test_nothing_in_the_package_imports_the_plugin() -> None:
 
 def test_the_plugin_folder_holds_only_the_glue() -> None:
     assert sorted(p.name for p in PLUGIN.glob("*.py")) == ["emr.py"]
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        'r"j-[A-Z0-9]',  # a cluster id
+        '"STARTING", "BOOTSTRAPPING"',  # the states of a cluster
+        "[a-z]{2}(?:-[a-z]+)+-\\d",  # a region
+        "def _iso(",  # the stored form of a moment
+        "def _dt(",
+        "timedelta(minutes=5)  # EMR publishes IsIdle",
+    ],
+)
+def test_the_vocabulary_is_written_once(spelling: str) -> None:
+    where = [m for m in modules() if spelling in source_of(m).read_text()]
+    assert where in ([], ["emrchatops.domain.vocabulary"]), f"{spelling!r} spelled again in {where}"

@@ -19,6 +19,7 @@ from emrchatops.domain.errors import AwsError
 from emrchatops.domain.rules import Cancelled, Expire, Ready, Remind, Warn
 from emrchatops.domain.state import ClusterInfo, ClusterRecord, Hold, State
 from emrchatops.domain.templates import Template
+from emrchatops.domain.vocabulary import Rule
 
 # -- announcements -----------------------------------------------------------------------------
 
@@ -110,7 +111,7 @@ class TerminationFailed:
     """An automatic termination failed; it is retried while its reason holds."""
 
     record: ClusterRecord
-    rule: str
+    rule: Rule
     problem: str
 
 
@@ -119,7 +120,7 @@ class TerminatedByRule:
     """An automatic rule terminated the cluster."""
 
     record: ClusterRecord
-    rule: str
+    rule: Rule
 
 
 @dataclass(frozen=True)

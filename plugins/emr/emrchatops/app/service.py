@@ -134,6 +134,7 @@ from emrchatops.domain.rules import (
 from emrchatops.domain.settings import Settings, policy_tag
 from emrchatops.domain.state import REASON_LIMIT, ClusterInfo, ClusterRecord, Event, Hold, State
 from emrchatops.domain.templates import Template, start_tags
+from emrchatops.domain.vocabulary import ACTIVE_STATES
 
 log = logging.getLogger("errbot.plugins.emr")
 
@@ -763,7 +764,7 @@ class Service:
             if denied is not None:
                 raise RefusedError.of(NotAllowed(denied, record))
             fresh = self.adapter.describe(cluster.id)
-            why = termination_refusal(record, fresh, {"STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING"})
+            why = termination_refusal(record, fresh, set(ACTIVE_STATES))
             if why is not None:
                 raise RefusedError.of(NotTerminated(record, why))
             self.adapter.terminate(record)

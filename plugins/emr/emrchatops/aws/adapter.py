@@ -42,8 +42,9 @@ from emrchatops.domain.errors import (
     TerminationProtectedError,
 )
 from emrchatops.domain.settings import TagSelector, policy_tag
-from emrchatops.domain.state import ACTIVE_STATES, Activity, ClusterInfo
+from emrchatops.domain.state import Activity, ClusterInfo
 from emrchatops.domain.templates import TEMPLATE_TAG
+from emrchatops.domain.vocabulary import ACTIVE_STATES, ACTIVITY_PERIOD
 
 ACTIVITY_PERMISSION = "cloudwatch:GetMetricData"  # IsIdle; GetMetricData has no resource-level permissions
 START_PERMISSION = "elasticmapreduce:RunJobFlow"
@@ -85,7 +86,7 @@ MUTATING = frozenset(
     }
 )
 TAG_TTL = timedelta(minutes=5)
-PERIOD = timedelta(minutes=5)  # IsIdle is published once per 5 minutes
+PERIOD = ACTIVITY_PERIOD
 QUERIES_PER_REQUEST = 500  # GetMetricData's limit
 TAG_CACHE_LIMIT = 10_000
 STEP_BUSY_STATES = ("PENDING", "RUNNING", "CANCEL_PENDING")

@@ -58,7 +58,6 @@ from emrchatops.aws.crossaccount import (
 from emrchatops.domain.costs import (
     INSTANCE_TYPE_RE,
     PRICE_LIST_ENDPOINTS,
-    REGION_RE,
     Missing,
     Price,
     PriceError,
@@ -68,6 +67,7 @@ from emrchatops.domain.costs import (
     table_data,
 )
 from emrchatops.domain.errors import AwsError, CredentialsError, EmrChatopsError, one_line
+from emrchatops.domain.vocabulary import REGION_RE
 
 log = logging.getLogger("errbot.plugins.emr.prices")
 

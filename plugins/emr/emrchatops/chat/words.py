@@ -69,11 +69,11 @@ from emrchatops.domain.rules import Cancelled, Deadline, Expire, Policy, Ready, 
 from emrchatops.domain.settings import Settings
 from emrchatops.domain.state import UNMANAGED, ClusterInfo, ClusterRecord, Event, Hold, State
 from emrchatops.domain.templates import Template
+from emrchatops.domain.vocabulary import STARTING_STATES
 
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 # Slack's markup in a message as it arrives: <@U…>, <@U…|name>, <#C…|name>, <!here>,
 # <!subteam^S…|@team>, <https://…|label>; the text between them has &, < and > escaped.
-STARTING_STATES = ("STARTING", "BOOTSTRAPPING")
 # Status card colours (Slack attachment side bar): Slack's own good / info / warning / danger.
 COLOR_IDLE = "#2EB886"  # WAITING, nobody holds it: the idle countdown runs
 COLOR_BUSY = "#439FE0"  # a step is running (or the cluster is starting): never idle

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from emrchatops.domain.state import ClusterRecord
+from emrchatops.domain.vocabulary import CLUSTER_ID_RE
 
 PREFIX = "emr-chatops:"  # every action id and block id of this plugin starts so
 VALUE_VERSION = "1"
@@ -32,7 +33,6 @@ Kind = Literal["idle", "end_of_day", "overtime", "reminder"]
 Command = Literal["lock", "unlock", "overtime"]
 KINDS: tuple[Kind, ...] = ("idle", "end_of_day", "overtime", "reminder")
 
-CLUSTER_ID_RE = re.compile(r"j-[A-Z0-9]{8,30}")
 USER_ID_RE = re.compile(r"[UW][A-Z0-9]{2,20}")
 DEADLINE_RE = re.compile(r"[0-9]{9,11}")  # whole seconds since the epoch
 

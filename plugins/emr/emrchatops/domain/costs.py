@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+from emrchatops.domain.vocabulary import REGION_RE
+
 SHIPPED_PRICES = Path(__file__).with_name("prices.json")
-REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d$")
 INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 HOUR = timedelta(hours=1)
 PRICE_LIMIT = 1000.0  # $/h for one instance: above it, a table is wrong (the largest EC2 types cost ~$110/h)

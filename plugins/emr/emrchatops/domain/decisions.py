@@ -18,16 +18,15 @@ active, or one more would exceed ``MAX_CLUSTERS``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from emrchatops.domain.state import UNMANAGED, ClusterInfo, ClusterRecord, Hold, State
 from emrchatops.domain.templates import Template
+from emrchatops.domain.vocabulary import CLUSTER_ID_TYPED_RE
 
 QUOTES = {'"': '"', "'": "'", "“": "”", "‘": "’", "「": "」"}
-CLUSTER_ID_RE = re.compile(r"j-[A-Z0-9]{8,}", re.IGNORECASE)
 
 
 class NameProblem(Exception):
@@ -113,7 +112,7 @@ def name_cluster(
         prefix = " ".join(words[:k])
         if _matches(others, prefix):
             raise UnknownName(prefix, names)
-    if not rest_allowed or CLUSTER_ID_RE.fullmatch(words[0]):
+    if not rest_allowed or CLUSTER_ID_TYPED_RE.fullmatch(words[0]):
         raise UnknownName(text if not rest_allowed else words[0], names)
     return _only(managed), text
 

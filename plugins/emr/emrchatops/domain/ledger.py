@@ -56,7 +56,10 @@ from emrchatops.domain.costs import (
     merge,
     subtract,
 )
-from emrchatops.domain.state import BUSY_STATES, UNMANAGED, ClusterInfo, State
+from emrchatops.domain.state import UNMANAGED, ClusterInfo, State
+from emrchatops.domain.vocabulary import BUSY_STATES
+from emrchatops.domain.vocabulary import iso as _iso
+from emrchatops.domain.vocabulary import parse_iso as _dt
 
 LEDGER_VERSION = 1
 KEEP = timedelta(days=90)
@@ -548,14 +551,6 @@ def _saving(
 
 
 # -- plain-data converters -------------------------------------------------------------------
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def _dt(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
 
 
 def _span(span: Span) -> list[str]:

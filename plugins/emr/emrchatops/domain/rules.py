@@ -44,9 +44,6 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from emrchatops.domain.state import (
-    ACTIVE_STATES,
-    BUSY_STATES,
-    ENDED_STATES,
     REASON_LIMIT,
     UNMANAGED,
     UNSEEN,
@@ -62,6 +59,7 @@ from emrchatops.domain.state import (
     Start,
     State,
 )
+from emrchatops.domain.vocabulary import ACTIVE_STATES, ACTIVITY_PERIOD, BUSY_STATES, ENDED_STATES, EventKind, Rule
 
 OVERTIME_DEFAULT = timedelta(hours=2)
 OVERTIME_LIMIT = timedelta(hours=8)
@@ -69,13 +67,11 @@ OVERTIME_LIMIT = timedelta(hours=8)
 # overtime ending at its bound still falls inside its night (and is acted on), shorter than a day.
 NIGHT_LENGTH = timedelta(hours=12)
 RECHECK = timedelta(minutes=5)  # how often a remembered cluster missing from listings is re-read
-PERIOD = timedelta(minutes=5)  # EMR publishes IsIdle once per 5 minutes
+PERIOD = ACTIVITY_PERIOD
 STALE = 3 * PERIOD  # a latest IsIdle datapoint older than this says nothing about now
 BACKSTOP_RETRY = timedelta(minutes=5)  # a failed backstop change is retried by the poller at most this often
 READY_STATES = frozenset({"WAITING", "RUNNING"})  # a started cluster is ready (RUNNING: its first step runs)
 STARTED_REASON = "started it"  # the starter's hold, when `!emr start` was given no reason
-
-Rule = Literal["idle", "end_of_day", "overtime"]
 
 
 # -- parameters -------------------------------------------------------------------
@@ -160,7 +156,7 @@ class Terminate:
     """Effect: terminate *cluster* now, because of *rule*, if AWS still shows it in one of *expect*."""
 
     cluster: ClusterRecord
-    rule: str
+    rule: Rule
     expect: frozenset[str] = frozenset(ACTIVE_STATES)
 
 
@@ -169,7 +165,7 @@ class Cancelled:
     """Effect: a pending termination was dropped because its reason no longer holds."""
 
     cluster: ClusterRecord
-    rule: str
+    rule: Rule
     why: str
 
 
@@ -503,7 +499,7 @@ def plan_tick(state: State, policy: Policy, now: datetime) -> tuple[State, list[
         if record is not original:
             new_state = new_state.with_cluster(record)
         for effect in hold_effects:
-            kind = "expired" if isinstance(effect, Expire) else "reminder"
+            kind: EventKind = "expired" if isinstance(effect, Expire) else "reminder"
             detail = "" if isinstance(effect, Expire) else effect.ends_at.isoformat()
             new_state = new_state.record(Event(now, kind, record.id, record.name, who=effect.hold.name, detail=detail))
         effects.extend(hold_effects)
@@ -783,7 +779,7 @@ def set_overtime(
     return state.with_cluster(updated).record(event)
 
 
-def terminated(state: State, cluster_id: str, now: datetime, *, rule: str | None, who: str | None) -> State:
+def terminated(state: State, cluster_id: str, now: datetime, *, rule: Rule | None, who: str | None) -> State:
     """AWS accepted the termination (by a rule or a person): holds end; the record waits for AWS to confirm."""
     record = state.clusters[cluster_id]
     detail = ", ".join(h.name for h in record.holds)

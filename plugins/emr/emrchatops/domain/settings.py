@@ -18,9 +18,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from emrchatops.domain.costs import PriceError, PriceTable, read_prices, shipped_prices
 from emrchatops.domain.errors import ConfigError
 from emrchatops.domain.templates import Template, TemplateError, load_templates
+from emrchatops.domain.vocabulary import REGION_RE
 
 ROLE_ARN_RE = re.compile(r"^arn:aws(?:-[a-z]+)*:iam::(\d{12}):role/[\w+=,.@/-]{1,512}$")
-REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d$")
 TAG_KEY_RE = re.compile(r"^[\w .:/=+@-]{1,128}$")
 HHMM_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 EXTERNAL_ID_RE = re.compile(r"^[\w+=,.@:/-]{2,1224}$")

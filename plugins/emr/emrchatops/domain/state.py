@@ -20,10 +20,11 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
+from emrchatops.domain.vocabulary import ACTIVE_STATES, EventKind, Rule
+from emrchatops.domain.vocabulary import iso as _iso
+from emrchatops.domain.vocabulary import parse_iso as _dt
+
 STATE_VERSION = 4
-ACTIVE_STATES = ("STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING")
-BUSY_STATES = frozenset({"STARTING", "BOOTSTRAPPING", "RUNNING"})
-ENDED_STATES = frozenset({"TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS"})
 HISTORY_LIMIT = 200
 WARNED_LIMIT = 20
 REASON_LIMIT = 200
@@ -99,7 +100,7 @@ class Doom:
     *day* is the working night an end-of-day or overtime termination belongs to.
     """
 
-    rule: str
+    rule: Rule
     since: datetime
     failure: str | None = None  # the last failure code already announced
     day: date | None = None
@@ -126,7 +127,7 @@ class Ending:
 
     at: datetime
     who: str | None = None
-    rule: str | None = None
+    rule: Rule | None = None
 
 
 @dataclass(frozen=True)
@@ -170,12 +171,11 @@ class Event:
     """One line of ``!emr history``."""
 
     at: datetime
-    kind: str  # hold, release, reminder, expired, warning, overtime, terminated, failed, cancelled, ended, unmanaged,
-    # managed, start, ready, start_failed
+    kind: EventKind
     cluster: str
     name: str
     who: str | None = None
-    rule: str | None = None
+    rule: Rule | None = None
     detail: str = ""
 
 
@@ -269,14 +269,6 @@ def migrate(data: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 # -- plain-data converters -----------------------------------------------------
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def _dt(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
 
 
 def _record_to_dict(r: ClusterRecord) -> dict[str, Any]:

@@ -258,7 +258,7 @@ class Doctor:
                 return Check(FAIL, title, detail, fix)
             record = state.clusters.get(cluster.id)
             holds = record.holds if record is not None else ()
-            wanted = 0 if holds else seconds
+            wanted = backstop_wanted(record, seconds) if record is not None else seconds
             if (held_by_aws or 0) == wanted:
                 continue
             has = f"an idle timeout of {held_by_aws // 60} min" if held_by_aws else "no auto-termination policy"
