@@ -43,7 +43,8 @@ Values: JSON, not pickle
 ------------------------
 The plugin's state is plain data (DESIGN §7). Values are stored as JSON with a few tagged types
 (tuple, set, frozenset, bytes, datetime, date, timedelta, Decimal, dicts whose keys are not all
-strings), so whatever Errbot and the plugin store round-trips exactly; any other type is refused
+strings, and the Text backend's ``TextPerson``, which errbot's TextCmds stores), so whatever Errbot and
+the plugin store round-trips exactly; any other type is refused
 with ``TypeError`` at ``set`` (never silently changed). Not pickle, because unpickling runs code:
 on SQLite the pickles sit in the bot's own 0600 file, but a DynamoDB table is writable by every
 identity IAM lets in (other instances, operators, restore tools), and a JSON item can be read in
@@ -215,6 +216,10 @@ def _to_json(value: Any) -> Any:
         return {"$timedelta": [value.days, value.seconds, value.microseconds]}
     if kind is Decimal:
         return {"$decimal": str(value)}
+    if (kind.__module__, kind.__qualname__) == ("errbot.backends.text", "TextPerson"):
+        # errbot's TextCmds keeps the console's current user (the demo, on the Text backend): rebuilt from
+        # its four strings, never by unpickling.
+        return {"$TextPerson": [value.person, value.client, value.nick, value.fullname]}
     raise TypeError(
         f"DynamoDB storage keeps plain data only: cannot store a {kind.__module__}.{kind.__qualname__} "
         "(str, int, float, bool, None, list, dict, tuple, set, frozenset, bytes, datetime, date, "
@@ -246,6 +251,10 @@ def _tagged(obj: dict[str, Any]) -> Any:
         return timedelta(days=payload[0], seconds=payload[1], microseconds=payload[2])
     if tag == "$decimal":
         return Decimal(payload)
+    if tag == "$TextPerson":
+        from errbot.backends.text import TextPerson
+
+        return TextPerson(*payload)
     raise ValueError(f"unknown tag {tag!r} in a stored value")
 
 

@@ -216,6 +216,16 @@ def test_rich_values_round_trip_exactly(store: Any) -> None:
     assert store.get("surrogate") == "\ud800 lone"
 
 
+def test_the_text_console_s_user_round_trips_for_errbot_s_textcmds(store: Any) -> None:
+    # errbot's TextCmds stores the console's user object (self[USER] = self._bot.user): the two-instance demo.
+    from errbot.backends.text import TextPerson
+
+    store.set("user", TextPerson("admin", "client", "nick", "Full Name"))
+    got = store.get("user")
+    assert type(got) is TextPerson
+    assert (got.person, got.client, got.nick, got.fullname) == ("admin", "client", "nick", "Full Name")
+
+
 class Custom:
     pass
 
@@ -528,3 +538,21 @@ def test_no_boto3_default_session_is_used(config: Any) -> None:
     boto3.DEFAULT_SESSION = None
     load(config)
     assert boto3.DEFAULT_SESSION is None
+
+
+def test_the_demo_s_two_instances_environment_shares_the_emulator_s_table(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import runpy
+
+    from demo.__main__ import two_instances_environment
+
+    env = two_instances_environment(emulator)
+    assert all(name.startswith(("AWS_", "EMR_", "BOT_")) for name in env), "only the demo's own settings"
+    assert "EMR_CHATOPS_DATA_DIR" not in env  # each instance its own
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("EMR_CHATOPS_DATA_DIR", str(tmp_path))
+    bot = runpy.run_path(str(Path(__file__).resolve().parent.parent / "config.py"))
+    assert bot["STORAGE"] == "DynamoDB"
+    assert bot["STORAGE_CONFIG"]["endpoint_url"] == emulator.url and bot["STORAGE_CONFIG"]["create"] is True
