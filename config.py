@@ -71,8 +71,32 @@ BOT_LOG_LEVEL = getattr(logging, _env("EMR_CHATOPS_LOG_LEVEL", "INFO").upper(), 
 Path(BOT_DATA_DIR).mkdir(parents=True, exist_ok=True, mode=0o700)
 
 # Durable storage: see storage/sqlite.py (Shelf falls back to dbm.dumb here, which loses updates on a crash).
-STORAGE = _env("EMR_CHATOPS_STORAGE", "SQLite")
+# EMR_CHATOPS_STORAGE=dynamodb: one DynamoDB table shared by two or more instances (storage/dynamodb.py, DESIGN §18).
+# The name is matched without regard to case; any other name is passed to errbot as is (its own Shelf, Memory …).
+_STORAGES = {"sqlite": "SQLite", "dynamodb": "DynamoDB"}
+_storage = _env("EMR_CHATOPS_STORAGE", "SQLite")
+STORAGE = _STORAGES.get(_storage.strip().lower(), _storage)
 BOT_EXTRA_STORAGE_PLUGINS_DIR = str(ROOT / "storage")
+
+
+def _flag(name: str, default: bool) -> bool:
+    value = (_env(name) or "").strip().lower()
+    if not value:
+        return default
+    if value in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        return value in ("1", "true", "yes", "on")
+    raise ValueError(f"{name} must be true or false, not {value!r}")
+
+
+if STORAGE == "DynamoDB":
+    STORAGE_CONFIG = {
+        "table": _env("EMR_CHATOPS_DYNAMODB_TABLE") or "emr-chatops",
+        "region": _env("EMR_CHATOPS_DYNAMODB_REGION") or None,  # None: boto3's (AWS_REGION, AWS_DEFAULT_REGION …)
+        "endpoint_url": _env("EMR_CHATOPS_DYNAMODB_ENDPOINT_URL") or None,  # a local emulator; never in production
+        # Create a missing table (demo, tests). Off: a missing table stops the bot at start, naming
+        # deploy/cloudformation/dynamodb.yaml, where the table has point-in-time recovery and its KMS key.
+        "create": _flag("EMR_CHATOPS_DYNAMODB_CREATE", False),
+    }
 
 CORE_PLUGINS = ("ACLs", "Help", "Health", "Plugins", "Utils", "CommandNotFoundFilter", "TextCmds")
 SUPPRESS_CMD_NOT_FOUND = False

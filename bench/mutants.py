@@ -3,8 +3,8 @@
     .venv/bin/python bench/mutants.py            # every mutant
     .venv/bin/python bench/mutants.py M3 R1      # some of them
 
-Each mutant is one textual change to one file of ``plugins/emr``, applied to a
-scratch copy of the checkout (never to this tree), and the tests named for it
+Each mutant is one textual change to one file of ``plugins/emr`` (or of the folder
+its ``base`` names, e.g. ``storage``), applied to a scratch copy of the checkout (never to this tree), and the tests named for it
 are run there. A mutant is *caught* when at least one of them fails; a
 surviving mutant means those tests cannot see the defect they are named after.
 Exit status 1 if any mutant survives.
@@ -32,6 +32,7 @@ class Mutant:
     old: str
     new: str
     tests: tuple[str, ...]
+    base: str = "plugins/emr"  # the folder of ``file``, from the repository's root
 
 
 T = "tests/test_trustworthy.py::"
@@ -41,6 +42,8 @@ C = "tests/test_costs.py::"
 B = "tests/test_buttons.py::"
 P = "tests/test_report.py::"
 A = "tests/test_prices.py::"
+V = "tests/test_storage_versioned.py::"
+Y = "tests/test_storage_dynamodb.py::"
 MUTANTS = (
     Mutant(
         "M1",
@@ -527,6 +530,142 @@ MUTANTS = (
         '        says = {c.id: "none" if (r := readings.get(c.id)) is None else "busy" if r.busy else "idle" for c in managed}',
         ("tests/test_activity.py::test_the_doctor_warns_on_a_stale_isidle_instead_of_calling_the_cluster_busy",),
     ),
+    # -- the storage plugins' compare-and-set, lease and once API (DESIGN §18)
+    Mutant(
+        "V1",
+        "SQLite: a compare-and-set writes over a revision that moved",
+        "sqlite.py",
+        "            if actual != expected_revision:\n",
+        "            if False:\n",
+        (V + "test_two_instances_acting_at_once_one_wins_the_other_re_reads_and_nothing_is_lost[SQLite]",),
+        base="storage",
+    ),
+    Mutant(
+        "V2",
+        "DynamoDB: a compare-and-set writes over a newer revision",
+        "dynamodb.py",
+        '"#rev = :expected"',
+        '"#rev >= :expected"',
+        (V + "test_two_instances_acting_at_once_one_wins_the_other_re_reads_and_nothing_is_lost[DynamoDB]",),
+        base="storage",
+    ),
+    Mutant(
+        "V3",
+        "DynamoDB: errbot's plain set leaves the revision as it was",
+        "dynamodb.py",
+        '"if_not_exists(#rev, :zero) + :one"',
+        '"if_not_exists(#rev, :one) + :zero"',
+        (V + "test_a_plain_set_moves_the_revision_so_a_compare_and_set_over_it_fails[DynamoDB]",),
+        base="storage",
+    ),
+    Mutant(
+        "V4",
+        "DynamoDB: a fenced write ignores the lease's expiry (a holder paused past its lease acts)",
+        "dynamodb.py",
+        '"#owner = :owner AND #fencing = :fencing AND #expiry > :now"',
+        '"#owner = :owner AND #fencing = :fencing AND (#expiry > :now OR #expiry <= :now)"',
+        (V + "test_a_holder_paused_past_its_lease_cannot_write_even_if_nobody_took_over[DynamoDB]",),
+        base="storage",
+    ),
+    Mutant(
+        "V5",
+        "DynamoDB: a fenced write ignores the fencing counter",
+        "dynamodb.py",
+        '"#owner = :owner AND #fencing = :fencing AND #expiry > :now"',
+        '"#owner = :owner AND (#fencing = :fencing OR #fencing <> :fencing) AND #expiry > :now"',
+        (V + "test_a_lease_from_an_earlier_term_cannot_write_though_its_owner_holds_the_lease_again[DynamoDB]",),
+        base="storage",
+    ),
+    Mutant(
+        "V6",
+        "SQLite: a takeover keeps the fencing counter",
+        "sqlite.py",
+        "int(row[2]) + (row[0] != owner)",
+        "int(row[2])",
+        (V + "test_an_expired_lease_is_taken_over_with_the_next_fencing_counter[SQLite]",),
+        base="storage",
+    ),
+    Mutant(
+        "V7",
+        "DynamoDB: a recorded id never expires (expiry left to the table's TTL)",
+        "dynamodb.py",
+        '"attribute_not_exists(#pk) OR #exp <= :now"',
+        '"attribute_not_exists(#pk) OR #exp <= :now AND #exp < #exp"',
+        (V + "test_an_id_is_recorded_once_until_it_expires[DynamoDB]",),
+        base="storage",
+    ),
+    Mutant(
+        "V8",
+        "DynamoDB: a retried compare-and-set whose first attempt landed reports a conflict",
+        "dynamodb.py",
+        'if old.get("w", {}).get("S") == token and int(old["rev"]["N"]) == new:',
+        "if False:",
+        (Y + "test_a_retried_compare_and_set_whose_first_attempt_landed_succeeds",),
+        base="storage",
+    ),
+    Mutant(
+        "V9",
+        "DynamoDB: no size check (DynamoDB's own error instead of a clear refusal)",
+        "dynamodb.py",
+        "        if size > ITEM_LIMIT:\n",
+        "        if False:\n",
+        (Y + "test_a_value_too_large_for_an_item_is_refused_clearly_and_the_old_value_kept",),
+        base="storage",
+    ),
+    Mutant(
+        "V10",
+        "DynamoDB: a missing table is created without EMR_CHATOPS_DYNAMODB_CREATE",
+        "dynamodb.py",
+        "            if not self.create:\n",
+        "            if False:\n",
+        (Y + "test_a_missing_table_is_refused_at_start_naming_the_template",),
+        base="storage",
+    ),
+    Mutant(
+        "V11",
+        "DynamoDB: errbot's keys() lists the leases and recorded ids too",
+        "dynamodb.py",
+        '":prefix": {"S": VALUE_PREFIX}',
+        '":prefix": {"S": ""}',
+        (V + "test_leases_and_once_records_are_not_errbot_keys[DynamoDB]",),
+        base="storage",
+    ),
+    Mutant(
+        "V12",
+        "config.py: EMR_CHATOPS_STORAGE in another case (DYNAMODB) is not the DynamoDB plugin",
+        "config.py",
+        "STORAGE = _STORAGES.get(_storage.strip().lower(), _storage)",
+        "STORAGE = _STORAGES.get(_storage, _storage)",
+        (Y + "test_config_py_selects_it_from_the_environment",),
+        base=".",
+    ),
+    Mutant(
+        "V13",
+        "the storage calls a DynamoDB action the shipped policy does not allow",
+        "dynamodb.py",
+        '"Query": ("dynamodb:Query",),',
+        '"Query": ("dynamodb:Query", "dynamodb:Scan"),',
+        ("tests/test_policies.py::test_the_state_table_policy_allows_exactly_the_storage_s_actions_on_the_table_only",),
+        base="storage",
+    ),
+    Mutant(
+        "V14",
+        "the state-table policy allows its actions on every table",
+        "account-a-dynamodb.json",
+        '"Resource": "arn:aws:dynamodb:${TABLE_REGION}:${ACCOUNT_A_ID}:table/${TABLE_NAME}"',
+        '"Resource": "arn:aws:dynamodb:${TABLE_REGION}:${ACCOUNT_A_ID}:table/*"',
+        ("tests/test_policies.py::test_iam_allows_the_bot_its_table_and_nothing_else_in_dynamodb",),
+        base="deploy/iam",
+    ),
+    Mutant(
+        "V15",
+        "the image stops errbot with SIGTERM (no clean stop: the plugin is never deactivated)",
+        "Dockerfile",
+        "STOPSIGNAL SIGINT",
+        "STOPSIGNAL SIGTERM",
+        ("tests/test_deploy.py::test_the_image_is_slim_python_3_11_pinned_non_root_and_stops_errbot_cleanly",),
+        base=".",
+    ),
     Mutant(
         "D1",
         "an admin may terminate a held cluster without --force",
@@ -539,7 +678,7 @@ MUTANTS = (
 
 
 def run(mutant: Mutant, scratch: Path) -> tuple[bool, float, str]:
-    target = scratch / "plugins" / "emr" / mutant.file
+    target = scratch / mutant.base / mutant.file
     original = target.read_text()
     assert original.count(mutant.old) == 1, f"{mutant.name}: the text to mutate is not found exactly once"
     target.write_text(original.replace(mutant.old, mutant.new))

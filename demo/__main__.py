@@ -18,10 +18,12 @@ follows at the next poll.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -64,6 +66,39 @@ def demo_environment(emulator: Emulator, data_dir: str) -> dict[str, str]:
     return env
 
 
+def two_instances_environment(emulator: Emulator) -> dict[str, str]:
+    """The demo's environment for bots that share their state on the emulator's DynamoDB (README, "Two instances").
+
+    Each instance adds its own ``EMR_CHATOPS_DATA_DIR``; the table is created by the first to start."""
+    env = demo_environment(emulator, "")
+    del env["EMR_CHATOPS_DATA_DIR"]
+    env.update(
+        EMR_CHATOPS_STORAGE="dynamodb",
+        EMR_CHATOPS_DYNAMODB_TABLE="emr-chatops",
+        EMR_CHATOPS_DYNAMODB_REGION=REGION,
+        EMR_CHATOPS_DYNAMODB_ENDPOINT_URL=emulator.url,
+        EMR_CHATOPS_DYNAMODB_CREATE="true",
+    )
+    return {k: v for k, v in env.items() if k.startswith(("AWS_", "EMR_", "BOT_"))}  # not the rest of os.environ
+
+
+def serve_two_instances(emulator: Emulator, env_file: Path) -> int:
+    """Seed the emulator, write *env_file* for the instances, and serve until Ctrl-C."""
+    env = two_instances_environment(emulator)
+    env_file.write_text("".join(f"{key}={value}\n" for key, value in sorted(env.items())), encoding="utf-8")
+    env_file.chmod(0o600)
+    print(
+        f"[demo] AWS emulator on {emulator.url}, with DynamoDB. Start each instance in its own terminal:\n"
+        f"  (set -a; . {env_file}; EMR_CHATOPS_DATA_DIR=/tmp/emr-bot-1 .venv/bin/errbot -c config.py)\n"
+        f"  (set -a; . {env_file}; EMR_CHATOPS_DATA_DIR=/tmp/emr-bot-2 .venv/bin/errbot -c config.py)\n"
+        "[demo] Ctrl-C stops the emulator.",
+        flush=True,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        threading.Event().wait()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keep-data", metavar="DIR", help="bot data dir to reuse (default: a fresh temp dir)")
@@ -71,7 +106,17 @@ def main(argv: list[str] | None = None) -> int:
         "--starting-seconds", type=float, default=STARTING_SECONDS, help="how long a started cluster is STARTING"
     )
     parser.add_argument("--bootstrapping-seconds", type=float, default=BOOTSTRAPPING_SECONDS, help="then BOOTSTRAPPING")
+    parser.add_argument(
+        "--two-instances",
+        metavar="ENV_FILE",
+        help="run only the emulator, and write ENV_FILE for bots that share their state on its DynamoDB",
+    )
     args = parser.parse_args(argv)
+    if args.two_instances:
+        with Emulator() as emulator:
+            emulator.seed()
+            emulator.play_starts(args.starting_seconds, args.bootstrapping_seconds)
+            return serve_two_instances(emulator, Path(args.two_instances))
 
     started = time.monotonic()
     with Emulator() as emulator, tempfile.TemporaryDirectory(prefix="emr-chatops-demo-") as tmp:

@@ -72,12 +72,20 @@ def action_of(environ: Environ, body: bytes) -> tuple[str, str]:
 
 
 class _Counting:
-    """WSGI middleware counting requests and optionally failing some of them."""
+    """WSGI middleware counting requests and optionally failing some of them.
+
+    It also runs DynamoDB requests one at a time. DynamoDB applies a conditional write atomically
+    (the condition and the write, per item); moto (5.2) checks the condition and then writes with
+    no lock, so on its threaded server two concurrent compare-and-set writes over the same revision
+    could both succeed — a lost update real DynamoDB never makes (tests/test_storage_versioned.py
+    found it). One lock over every DynamoDB request restores that atomicity, and more.
+    """
 
     def __init__(self, app: Callable[[Environ, StartResponse], Iterable[bytes]]) -> None:
         self.app = app
         self.requests: Counter[tuple[str, str]] = Counter()
         self.lock = threading.Lock()
+        self.dynamodb = threading.Lock()
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         length = int(environ.get("CONTENT_LENGTH") or 0)
@@ -86,6 +94,9 @@ class _Counting:
         if not environ.get("PATH_INFO", "").startswith("/moto-api"):
             with self.lock:
                 self.requests[action_of(environ, body)] += 1
+        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            with self.dynamodb:
+                return list(self.app(environ, start_response))  # the whole answer made under the lock
         return self.app(environ, start_response)
 
 

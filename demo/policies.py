@@ -12,7 +12,8 @@ Placeholders of the JSON files (``string.Template``): ``${ACCOUNT_A_ID}``,
 ``${CLUSTER_SERVICE_ROLE}``, ``${CLUSTER_INSTANCE_ROLE}`` (account B's
 permissions: the clusters' region and account, the managed tag, and the two
 roles a started cluster is given: the templates' ``ServiceRole`` and the role of
-their ``JobFlowRole`` instance profile).
+their ``JobFlowRole`` instance profile), ``${TABLE_REGION}`` and ``${TABLE_NAME}``
+(account A's state table for two instances, ``account-a-dynamodb.json``).
 """
 
 from __future__ import annotations
@@ -58,6 +59,16 @@ def cluster_values(
         "CLUSTER_SERVICE_ROLE": roles[0],
         "CLUSTER_INSTANCE_ROLE": roles[1],
     }
+
+
+def table_values(account_a_id: str, region: str, table: str = "emr-chatops") -> dict[str, str]:
+    """The placeholders of ``account-a-dynamodb.json``: the bot's state table *table*, in *account_a_id* and *region*."""
+    return {"ACCOUNT_A_ID": account_a_id, "TABLE_REGION": region, "TABLE_NAME": table}
+
+
+def state_table_policy(account_a_id: str, region: str, table: str = "emr-chatops") -> dict[str, Any]:
+    """Account A: the bot's identity may use its DynamoDB state table (storage/dynamodb.py), and nothing else."""
+    return _load("account-a-dynamodb.json", **table_values(account_a_id, region, table))
 
 
 def permission_policy(

