@@ -48,7 +48,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--hours", type=float, help="poller: simulated hours at 30 s (default 3; quick 1)")
     parser.add_argument("--memory-seconds", type=float, help="memory: demo run time (default 300; quick 30)")
     parser.add_argument(
-        "--scenarios", type=int, help="lateness: termination scenarios, four kinds in turn (default 40; quick 8)"
+        "--scenarios", type=int, help="lateness: termination scenarios, five kinds in turn (default 40; quick 10)"
     )
     parser.add_argument(
         "--seed", type=int, default=lateness.DEFAULT_SEED, help=f"lateness: RNG seed (default {lateness.DEFAULT_SEED})"
@@ -76,7 +76,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "ticks": (200, 50),
         "hours": (3.0, 1.0),
         "memory_seconds": (300.0, 30.0),
-        "scenarios": (40, 8),
+        "scenarios": (40, 10),
         "hang_runs": (3, 2),
         "report_repeats": (20, 5),
     }

@@ -28,6 +28,17 @@ did, never read from the plugin:
   that local time, converted with :mod:`zoneinfo`;
 * ``overtime end`` — held, ``!emr overtime HH:MM`` with HH:MM 30 min–5 h after
   that end of day (past midnight means the next morning): deadline = that local time.
+  The holder works late: they confirm the hold (``!emr lock``) every 90 minutes, so the
+  forgotten-hold rule (DESIGN §11) does not end it first. (Before, nobody confirmed on an idle
+  cluster, so after ``HOLD_REMIND_MINUTES`` + ``HOLD_GRACE_MINUTES`` the hold ended and the idle
+  rule rightly terminated the cluster ``IDLE_MINUTES`` later, before the overtime deadline: the
+  bench printed MISSED, lateness −2156.8 s, for right behaviour);
+* ``hold expiry`` — that behaviour, measured: held and forgotten on an idle cluster (no
+  confirmation, no work, END_OF_DAY off): deadline = the hold's start + ``HOLD_REMIND_MINUTES``
+  (the reminder) + ``HOLD_GRACE_MINUTES`` (the hold ends) + ``IDLE_MINUTES`` (the idle rule). Each
+  of the three acts at the first tick at or after its own deadline; on a fixed tick grid the two
+  later deadlines fall on ticks, so the chain is within one poll too. Ticks are dense near the
+  reminder's deadline as near the termination's.
 
 Lateness = time of the tick during which the emulator received
 ``TerminateJobFlows`` − deadline. A termination before the deadline would show
@@ -56,7 +67,10 @@ DENSE = timedelta(minutes=35)  # every tick of the grid this close to the deadli
 SPARSE_EVERY = 10  # farther away, every 10th tick of the grid
 GIVE_UP = timedelta(minutes=10)  # no termination this long after the deadline: missed
 ZONES = ("Asia/Tokyo", "Europe/Berlin", "America/New_York")
-KINDS = ("idle: first seen", "idle: last hold dropped", "end of day", "overtime end")
+REMIND_MINUTES = 120  # the plugin's HOLD_REMIND_MINUTES default, set explicitly (the hold-expiry deadline)
+GRACE_MINUTES = 15  # HOLD_GRACE_MINUTES, likewise
+CONFIRM_EVERY = timedelta(minutes=90)  # a holder working late confirms the hold this often (< REMIND_MINUTES)
+KINDS = ("idle: first seen", "idle: last hold dropped", "end of day", "overtime end", "hold expiry")
 
 
 @dataclass(frozen=True)
@@ -106,7 +120,16 @@ class _Run:
         seeded = emulator.seed()
         self.cluster_id = seeded.managed_id
         self.unmanaged_id = seeded.unmanaged_id
-        self.bot = Bot(data_dir, emr_config(emulator, IDLE_MINUTES=IDLE_MINUTES, **config)).start()
+        self.bot = Bot(
+            data_dir,
+            emr_config(
+                emulator,
+                IDLE_MINUTES=IDLE_MINUTES,
+                HOLD_REMIND_MINUTES=REMIND_MINUTES,
+                HOLD_GRACE_MINUTES=GRACE_MINUTES,
+                **config,
+            ),
+        ).start()
 
     def say_at(self, moment: datetime, text: str) -> str:
         self.clock.set(moment)
@@ -118,9 +141,14 @@ class _Run:
         return ready["ReadyDateTime"].astimezone(UTC)
 
     def ticks_until_terminated(
-        self, t0: datetime, deadline: datetime, events: Sequence[tuple[datetime, Callable[[], None]]] = ()
+        self,
+        t0: datetime,
+        deadline: datetime,
+        events: Sequence[tuple[datetime, Callable[[], None]]] = (),
+        dense_near: Sequence[datetime] = (),
     ) -> tuple[datetime | None, int, str]:
-        """Tick at t0 + k × POLL (thinned far from *deadline*), running *events* at their moments in between.
+        """Tick at t0 + k × POLL (thinned far from *deadline* and *dense_near*), running *events* at their
+        moments in between.
 
         Returns the tick during which TerminateJobFlows arrived, the ticks called, and a problem, if any.
         """
@@ -136,7 +164,8 @@ class _Run:
                 action()
             if at > deadline + GIVE_UP:
                 return None, ticks, f"no termination by {GIVE_UP} after the deadline"
-            if at < deadline - DENSE and (k - 1) % SPARSE_EVERY:
+            near = any(abs(at - moment) <= DENSE for moment in dense_near)
+            if at < deadline - DENSE and not near and (k - 1) % SPARSE_EVERY:
                 continue
             self.clock.set(at)
             before = self.emulator.count("TerminateJobFlows")
@@ -184,6 +213,18 @@ def _idle_last_release(run: _Run, rng: random.Random, start: datetime) -> tuple[
     return deadline, ticks, tick, problem
 
 
+def _hold_expiry(run: _Run, rng: random.Random, start: datetime) -> tuple[datetime, int, datetime | None, str]:
+    seen = start + _seconds(rng, 60, 600)
+    reply = run.say_at(seen, "!emr lock analytics a look, then forgotten")
+    if not reply.startswith("🔒"):
+        return seen, 0, None, f"unexpected lock reply: {reply[:120]}"
+    reminded = seen + timedelta(minutes=REMIND_MINUTES)
+    deadline = reminded + timedelta(minutes=GRACE_MINUTES + IDLE_MINUTES)
+    t0 = seen + _seconds(rng, 0, POLL_SECONDS)
+    tick, ticks, problem = run.ticks_until_terminated(t0, deadline, dense_near=[reminded])
+    return deadline, ticks, tick, problem
+
+
 def _end_of_day(emulator: Emulator, clock: MovedClock, data_dir: Path, rng: random.Random, overtime: bool) -> Outcome:
     zone = rng.choice(ZONES)
     day = date(2026, 1, 1) + timedelta(days=rng.randrange(365))
@@ -207,7 +248,13 @@ def _end_of_day(emulator: Emulator, clock: MovedClock, data_dir: Path, rng: rand
             if not reply.startswith("🌙") or f"{until:%H:%M}" not in reply:
                 return Outcome(kind, zone, deadline, None, 0, f"unexpected overtime reply: {reply[:160]}")
         t0 = clock.now + _seconds(rng, 0, POLL_SECONDS)
-        tick, ticks, problem = run.ticks_until_terminated(t0, deadline)
+        # Working late: the holder confirms the hold before the forgotten-hold rule would ask (DESIGN §11).
+        confirmations: list[str] = []
+        moments = [said + CONFIRM_EVERY * k for k in range(1, 8) if said + CONFIRM_EVERY * k < deadline]
+        events = [(m, lambda: confirmations.append(run.bot.say("!emr lock analytics")[0])) for m in moments]
+        tick, ticks, problem = run.ticks_until_terminated(t0, deadline, events)
+        if not problem and not all(c.startswith("🔒") for c in confirmations):
+            problem = f"unexpected confirmation reply: {[c for c in confirmations if not c.startswith('🔒')][:1]}"
         return Outcome(kind, zone, deadline, tick, ticks, problem)
     finally:
         run.stop()
@@ -219,7 +266,7 @@ def _idle(emulator: Emulator, clock: MovedClock, data_dir: Path, rng: random.Ran
     start = _local(day, time(9), zone) + _seconds(rng, 0, 4 * 3600)  # a random moment of the morning
     run = _Run(emulator, clock, data_dir, start, END_OF_DAY="off", TIMEZONE=zone)
     try:
-        scenario = _idle_first_seen if kind == KINDS[0] else _idle_last_release
+        scenario = {KINDS[0]: _idle_first_seen, KINDS[1]: _idle_last_release, KINDS[4]: _hold_expiry}[kind]
         deadline, ticks, tick, problem = scenario(run, rng, start)
         return Outcome(kind, zone, deadline, tick, ticks, problem)
     finally:
@@ -227,7 +274,7 @@ def _idle(emulator: Emulator, clock: MovedClock, data_dir: Path, rng: random.Ran
 
 
 def scenario(emulator: Emulator, clock: MovedClock, data_dir: Path, rng: random.Random, kind: str) -> Outcome:
-    if kind in KINDS[:2]:
+    if kind in (KINDS[0], KINDS[1], KINDS[4]):
         return _idle(emulator, clock, data_dir, rng, kind)
     return _end_of_day(emulator, clock, data_dir, rng, overtime=kind == KINDS[3])
 

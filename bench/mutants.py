@@ -367,6 +367,28 @@ MUTANTS = (
         ),
     ),
     Mutant(
+        "C16",
+        "a resize that leaves the cluster WAITING is never noticed (instances read on state changes only)",
+        "emrchatops/app/service.py",
+        "                if resize_check_due(cluster_id, read[0], now, read[1]):",
+        "                if False:",
+        (
+            P + "test_a_resized_cluster_is_priced_with_its_new_composition_from_the_resize_on",
+            P + "test_a_resize_in_progress_is_read_every_minute_until_it_settles_then_every_five",
+        ),
+    ),
+    Mutant(
+        "C17",
+        "a resize under way is read only every 5 minutes (its steps priced late)",
+        "emrchatops/domain/ledger.py",
+        "    if changing:\n        return now - read_at >= SETTLE_CHECK",
+        "    if False:\n        return now - read_at >= SETTLE_CHECK",
+        (
+            C + "test_a_resize_check_is_due_once_per_five_minute_slot_and_every_minute_while_resizing",
+            P + "test_a_resize_in_progress_is_read_every_minute_until_it_settles_then_every_five",
+        ),
+    ),
+    Mutant(
         "B1",
         "leftover click listeners are kept: two run after a reload",
         "emrchatops/chat/slack/clicks.py",

@@ -4,7 +4,8 @@ The account is the scale section's shape, smaller: 5 managed and 15 unmanaged
 active clusters and 200 terminated ones. ``plugin.tick()`` (what Errbot's
 poller thread calls every ``POLL_SECONDS``) is called directly:
 
-* steady state, real time: requests per tick, wall time, and CPU time —
+* steady state, real durations on a frozen wall clock (every tick inside one 5-minute slot of the
+  periodic re-reads, which the hourly figures count): requests per tick, wall time, and CPU time —
   ``time.process_time()`` (the whole process, *including the in-process
   emulator answering the request*) and ``time.thread_time()`` (the ticking
   thread only: the bot's own share);
@@ -20,11 +21,16 @@ poller thread calls every ``POLL_SECONDS``) is called directly:
   default idle rule (30 min) leaves them up; and 1 unheld cluster, which the
   idle rule terminates within the hour. The bot starts cold, the locks and a
   first tick warm it up, then the counter is reset and the requests of
-  ``hours`` hours of ticks are counted by action, as the emulator sees them.
+  ``hours`` hours of ticks are counted by action, as the emulator sees them;
+* resize detection (DESIGN §13): one held cluster, the poller at 30 s on a moved clock, its core
+  group resized (2 → 19 instances, then back) at seeded random moments while the cluster stays
+  WAITING; the delay from each resize to the first ``!emr status`` whose cost line shows the new
+  instance count, and the ``ListInstanceGroups`` requests per hour this costs.
 """
 
 from __future__ import annotations
 
+import random
 import statistics
 import time
 from collections import Counter
@@ -46,11 +52,14 @@ ECONOMY_ACTIONS = (
     "GetMetricData",
     "TerminateJobFlows",
     "AssumeRole",
-    "ListInstanceGroups",  # the cost (DESIGN §13): once per cluster, then only after a state change
+    "ListInstanceGroups",  # the cost (DESIGN §13): once per cluster, after a state change, and every 5 min (resize)
 )
 ACTIVITY_READS_PER_HOUR = 12  # DESIGN §10: IsIdle at most once per 5 minutes, for any number of clusters
 TAG_LIFETIME_MINUTES = 5  # DESIGN §3: a tag added or removed takes effect within 5 minutes
 ECONOMY_START = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)  # 10:00 in Tokyo, a Tuesday
+INSTANCE_READS_PER_HOUR = 12  # DESIGN §13: a resize (the state stays WAITING) seen within 5 min: 12 reads/h/cluster
+RESIZE_BOUND = 5 * 60 + DEFAULT_INTERVAL  # seconds: the 5-minute re-read, then the next tick
+RESIZE_SEED = 20261201
 
 
 def _counts(emulator: Emulator) -> Counter[str]:
@@ -98,6 +107,51 @@ def hourly(emulator: Emulator, data_dir: Path, *, managed: int, held: bool, hour
     }
 
 
+def resize_detection(emulator: Emulator, data_dir: Path, *, resizes: int, seed: int) -> dict[str, Any]:
+    """Resize a held WAITING cluster at random moments; how long until its cost counts the new size."""
+    rng = random.Random(seed)
+    with MovedClock(ECONOMY_START) as clock:
+        emulator.reset()
+        emulator.seed(managed_names=["analytics"], unmanaged_names=[])
+        cluster_id = emulator.emr_b().list_clusters()["Clusters"][0]["Id"]
+        with Bot(data_dir, emr_config(emulator, HOLD_REMIND_MINUTES="off", END_OF_DAY="off")) as bot:
+            reply, _ = bot.say("!emr lock analytics")
+            if not reply.startswith("🔒"):
+                raise RuntimeError(f"!emr lock analytics: {reply[:200]}")
+            bot.plugin.tick()
+            emulator.reset_counts()
+            started = clock.now
+            delays: list[float] = []
+            core = 2
+            for _ in range(resizes):
+                resize_at = clock.now + timedelta(seconds=rng.uniform(60, 900))
+                while clock.now + timedelta(seconds=DEFAULT_INTERVAL) <= resize_at:
+                    clock.advance(DEFAULT_INTERVAL)
+                    bot.plugin.tick()
+                clock.set(resize_at)
+                core = 19 if core == 2 else 2
+                emulator.resize(cluster_id, "CORE", core)
+                wanted = f"({core + 1} × m5.xlarge,"
+                while True:
+                    clock.advance(DEFAULT_INTERVAL)
+                    reads = emulator.count("ListInstanceGroups")
+                    bot.plugin.tick()
+                    if emulator.count("ListInstanceGroups") > reads and wanted in bot.say("!emr status")[0]:
+                        delays.append((clock.now - resize_at).total_seconds())
+                        break
+                    if (clock.now - resize_at).total_seconds() > 3600:
+                        raise RuntimeError(f"a resize to {core + 1} instances not priced within an hour")
+            hours = (clock.now - started).total_seconds() / 3600
+            reads_per_hour = emulator.count("ListInstanceGroups") / hours
+    return {
+        "resizes": resizes,
+        "seed": seed,
+        "delays_seconds": delays,
+        "hours": hours,
+        "list_instance_groups_per_hour": reads_per_hour,
+    }
+
+
 def run(emulator: Emulator, workdir: Path, *, ticks: int, hours: float) -> Section:
     section = Section("poller", "4. Poller economy: one tick, and an hour of ticks")
     emulator.reset()
@@ -113,27 +167,30 @@ def run(emulator: Emulator, workdir: Path, *, ticks: int, hours: float) -> Secti
             plugin.tick()
 
         probe = StorageProbe(plugin)
-        emulator.reset_counts()
-        wall: list[float] = []
-        process_cpu: list[float] = []
-        thread_cpu: list[float] = []
-        for _ in range(ticks):
-            p0, t0, w0 = time.process_time(), time.thread_time(), time.perf_counter()
-            plugin.tick()
-            wall.append(time.perf_counter() - w0)
-            thread_cpu.append(time.thread_time() - t0)
-            process_cpu.append(time.process_time() - p0)
-        steady = _counts(emulator)
-        per_tick = {a: n / ticks for a, n in steady.items()}
-        writes_per_tick = probe.writes / ticks
+        # Real durations, the wall clock held still: every steady tick falls inside one 5-minute slot of
+        # the periodic re-reads (tags, instances), which the simulated hour below counts.
+        with MovedClock(datetime.now(UTC)):
+            emulator.reset_counts()
+            wall: list[float] = []
+            process_cpu: list[float] = []
+            thread_cpu: list[float] = []
+            for _ in range(ticks):
+                p0, t0, w0 = time.process_time(), time.thread_time(), time.perf_counter()
+                plugin.tick()
+                wall.append(time.perf_counter() - w0)
+                thread_cpu.append(time.thread_time() - t0)
+                process_cpu.append(time.process_time() - p0)
+            steady = _counts(emulator)
+            per_tick = {a: n / ticks for a, n in steady.items()}
+            writes_per_tick = probe.writes / ticks
 
-        emulator.run_cluster("newcomer", managed=True)
-        emulator.reset_counts()
-        plugin.tick()
-        newcomer_first = _counts(emulator)
-        emulator.reset_counts()
-        plugin.tick()
-        newcomer_next = _counts(emulator)
+            emulator.run_cluster("newcomer", managed=True)
+            emulator.reset_counts()
+            plugin.tick()
+            newcomer_first = _counts(emulator)
+            emulator.reset_counts()
+            plugin.tick()
+            newcomer_next = _counts(emulator)
 
         simulated_ticks = int(hours * 3600 / DEFAULT_INTERVAL)
         traveller = time_machine.travel(datetime.now(UTC), tick=True)
@@ -156,11 +213,13 @@ def run(emulator: Emulator, workdir: Path, *, ticks: int, hours: float) -> Secti
         hourly(emulator, workdir / "economy-1-unheld", managed=1, held=False, hours=hours),
         hourly(emulator, workdir / "economy-100-held", managed=100, held=True, hours=hours),
     ]
+    resize = resize_detection(emulator, workdir / "resize", resizes=max(4, round(8 * hours)), seed=RESIZE_SEED)
+    delays = resize["delays_seconds"]
 
     per_hour = {a: n / hours for a, n in simulated.items()}
     wall_s, process_s, thread_s = Summary.of(wall), Summary.of(process_cpu), Summary.of(thread_cpu)
     section.say(
-        f"{ticks} ticks in steady state (real time), then a simulated {hours:g} h at the default "
+        f"{ticks} ticks in steady state (real durations, the wall clock held inside one 5-minute slot), then a simulated {hours:g} h at the default "
         f"{DEFAULT_INTERVAL} s interval ({simulated_ticks} ticks, clock moved). Account: 5 managed + 15 other "
         "active clusters, 200 terminated.",
         "",
@@ -213,6 +272,13 @@ def run(emulator: Emulator, workdir: Path, *, ticks: int, hours: float) -> Secti
                 for e in economy
             ],
         ),
+        "",
+        f"Resize detection (DESIGN §13): a held WAITING cluster, its core group resized 2 ↔ 19 at {len(delays)} "
+        f"random moments (seed {resize['seed']}), the poller at {DEFAULT_INTERVAL} s: priced at its new size "
+        f"{min(delays):.0f} / {statistics.median(delays):.0f} / {max(delays):.0f} s after the resize "
+        f"(min / median / max; bound {RESIZE_BOUND} s: the 5-minute re-read, then the next tick); "
+        f"ListInstanceGroups {resize['list_instance_groups_per_hour']:.1f} per hour for that cluster "
+        f"(over {resize['hours']:.1f} h: one per 5 minutes, one a minute while a group is RESIZING)",
     )
     section.data = {
         "ticks": ticks,
@@ -228,6 +294,7 @@ def run(emulator: Emulator, workdir: Path, *, ticks: int, hours: float) -> Secti
         "process_cpu_ms": process_s.as_ms(),
         "thread_cpu_ms": thread_s.as_ms(),
         "economy_per_hour_at_30s": economy,
+        "resize_detection": resize,
     }
     steady_ok = per_tick == {"ListClusters": 1.0}
     # A new unheld cluster gets EMR's auto-termination policy once (the backstop, DESIGN §12), and its
@@ -260,6 +327,20 @@ def run(emulator: Emulator, workdir: Path, *, ticks: int, hours: float) -> Secti
             f"GetMetricData ≤ {ACTIVITY_READS_PER_HOUR} per hour for any number of clusters up to 100",
             "; ".join(f"{e['managed']} managed: {num(round(e['per_hour']['GetMetricData'], 2))}" for e in economy),
             all(e["per_hour"]["GetMetricData"] <= ACTIVITY_READS_PER_HOUR for e in economy),
+        )
+    )
+    section.targets.append(
+        Target(
+            "poller: instance reads (resize detection) per hour at 30 s",
+            f"ListInstanceGroups ≤ {INSTANCE_READS_PER_HOUR} per managed cluster per hour with no resize; "
+            f"a resize priced within {RESIZE_BOUND} s",
+            "; ".join(
+                f"{e['managed']} {'held' if e['held'] else 'unheld'}: {num(round(e['per_hour']['ListInstanceGroups'], 2))}"
+                for e in economy
+            )
+            + f"; resizes priced after {min(delays):.0f}–{max(delays):.0f} s",
+            all(e["per_hour"]["ListInstanceGroups"] <= INSTANCE_READS_PER_HOUR * e["managed"] for e in economy)
+            and max(delays) <= RESIZE_BOUND,
         )
     )
     reads_allowed.append(("6 managed + 15 other", per_hour.get("DescribeCluster", 0), (60 / TAG_LIFETIME_MINUTES) * 21))

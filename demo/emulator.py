@@ -449,6 +449,17 @@ class Emulator:
     def set_termination_protection(self, cluster_id: str, protected: bool) -> None:
         self._moto_cluster(cluster_id).set_termination_protection(protected)
 
+    def resize(self, cluster_id: str, role: str, count: int, *, resizing: bool = False) -> None:
+        """Resize the cluster's instance group of *role* (MASTER, CORE, TASK) to *count* instances, in-process.
+
+        moto's ModifyInstanceGroups sets the count at once, and its groups are always RUNNING; here
+        *resizing* leaves the group ``RESIZING`` (EMR still adding or removing instances) until a
+        call without it. The cluster's own state does not change: a resize leaves it WAITING.
+        """
+        [group] = [g for g in self._moto_cluster(cluster_id).instance_groups if g.role == role]
+        group.set_instance_count(count)
+        group.state = "RESIZING" if resizing else "RUNNING"
+
     def set_cluster_state(self, cluster_id: str, state: str) -> None:
         """Move a cluster to RUNNING/WAITING as if a step started or ended (moto has no API for it)."""
         self._moto_cluster(cluster_id).state = state

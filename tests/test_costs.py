@@ -19,7 +19,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from emrchatops.aws.adapter import EmrAdapter, fleet_composition, group_composition, instance_composition
+from emrchatops.aws.adapter import (
+    EmrAdapter,
+    fleet_changing,
+    fleet_composition,
+    group_changing,
+    group_composition,
+    instance_composition,
+)
 from emrchatops.chat.words import View
 from emrchatops.domain.costs import (
     Cost,
@@ -53,6 +60,7 @@ from emrchatops.domain.ledger import (
     instances_due,
     instances_seen,
     report,
+    resize_check_due,
     seen,
     watch,
 )
@@ -505,6 +513,32 @@ def test_instance_groups_count_running_instances_and_requested_ones_while_they_c
         Instances("c5.xlarge", 3, spot=True),
         Instances("m5.large", 2),  # provisioning: billed as they launch
     )
+
+
+def test_a_group_or_fleet_being_resized_is_changing_and_a_steady_one_is_not() -> None:
+    assert [group_changing(g) for g in GROUPS] == [False, True, False, False, True]
+    assert not group_changing({**GROUPS[0], "RunningInstanceCount": 1, "RequestedInstanceCount": 1})
+    assert group_changing({**GROUPS[0], "RequestedInstanceCount": 3})  # asked for, not yet RESIZING
+    assert [fleet_changing(f) for f in FLEETS] == [False, False]
+    assert fleet_changing({**FLEETS[0], "TargetOnDemandCapacity": 5})
+
+
+def test_a_resize_check_is_due_once_per_five_minute_slot_and_every_minute_while_resizing() -> None:
+    start = jst(10)
+    checks = [start + timedelta(seconds=30 * k) for k in range(1, 121)]  # an hour of ticks at 30 s
+    read = start
+    due = 0
+    for moment in checks:
+        if resize_check_due(CID, read, moment, False):
+            due, read = due + 1, moment
+    assert due == 12
+    assert not resize_check_due(CID, start, start + timedelta(seconds=59), True)
+    assert resize_check_due(CID, start, start + timedelta(minutes=1), True)
+    phases = {
+        next(k for k in range(600) if resize_check_due(c, start, start + timedelta(seconds=k), False))
+        for c in (f"j-{n:04d}" for n in range(50))
+    }
+    assert len(phases) > 25  # clusters read together are re-read spread over the 5 minutes
 
 
 def test_fleets_of_one_type_count_capacity_units_and_mixed_fleets_are_listed() -> None:

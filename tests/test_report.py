@@ -9,6 +9,7 @@ new bot starts.
 
 from __future__ import annotations
 
+import re
 import shutil
 import threading
 from datetime import datetime, timedelta
@@ -19,6 +20,7 @@ import pytest
 
 from conftest import MORNING, Chat, Clock, emr_config
 from demo.emulator import Emulator, Seeded
+from emrchatops.domain.ledger import resize_check_due
 
 
 def at(hh: int, mm: int = 0) -> datetime:
@@ -46,27 +48,78 @@ def test_status_shows_a_cost_that_grows_with_time_and_asks_aws_nothing_more(
     # The shipped table's prices are estimates (DESIGN §19): the cost says so.
     assert "cost: ≈ $0.00 so far (estimated prices; 3 × m5.xlarge, 0m)" in chat.say("!emr status")
     chat.say("!emr lock")  # held: no idle termination meanwhile
-    run(chat, clock, at(10, 1), at(11, 0), every=timedelta(minutes=5))
+    run(chat, clock, at(10, 1), at(11, 0))  # the poller every minute
     reads = emulator.count("ListInstanceGroups")
-    assert reads == 1  # read once, when first seen
+    assert reads <= 1 + 12  # read when first seen, then once per 5 minutes (a resize), not at every tick
     clock.set(at(11))
     assert "cost: ≈ $0.93 so far (estimated prices; 3 × m5.xlarge, 1h 00m)" in chat.say("!emr status")  # 3 × ($0.31)
     clock.set(at(14, 10))
-    assert "cost: ≈ $3.88 so far (estimated prices; 3 × m5.xlarge, 4h 10m)" in chat.say("!emr status")  # × 4h 10m
-    assert emulator.count("ListInstanceGroups") == reads  # steady state: no request for the cost
+    assert "cost: ≈ $3.88 so far (estimated prices; 3 × m5.xlarge, 4h 10m)" in chat.say(
+        "!emr status"
+    )  # × 4h 10m = $3.875
+    assert emulator.count("ListInstanceGroups") == reads  # a status asks nothing for the cost
+
+
+def a_quiet_slot(cluster_id: str, after: datetime) -> datetime:
+    """The first second of the cluster's next 5-minute resize-check slot: no periodic re-read is due for 5 minutes."""
+    moment = after
+    while not resize_check_due(cluster_id, moment, moment + timedelta(seconds=1), False):
+        moment += timedelta(seconds=1)
+    return moment + timedelta(seconds=1)
 
 
 def test_a_state_change_reads_the_instances_again(chat: Chat, emulator: Emulator, seeded: Seeded, clock: Clock) -> None:
     chat.say("!emr lock")
+    clock.set(a_quiet_slot(seeded.managed_id, clock.now))
     chat.tick()
     assert emulator.count("ListInstanceGroups") == 1
     emulator.set_cluster_state(seeded.managed_id, "RUNNING")  # a step runs: the cluster may have been resized
     clock.advance(minutes=1)
     chat.tick()
-    assert emulator.count("ListInstanceGroups") == 2
+    assert emulator.count("ListInstanceGroups") == 2  # at once, not at the next 5-minute check
     clock.advance(minutes=1)
     chat.tick()
     assert emulator.count("ListInstanceGroups") == 2
+
+
+def dollars_so_far(status: str) -> float:
+    match = re.search(r"cost: ≈ \$(\d+\.\d\d) so far", status)
+    assert match, status
+    return float(match.group(1))
+
+
+def test_a_resized_cluster_is_priced_with_its_new_composition_from_the_resize_on(
+    chat: Chat, emulator: Emulator, seeded: Seeded, clock: Clock
+) -> None:
+    chat.say("!emr lock")  # held: WAITING all along
+    run(chat, clock, at(10), at(10, 30))
+    emulator.resize(seeded.managed_id, "CORE", 19)  # 10:30: 3 → 20 instances; the cluster stays WAITING
+    run(chat, clock, at(10, 31), at(11))
+    status = chat.say("!emr status")
+    assert "(estimated prices; 20 × m5.xlarge, 1h 00m)" in status, status
+    # 10:00–10:30 at 3 × $0.31/h and 10:30–11:00 at 20 ×: $3.565; the resize is priced from the read
+    # that sees it, at most 5 minutes and a poll late (17 more instances × 6 min: $0.53 less at worst).
+    cost = dollars_so_far(status)
+    assert 3.565 - 17 * 0.31 * 6 / 60 - 0.005 <= cost <= 3.565 + 0.005, status
+    row = today_row(chat.say("!emr report 1"))
+    assert row.split()[7] == f"${cost:.2f}", row  # the report prices each interval as the status does
+    assert emulator.count("ListInstanceGroups") <= 1 + 12 + 1  # once, then once per 5 minutes
+
+
+def test_a_resize_in_progress_is_read_every_minute_until_it_settles_then_every_five(
+    chat: Chat, emulator: Emulator, seeded: Seeded, clock: Clock
+) -> None:
+    chat.say("!emr lock")
+    run(chat, clock, at(10), at(10, 10))
+    emulator.resize(seeded.managed_id, "CORE", 19, resizing=True)  # 10:10: EMR adds instances
+    before = emulator.count("ListInstanceGroups")
+    run(chat, clock, at(10, 11), at(10, 20))
+    assert emulator.count("ListInstanceGroups") - before >= 5  # seen within 5 minutes, then read every minute
+    emulator.resize(seeded.managed_id, "CORE", 19)  # 10:20: the group is RUNNING again
+    run(chat, clock, at(10, 21), at(10, 21))
+    settled = emulator.count("ListInstanceGroups")
+    run(chat, clock, at(10, 22), at(11, 21))
+    assert emulator.count("ListInstanceGroups") - settled <= 12  # steady: one read per 5 minutes
 
 
 def scripted_day(chat: Chat, clock: Clock) -> Chat:

@@ -89,6 +89,7 @@ from emrchatops.domain.ledger import (
     instances_due,
     instances_failed,
     instances_seen,
+    resize_check_due,
     seen,
     watch,
 )
@@ -251,6 +252,8 @@ class Service:
         self._ledger_stored: Ledger | None = None  # … and what storage holds
         self._instances_tried: dict[str, tuple[str, datetime]] = {}  # cluster id -> (state, when) of a failed read
         self._instances_lock = threading.Lock()
+        # cluster id -> (the last read of its instances, whether a group was resizing then): resizes (DESIGN §13)
+        self._instances_read: dict[str, tuple[datetime, bool]] = {}
         # Listings are numbered when they start; one older than the last folded is stale (see _refresh).
         self._listings = itertools.count(1)
         self._folded = 0
@@ -462,9 +465,10 @@ class Service:
                 self._announce(LeftAlone(settled.record))
 
     def _read_instances_where_due(self, only: list[str] | None = None) -> None:
-        """Read what the clusters run (for their cost): once, and again after a state change (DESIGN §13).
+        """Read what the clusters run (for their cost): once, again after a state change, and (the poller)
+        every 5 minutes to notice a resize, every minute while one is under way (DESIGN §13).
 
-        No request in steady state; a failure is logged and retried after INSTANCES_RETRY.
+        A failure is logged and retried after INSTANCES_RETRY.
         """
         with self._instances_lock:  # single flight: a status and a tick seeing a new cluster read it once
             self._read_instances(only)
@@ -474,15 +478,25 @@ class Service:
         with self._lock:
             state = self._load()
             due = [cid for cid in instances_due(self._load_ledger(), state) if only is None or cid in only]
+        if only is None:  # the poller: a resize leaves the cluster state as it is, so look for one
+            listed = {r.id for r in state.listed()}
+            for cluster_id in list(self._instances_read):
+                if cluster_id not in listed:
+                    del self._instances_read[cluster_id]
+            for cluster_id in sorted(listed - set(due)):
+                read = self._instances_read.setdefault(cluster_id, (now, False))  # after a restart: from now
+                if resize_check_due(cluster_id, read[0], now, read[1]):
+                    due.append(cluster_id)
         for cluster_id in due:
             cluster_state = state.clusters[cluster_id].state
             tried = self._instances_tried.get(cluster_id)
             if tried is not None and tried[0] == cluster_state and now - tried[1] < INSTANCES_RETRY:
                 continue
             try:
-                composition = self.adapter.instances(cluster_id)
+                composition, changing = self.adapter.read_instances(cluster_id)
             except AwsError as error:
                 self._instances_tried[cluster_id] = (cluster_state, now)
+                self._instances_read[cluster_id] = (now, False)
                 log.warning("EMR: cannot read the instances of %s (its cost stays unknown): %s", cluster_id, error)
                 if isinstance(error, AccessDeniedError):
                     problem = f"AWS denied {error.action}"
@@ -492,6 +506,7 @@ class Service:
                     self._save_ledger(instances_failed(self._load_ledger(), self._load(), cluster_id, problem))
                 continue
             self._instances_tried.pop(cluster_id, None)
+            self._instances_read[cluster_id] = (now, changing)
             with self._lock:
                 self._save_ledger(instances_seen(self._load_ledger(), self._load(), cluster_id, composition, now))
 

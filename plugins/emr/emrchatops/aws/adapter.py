@@ -176,7 +176,12 @@ class EmrAdapter:
 
     # -- instances (cost) ---------------------------------------------------------------
     def instances(self, cluster_id: str) -> Composition:
-        """What the cluster runs: instance type, count and market of each instance group (or fleet).
+        """What the cluster runs (see :meth:`read_instances`)."""
+        return self.read_instances(cluster_id)[0]
+
+    def read_instances(self, cluster_id: str) -> tuple[Composition, bool]:
+        """What the cluster runs: instance type, count and market of each instance group (or fleet),
+        and whether a group or fleet is changing its size now (a resize under way: read it again soon).
 
         ``ListInstanceGroups`` (paginated) first; a cluster made of instance fleets has no
         groups (EMR answers with none, or refuses the call), so then ``ListInstanceFleets``.
@@ -195,7 +200,7 @@ class EmrAdapter:
                 raise
             groups = []
         if groups:
-            return group_composition(groups)
+            return group_composition(groups), any(group_changing(group) for group in groups)
         fleets = self._pages(
             "list_instance_fleets", "elasticmapreduce:ListInstanceFleets", "InstanceFleets", cluster_id
         )
@@ -214,7 +219,7 @@ class EmrAdapter:
                 InstanceStates=["AWAITING_FULFILLMENT", "PROVISIONING", "BOOTSTRAPPING", "RUNNING"],
             )
             composition += instance_composition(running)
-        return tuple(composition)
+        return tuple(composition), any(fleet_changing(fleet) for fleet in fleets)
 
     def _pages(self, operation: str, action: str, key: str, cluster_id: str, **extra: Any) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -442,6 +447,30 @@ def group_composition(groups: Sequence[Mapping[str, Any]]) -> Composition:
         if count:
             out.append(Instances(str(group.get("InstanceType", "")), count, group.get("Market") == "SPOT"))
     return tuple(out)
+
+
+CHANGING_STATES = frozenset({"PROVISIONING", "BOOTSTRAPPING", "RESIZING"})
+
+
+def group_changing(group: Mapping[str, Any]) -> bool:
+    """An instance group whose size is changing: being provisioned or resized, or not yet at its requested count."""
+    state = group.get("Status", {}).get("State", "")
+    if state in CHANGING_STATES:
+        return True
+    running, requested = group.get("RunningInstanceCount"), group.get("RequestedInstanceCount")
+    return state == "RUNNING" and running is not None and requested is not None and int(running) != int(requested)
+
+
+def fleet_changing(fleet: Mapping[str, Any]) -> bool:
+    """An instance fleet whose size is changing: being provisioned or resized, or short of its target capacity."""
+    if fleet.get("Status", {}).get("State", "") in CHANGING_STATES:
+        return True
+    return any(
+        fleet.get(f"Provisioned{market}Capacity") is not None
+        and fleet.get(f"Target{market}Capacity") is not None
+        and int(fleet[f"Provisioned{market}Capacity"]) != int(fleet[f"Target{market}Capacity"])
+        for market in ("OnDemand", "Spot")
+    )
 
 
 def fleet_composition(fleet: Mapping[str, Any]) -> list[Instances] | None:

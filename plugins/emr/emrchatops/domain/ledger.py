@@ -20,7 +20,10 @@ and folds into it what it already knows — no AWS request of its own:
   busy but *not watched*. A gap longer than the caller's *gap* between two ticks
   starts a new watched span;
 * **instances**: the cluster's composition (``ListInstanceGroups`` / fleets),
-  read once and again when the cluster state changes, as ``(since, composition)``;
+  read once, again when the cluster state changes, and every :data:`RESIZE_CHECK`
+  (a resize leaves the state as it is: :func:`resize_check_due`), every
+  :data:`SETTLE_CHECK` while a group is resizing; as ``(since, composition)``, a new
+  segment from the read that saw a change;
 * **terminations** by the automatic rules, with their time.
 
 Heartbeats (the end of the current watched span, a cluster's ``seen_at``) move
@@ -34,6 +37,7 @@ Bounded: spans and clusters older than :data:`KEEP` (90 days) are dropped.
 from __future__ import annotations
 
 import bisect
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -66,6 +70,12 @@ KEEP = timedelta(days=90)
 REPORT_MAX_DAYS = 90
 HEARTBEAT = timedelta(minutes=1)
 SAVING_CAP = timedelta(hours=24)
+# A resize leaves the cluster state as it is (WAITING): the instances are read again this often, so a
+# resize is priced from at most this long after it (DESIGN §13) ...
+RESIZE_CHECK = timedelta(minutes=5)
+# ... and this often while a group is resizing (its running count moves minute by minute).
+SETTLE_CHECK = timedelta(minutes=1)
+_GRID = datetime(2000, 1, 1, tzinfo=UTC)
 # The automatic rules whose terminations the report counts (emr_rules.Rule).
 RULES = ("idle", "end_of_day", "overtime")
 
@@ -267,6 +277,20 @@ def instances_due(ledger: Ledger, state: State) -> list[str]:
         if usage is None or not usage.instances or usage.instances_state != record.state:
             due.append(record.id)
     return due
+
+
+def resize_check_due(cluster_id: str, read_at: datetime, now: datetime, changing: bool) -> bool:
+    """Are the instances of a cluster last read at *read_at* to be read again now, to notice a resize?
+
+    While a group is resizing (*changing*): every :data:`SETTLE_CHECK`. Otherwise once per
+    :data:`RESIZE_CHECK` slot, on a grid offset per cluster (a fixed phase from its id), so that
+    clusters first read together are re-read spread over the ticks, not all in one.
+    """
+    if changing:
+        return now - read_at >= SETTLE_CHECK
+    step = int(RESIZE_CHECK.total_seconds())
+    phase = timedelta(seconds=zlib.crc32(cluster_id.encode()) % step)
+    return (now - _GRID - phase) // RESIZE_CHECK > (read_at - _GRID - phase) // RESIZE_CHECK
 
 
 def instances_failed(ledger: Ledger, state: State, cluster_id: str, problem: str) -> Ledger:
