@@ -346,6 +346,9 @@ class DynamoDBStorage(StorageBase):  # type: ignore[misc]  # errbot is untyped: 
     Thread-safe (a boto3 client is). No ``__len__``: Errbot tests the store for truthiness.
     """
 
+    #: Other processes (the other instances) write this table too: readers must not cache what they read.
+    SHARED = True
+
     Conflict = Conflict
     LeaseLost = LeaseLost
 

@@ -15,7 +15,7 @@ from errbot.botplugin import BotPluginBase
 from errbot.core import ErrBot
 
 PLUGIN = Path(__file__).resolve().parent.parent / "plugins" / "emr"
-PRIVATE = re.compile(r"\._(bot|process_command_filters)\b")
+PRIVATE = re.compile(r"\._(bot|process_command_filters|store)\b")
 
 
 def test_a_plugin_keeps_its_backend_in_bot() -> None:
@@ -35,8 +35,14 @@ def test_the_slackv3_backend_module_has_the_identifier_classes_we_build() -> Non
     assert list(inspect.signature(module.SlackRoomOccupant).parameters) == ["webclient", "userid", "channelid", "bot"]
 
 
-def test_no_private_part_is_reached_outside_the_seams_module() -> None:
-    seams = PLUGIN / "emrchatops" / "chat" / "slack" / "seams.py"
+def test_a_plugin_keeps_its_storage_in_store() -> None:
+    from errbot.storage import StoreMixin
+
+    assert "self._store = storage_plugin.open(namespace)" in inspect.getsource(StoreMixin.open_storage)
+
+
+def test_no_private_part_is_reached_outside_the_seams_modules() -> None:
+    seams = {PLUGIN / "emrchatops" / "chat" / "slack" / "seams.py", PLUGIN / "emrchatops" / "store" / "seams.py"}
     for path in [PLUGIN / "emr.py", *PLUGIN.joinpath("emrchatops").rglob("*.py")]:
-        if path != seams:
+        if path not in seams:
             assert not PRIVATE.search(path.read_text()), f"{path.name} reaches a private part of errbot"

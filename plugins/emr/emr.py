@@ -71,7 +71,7 @@ def _stamp_package() -> None:
 
 _drop_package_if_changed()
 
-from emrchatops.app.service import Service, Who
+from emrchatops.app.service import STATE_KEY, Service, Who
 from emrchatops.aws.adapter import EmrAdapter
 from emrchatops.aws.crossaccount import CrossAccountSession, RoleTarget, utc_now
 from emrchatops.chat.base import Chat, PlainChat
@@ -83,7 +83,16 @@ from emrchatops.domain.errors import ConfigError, EmrChatopsError, RefusedError,
 from emrchatops.domain.ledger import REPORT_MAX_DAYS
 from emrchatops.domain.settings import Settings, from_mapping, parse_hhmm
 from emrchatops.ops.doctor import Doctor, notify_check
+from emrchatops.store.seams import storage_backend
 from emrchatops.store.tokens import StoredToken
+from emrchatops.store.versioned import (
+    MappingStateStore,
+    StoredLease,
+    StoredOnce,
+    VersionedStateStore,
+    shared,
+    versioned,
+)
 
 _stamp_package()
 
@@ -92,6 +101,7 @@ log = logging.getLogger("errbot.plugins.emr")
 SUBCOMMANDS = ("status", "start", "lock", "unlock", "terminate", "overtime", "history", "report", "doctor")
 REPORT_DEFAULT_DAYS = 7
 HISTORY_DEFAULT = 10
+ENVELOPE_SECONDS = 3600  # a Slack envelope id is remembered this long (Slack redelivers within minutes)
 HISTORY_MAX = 50
 ARGS_LIMIT = 1000
 TOKEN_KEY = "sts"  # noqa: S105 - a storage key name, not a secret
@@ -158,7 +168,15 @@ class EMR(BotPlugin):
         )
         self.session = CrossAccountSession(target, StoredToken(self, TOKEN_KEY), clock=lambda: self.clock())
         self.adapter = EmrAdapter(self.session, self.settings.cluster_tag, clock=lambda: self.clock())
-        self.service.open(self.adapter)  # refuses state or a ledger it cannot read (or a newer format)
+        # The state is versioned in the storage plugin (SQLite, DynamoDB); on a table other instances share,
+        # only the holder of the poller's lease runs the rules, and a Slack envelope is handled once.
+        backend = storage_backend(self)
+        states = VersionedStateStore(backend, STATE_KEY) if versioned(backend) else MappingStateStore(self, STATE_KEY)
+        several = versioned(backend) and shared(backend)
+        lease = StoredLease(backend, "poller", self.settings.lease_seconds) if several else None
+        if several and isinstance(self.chat, SlackChat):
+            self.chat.first = functools.partial(_first, StoredOnce(backend, ENVELOPE_SECONDS), self.clock)
+        self.service.open(self.adapter, states, lease)  # refuses state or a ledger it cannot read (or a newer format)
         self.start_poller(self.settings.poll_seconds, self.tick, args=(self._generation,))
         self.chat.start()  # Slack: the click listener, the chart's import
         log.info(
@@ -371,6 +389,10 @@ class EMR(BotPlugin):
         """What a button does: the command it stands for, on its cluster, as the clicker (refusals raise)."""
         run = {"lock": self._lock_command, "unlock": self._unlock_command, "overtime": self._overtime_command}[command]
         return run(msg, cluster_id)
+
+
+def _first(once: StoredOnce, clock: Callable[[], datetime], envelope_id: str) -> bool:
+    return once.first(f"slack-envelope:{envelope_id}", clock())
 
 
 def _reject_options(words: list[str], view: View) -> None:

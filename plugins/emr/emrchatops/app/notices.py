@@ -237,8 +237,14 @@ class NoOvertime:
     problem: ValueError
 
 
+@dataclass(frozen=True)
+class Contended:
+    """Another instance kept changing the state while a command was decided (several tries): try again."""
+
+
 Refusal = (
-    NoCluster
+    Contended
+    | NoCluster
     | Unnamed
     | GoneMeanwhile
     | NoTemplate
@@ -256,6 +262,7 @@ __all__ = [
     "BackstopBack",
     "BackstopFailed",
     "BecameReady",
+    "Contended",
     "EndedOutside",
     "Expired",
     "ForceTerminated",

@@ -75,10 +75,75 @@ class TokenStore(Protocol):
     def save(self, token: Token | None) -> None: ...
 
 
+class Conflict(Exception):
+    """The stored state moved on since it was read (another instance wrote it): re-read and re-decide."""
+
+
+class LeaseLost(Exception):
+    """This instance no longer holds the poller's lease: what it decided must not be acted on."""
+
+
+@dataclass(frozen=True)
+class Fence:
+    """Proof that this instance holds the poller's lease (its owner and fencing counter), for fenced saves."""
+
+    name: str
+    owner: str
+    fencing: int
+
+
+class StateStore(Protocol):
+    """One versioned value of the plugin's storage (the state): load -> (data, revision); save over a revision.
+
+    ``save`` raises :class:`Conflict` when the stored revision is not *revision* (nothing written),
+    and with a *fence* :class:`LeaseLost` when the lease moved on. ``shared`` says whether another
+    process may write it (then every transaction reads it afresh; no cross-instance stale cache).
+    """
+
+    shared: bool
+
+    def load(self) -> tuple[Any, int]: ...
+
+    def save(self, data: Any, revision: int, fence: Fence | None, now: datetime) -> int: ...
+
+
+class PollerLease(Protocol):
+    """The poller's lease: only its holder runs the rules (two instances, DESIGN §18)."""
+
+    def acquire(self, now: datetime) -> Fence | None:
+        """Take or renew the lease; None when another live instance holds it."""
+        ...
+
+    def release(self, now: datetime) -> None:
+        """A clean stop: the next instance takes over at its next tick."""
+        ...
+
+
+class Once(Protocol):
+    """Recorded ids, each acted on once (a redelivered Slack envelope)."""
+
+    def first(self, key: str, now: datetime) -> bool:
+        """True the first time *key* is seen (within its expiry), False after."""
+        ...
+
+
 class Announcer(Protocol):
     """Posts a notice to the chat (the chat words it; *buttons* offer its commands where the chat can)."""
 
     def __call__(self, notice: Notice, buttons: Buttons | None, /) -> None: ...
 
 
-__all__ = ["Announcer", "Clusters", "Listing", "Storage", "Token", "TokenStore"]
+__all__ = [
+    "Announcer",
+    "Clusters",
+    "Conflict",
+    "Fence",
+    "LeaseLost",
+    "Listing",
+    "Once",
+    "PollerLease",
+    "StateStore",
+    "Storage",
+    "Token",
+    "TokenStore",
+]

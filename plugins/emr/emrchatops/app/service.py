@@ -20,12 +20,14 @@ run on Errbot's thread pool and the poller on its own thread.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from typing import Any, TypeVar
 
 from emrchatops.app.notices import (
     ActivityBack,
@@ -33,6 +35,7 @@ from emrchatops.app.notices import (
     BackstopBack,
     BackstopFailed,
     BecameReady,
+    Contended,
     EndedOutside,
     Expired,
     ForceTerminated,
@@ -55,7 +58,7 @@ from emrchatops.app.notices import (
     TerminationFailed,
     Unnamed,
 )
-from emrchatops.app.ports import Announcer, Clusters, Listing, Storage
+from emrchatops.app.ports import Announcer, Clusters, Conflict, LeaseLost, Listing, PollerLease, StateStore, Storage
 from emrchatops.domain.buttons import Buttons, buttons_for
 from emrchatops.domain.decisions import (
     Denied,
@@ -138,6 +141,31 @@ from emrchatops.domain.templates import Template, start_tags
 from emrchatops.domain.vocabulary import ACTIVE_STATES
 
 log = logging.getLogger("errbot.plugins.emr")
+
+ATTEMPTS = 5  # a command whose save lost the race with another instance is decided again this often
+R = TypeVar("R")
+
+
+def retried(action: Callable[..., R]) -> Callable[..., R]:
+    """A command decided again from the state as stored when its save lost a race (:class:`Conflict`).
+
+    Only for commands whose work before the save is a decision on the state (and AWS reads): one
+    that changed AWS first (terminate, start) re-applies its own change instead (:meth:`Service._commit`).
+    """
+
+    @functools.wraps(action)
+    def again(self: Service, *args: Any, **kwargs: Any) -> R:
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                return action(self, *args, **kwargs)
+            except Conflict as error:
+                log.info(
+                    "%s: the state moved on meanwhile (attempt %d), deciding again: %s", action.__name__, attempt, error
+                )
+        raise RefusedError.of(Contended())
+
+    return again
+
 
 STATE_KEY = "state"
 LEDGER_KEY = "ledger"
@@ -246,6 +274,9 @@ class Service:
             grace_minutes=settings.hold_grace_minutes,
         )
         self._lock = threading.RLock()
+        self._depth = 0  # nesting of _transaction() on the thread that holds the lock
+        self._revision = 0  # the stored state's revision the cached state was read at
+        self._fenced = threading.local()  # the poller thread's lease (its saves are fenced by it)
         self._poll_failure: str | None = None
         self._state: State | None = None  # decoded copy of the stored state, see _load
         self._ledger: Ledger | None = None  # the usage ledger's latest fold, see _load_ledger
@@ -271,11 +302,15 @@ class Service:
         self._announce_to_chat(notice, buttons)
 
     # -- lifecycle --------------------------------------------------------------------
-    def open(self, adapter: Clusters) -> None:
-        """Talk to AWS through *adapter*; refuse to start on state or a usage ledger we cannot read (or a newer format)."""
+    def open(self, adapter: Clusters, states: StateStore, lease: PollerLease | None = None) -> None:
+        """Talk to AWS through *adapter*, keep the state in *states* (versioned), run the rules only while
+        holding *lease* (several instances; None: this process is the only one). Refuse to start on state
+        or a usage ledger we cannot read (or a newer format)."""
         self.adapter = adapter
-        with self._lock:
-            state = State.from_dict(self._storage.get(STATE_KEY))
+        self._states = states
+        self._lease = lease
+        with self._transaction():
+            state = self._load()
             if LEDGER_KEY not in self._storage:  # an upgrade: the ledger starts from the state's clusters and holds
                 self._storage[LEDGER_KEY] = Ledger.from_dict(None, state).to_dict()
             Ledger.from_dict(self._storage.get(LEDGER_KEY))
@@ -284,16 +319,36 @@ class Service:
     def closing(self) -> Iterator[None]:
         """Under the state lock (a tick in flight finishes its state change first): the latest fold is written."""
         with self._lock:
-            if self._ledger is not None:
+            if self._ledger is not None and self._leads:
                 with contextlib.suppress(Exception):  # a clean stop keeps the latest fold (best effort)
                     self._write_ledger()
+            if self._lease is not None and self._leads:
+                with contextlib.suppress(Exception):  # the next instance takes over at its next tick
+                    self._lease.release(self.clock())
             yield
 
     # -- state ------------------------------------------------------------------------
     def state(self) -> State:
         """The current state (a consistent copy, taken under the lock)."""
-        with self._lock:
+        with self._transaction():
             return self._load()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """The state lock; on a store other processes write too, the first load inside reads it afresh.
+
+        With one process the last state saved or read stays decoded (the process is the only
+        writer); with several (DynamoDB) a command must see a hold acknowledged on the other
+        instance, so each outermost transaction starts from storage.
+        """
+        with self._lock:
+            self._depth += 1
+            try:
+                if self._depth == 1 and self._states.shared:
+                    self._state = None
+                yield
+            finally:
+                self._depth -= 1
 
     def _load(self) -> State:
         """The current state (call under ``self._lock``).
@@ -303,13 +358,36 @@ class Service:
         one storage write instead of a read-decode-encode-write round.
         """
         if self._state is None:
-            self._state = State.from_dict(self._storage.get(STATE_KEY))
+            data, self._revision = self._states.load()
+            self._state = State.from_dict(data)
         return self._state
 
     def _save(self, state: State) -> None:
-        self._storage[STATE_KEY] = state.to_dict()  # written through before anyone sees it
+        """Write *state* over the revision it was decided on (a :class:`Conflict` when another instance
+        wrote meanwhile: nothing written, the next load reads afresh); the poller's saves are fenced
+        by its lease, so an instance that lost the lease never acts on what it decided."""
+        try:
+            self._revision = self._states.save(
+                state.to_dict(), self._revision, getattr(self._fenced, "fence", None), self.clock()
+            )
+        except (Conflict, LeaseLost):
+            self._state = None
+            raise
         self._state = state
         self._save_ledger(follow(self._load_ledger(), state, self.clock()))
+
+    def _commit(self, change: Callable[[State], State]) -> State:
+        """Apply *change* to the state as stored and save it; after a :class:`Conflict` read it again and
+        apply *change* again (for what AWS already did, which is not to be done twice)."""
+        for _ in range(ATTEMPTS):
+            with self._transaction():
+                state = change(self._load())
+                try:
+                    self._save(state)
+                except Conflict:
+                    continue
+                return state
+        raise RefusedError.of(Contended())
 
     def _load_ledger(self) -> Ledger:
         """The usage ledger (call under ``self._lock``); kept decoded like the state."""
@@ -355,7 +433,7 @@ class Service:
         asked = self.clock()
         listing = self.adapter.list_clusters()
         now = self.clock()
-        with self._lock:
+        with self._transaction():
             old = self._load()
             if number < self._folded:
                 return old, listing
@@ -380,7 +458,7 @@ class Service:
     @contextlib.contextmanager
     def _editing(self, cluster: ClusterInfo) -> Iterator[tuple[State, ClusterRecord]]:
         """Under the state lock: the current state and the cluster's record, or a refusal if it is gone meanwhile."""
-        with self._lock:
+        with self._transaction():
             state = self._load()
             record = state.clusters.get(cluster.id)
             if record is None or not record.listed:
@@ -388,10 +466,40 @@ class Service:
             yield state, record
 
     # -- the poller -------------------------------------------------------------------
+    @property
+    def _leads(self) -> bool:
+        """Whether this instance runs the rules: it is the only one, or it held the lease at its last tick."""
+        return self._lease is None or getattr(self, "_led", False)
+
     def tick(self) -> None:
-        """One pass of the automatic rules. Never raises: the poller must survive everything."""
+        """One pass of the automatic rules. Never raises: the poller must survive everything.
+
+        With several instances (a lease), only the lease's holder runs it, and each of its saves
+        is fenced by the lease: an instance paused past its lease finds its save refused and acts
+        on nothing it decided. A save that lost a race with a command is decided again next tick.
+        """
+        if self._lease is not None:
+            try:
+                fence = self._lease.acquire(self.clock())
+            except Exception:
+                log.warning("EMR poller: the lease could not be read; this tick runs nowhere", exc_info=True)
+                fence = None
+            if fence is None:
+                if getattr(self, "_led", False):
+                    log.info("EMR poller: another instance holds the lease now")
+                self._led = False
+                return
+            if not getattr(self, "_led", False):
+                log.info("EMR poller: this instance holds the lease (fencing %d) and runs the rules", fence.fencing)
+            self._led = True
+            self._fenced.fence = fence
         try:
             self._tick()
+        except LeaseLost as error:
+            self._led = False
+            log.warning("EMR poller: the lease moved on during the tick; nothing more is acted on: %s", error)
+        except Conflict as error:
+            log.info("EMR poller: a command wrote the state meanwhile; decided again next tick: %s", error)
         except AwsError as error:
             if self._poll_failure != error.code:
                 self._poll_failure = error.code
@@ -399,6 +507,8 @@ class Service:
             log.warning("EMR poller tick failed: %s", error)
         except Exception:
             log.exception("EMR poller tick failed")
+        finally:
+            self._fenced.fence = None
 
     def _tick(self) -> None:
         state, _ = self._refresh()
@@ -410,7 +520,7 @@ class Service:
         self._read_activity_if_due()
         self._read_steps_where_due()
         now = self.clock()
-        with self._lock:
+        with self._transaction():
             old = self._load()
             state, effects = plan_tick(old, self.policy, now)
             if state != old:
@@ -445,13 +555,13 @@ class Service:
             except AwsError as error:  # kept as it is: absence proves nothing
                 log.warning("EMR poller: cannot re-read %s: %s", cluster_id, error)
                 continue
-            with self._lock:
+            with self._transaction():
                 old = self._load()
                 new, settled = settle(old, info, self.clock())
                 if new != old:
                     self._save(new)
             if settled.kind in ("start_failed", "ended"):
-                with self._lock:
+                with self._transaction():
                     self._save_ledger(ended(self._load_ledger(), info, self.clock()))
             if settled.kind == "start_failed":
                 self._rechecked.pop(cluster_id, None)
@@ -475,7 +585,7 @@ class Service:
 
     def _read_instances(self, only: list[str] | None) -> None:
         now = self.clock()
-        with self._lock:
+        with self._transaction():
             state = self._load()
             due = [cid for cid in instances_due(self._load_ledger(), state) if only is None or cid in only]
         if only is None:  # the poller: a resize leaves the cluster state as it is, so look for one
@@ -502,12 +612,12 @@ class Service:
                     problem = f"AWS denied {error.action}"
                 else:
                     problem = one_line(str(error))[:200]
-                with self._lock:  # the report says why this cluster's cost is unknown
+                with self._transaction():  # the report says why this cluster's cost is unknown
                     self._save_ledger(instances_failed(self._load_ledger(), self._load(), cluster_id, problem))
                 continue
             self._instances_tried.pop(cluster_id, None)
             self._instances_read[cluster_id] = (now, changing)
-            with self._lock:
+            with self._transaction():
                 self._save_ledger(instances_seen(self._load_ledger(), self._load(), cluster_id, composition, now))
 
     def _read_activity_if_due(self) -> None:
@@ -520,7 +630,7 @@ class Service:
         now = self.clock()
         if self.settings.activity == "off":
             return
-        with self._lock:
+        with self._transaction():
             state = self._load()
             if self._activity_read_at is not None and now - self._activity_read_at < ACTIVITY_PERIOD:
                 return
@@ -532,7 +642,7 @@ class Service:
         try:
             readings = self.adapter.read_activity(ids, now, window)
         except AwsError as error:
-            with self._lock:
+            with self._transaction():
                 old = self._load()
                 new = activity_unknown(old, now)
                 if new != old:
@@ -545,7 +655,7 @@ class Service:
         if self._activity_failure is not None:
             self._activity_failure = None
             self._announce(ActivityBack())
-        with self._lock:
+        with self._transaction():
             old = self._load()
             new = activity_seen(old, readings, now)
             if new != old:
@@ -563,7 +673,7 @@ class Service:
     def _read_steps_where_due(self) -> None:
         """Before the idle rule warns or terminates, fold in steps that listings cannot show."""
         now = self.clock()
-        with self._lock:
+        with self._transaction():
             state = self._load()
             due = [r.id for r in state.listed() if needs_step_check(state, r, self.policy, now)]
         for cluster_id in due:
@@ -572,7 +682,7 @@ class Service:
             except AwsError as error:  # the idle rule then goes by the cluster state alone
                 log.warning("EMR poller: cannot read the steps of %s: %s", cluster_id, error)
                 continue
-            with self._lock:
+            with self._transaction():
                 old = self._load()
                 new = steps_seen(old, cluster_id, last_end, busy, now)
                 if new != old:
@@ -590,7 +700,7 @@ class Service:
             return  # BACKSTOP_MINUTES off: the bot leaves EMR's policy alone
         with self._backstop_lock:
             now = self.clock()
-            with self._lock:
+            with self._transaction():
                 state = self._load()
                 due = backstop_due(state, seconds, now, self._backstop_tried, only)
             for cluster_id, wanted in due:
@@ -603,7 +713,7 @@ class Service:
                         self.adapter.remove_backstop(record)
                 except AwsError as error:
                     log.warning("EMR backstop of %s not changed: %s", cluster_id, error)
-                    with self._lock:
+                    with self._transaction():
                         old = self._load()
                         new, is_new = backstop_failed(old, cluster_id, error.code)
                         if new is not old:
@@ -611,7 +721,7 @@ class Service:
                     if is_new:
                         self._announce(BackstopFailed(record, wanted, str(error)))
                     continue
-                with self._lock:
+                with self._transaction():
                     new, recovered = backstop_set(self._load(), cluster_id, wanted)
                     self._save(new)
                 if recovered:
@@ -623,7 +733,7 @@ class Service:
         # `!emr lock` arriving in between must either land before the decision (and
         # cancel it) or after the termination (and be refused) — never be acknowledged
         # and then have its cluster terminated. Commands wait at most one AWS round trip.
-        with self._lock:
+        with self._transaction():
             state = self._load()
             record = state.clusters.get(cluster_id)
             if record is None or record.doomed is None or not record.listed:
@@ -650,18 +760,19 @@ class Service:
             self._announce(TerminatedByRule(record, rule))
 
     # -- the commands' actions ----------------------------------------------------------
+    @retried
     def status(self, words: str) -> Status:
         """The clusters *words* name (all the managed ones if none), with their costs so far."""
         shown = [self._target(words)[0]] if words.strip() else self._refresh()[1].managed
         now = self.clock()
-        with self._lock:
+        with self._transaction():
             state = self._load()
         # A listing may be older than the state (a termination in between): show what both agree on.
         records = [(state.clusters[c.id], c) for c in shown if c.id in state.clusters and state.clusters[c.id].listed]
         if not records:
             return Status(state, [], {}, now, self.activity_problem)
         self._read_instances_where_due(only=[r.id for r, _ in records])  # a cluster seen for the first time
-        with self._lock:
+        with self._transaction():
             ledger = self._load_ledger()
         costs = {r.id: self._cost(ledger, r.id, now) for r, _ in records}
         return Status(state, records, costs, now, self.activity_problem)
@@ -669,10 +780,11 @@ class Service:
     def _cost(self, ledger: Ledger, cluster_id: str, now: datetime) -> CostSoFar:
         return cost_so_far(ledger, self.settings.prices, self.settings.region, cluster_id, now)
 
+    @retried
     def report(self, days: int) -> ReportData:
         """The usage report of the last *days* days."""
         now = self.clock()
-        with self._lock:  # a consistent copy; the figures are computed outside the lock (a tick may run)
+        with self._transaction():  # a consistent copy; the figures are computed outside the lock (a tick may run)
             active = list(self._load().clusters)
             ledger = watch(self._load_ledger(), now, self._watch_gap, exact=True)
         settings = self.settings
@@ -681,9 +793,10 @@ class Service:
         )
         return ReportData(figures, now)
 
+    @retried
     def history(self, count: int) -> Sequence[Event]:
         """The last *count* events."""
-        with self._lock:
+        with self._transaction():
             return self._load().history[-count:]
 
     def start(self, who: Who, words: str, templates: dict[str, Template]) -> Starting:
@@ -707,9 +820,9 @@ class Service:
             except AwsError as error:
                 raise RefusedError.of(StartFailed(template, error)) from None
             now = self.clock()
-            with self._lock:
-                state = started(
-                    self._load(),
+            state = self._commit(
+                lambda stored: started(
+                    stored,
                     cluster_id,
                     template.cluster_name,
                     template.name,
@@ -719,7 +832,7 @@ class Service:
                     now,
                     backstop=backstop,
                 )
-                self._save(state)
+            )
         self._sync_backstop(cluster_id)  # the starter's hold: EMR's idle timeout comes off again
         record = state.clusters[cluster_id]
         return Starting(state, record, template, now, after_end_of_day(self.policy, now))
@@ -736,6 +849,7 @@ class Service:
         assert managed.key is not None
         return start_tags((managed.key, managed.value or "true"), template.name, user)
 
+    @retried
     def lock(self, who: Who, words: str) -> Locked:
         """*who* holds the cluster *words* name (the rest is the reason)."""
         cluster, reason = self._target(words, rest_allowed=True)
@@ -756,6 +870,7 @@ class Service:
             return False
         return True
 
+    @retried
     def unlock(self, who: Who, words: str, target: str | None) -> Released:
         """Release *who*'s hold on the cluster *words* name, or (an admin) *target*'s."""
         cluster, _ = self._target(words)
@@ -770,11 +885,12 @@ class Service:
         self._sync_backstop(cluster.id)  # the last release puts EMR's idle timeout back
         return Released(state, state.clusters[cluster.id], decision, now)
 
+    @retried
     def terminate(self, who: Who, words: str, *, force: bool) -> Terminating:
         """Terminate the cluster *words* name now (others' holds: an admin's *force* only); others hear of it."""
         cluster, _ = self._target(words)
         # The lock is held across the re-read and TerminateJobFlows: see _terminate_by_rule.
-        with self._editing(cluster) as (state, record):
+        with self._editing(cluster) as (_, record):
             denied = may_terminate(record, who.user, force=force, admin=who.admin)
             if denied is not None:
                 raise RefusedError.of(NotAllowed(denied, record))
@@ -784,12 +900,13 @@ class Service:
                 raise RefusedError.of(NotTerminated(record, why))
             self.adapter.terminate(record)
             now = self.clock()
-            self._save(terminated(state, cluster.id, now, rule=None, who=who.name))
+            self._commit(lambda stored: terminated(stored, cluster.id, now, rule=None, who=who.name))
         others = [h for h in record.holds if h.user != who.user]
         if others:
             self._announce(ForceTerminated(record, who.name, others))
         return Terminating(record, others)
 
+    @retried
     def overtime(self, who: Who, words: str, hhmm: time | None) -> OvertimeSet:
         """Keep the cluster *words* name (held by *who*) past tonight's end of day; announced."""
         cluster, _ = self._target(words)

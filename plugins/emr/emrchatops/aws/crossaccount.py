@@ -182,7 +182,7 @@ class CrossAccountSession:
         clock: Clock = utc_now,
     ) -> None:
         self.target = target
-        self._store = store
+        self._tokens = store
         self._base = base_session or boto3.Session()
         self._clock = clock
         self._lock = threading.Lock()
@@ -205,13 +205,13 @@ class CrossAccountSession:
 
     def _refresh(self) -> dict[str, str]:
         """``refresh_using`` for botocore: the stored token if still good, else a new AssumeRole."""
-        stored = self._store.load()
+        stored = self._tokens.load()
         if stored and stored.get("role_arn") == self.target.role_arn:
             expiry = datetime.fromisoformat(stored["expiry_time"])
             if expiry - self._clock() > REFRESH_MARGIN:
                 return _metadata(stored)
         token = self._assume_role()
-        self._store.save(token)
+        self._tokens.save(token)
         return _metadata(token)
 
     def _assume_role(self) -> Token:
@@ -254,7 +254,7 @@ class CrossAccountSession:
         with self._lock:
             if generation is not None and generation != self._generation:
                 return  # another thread already replaced the credentials this call used
-            self._store.save(None)
+            self._tokens.save(None)
             self._generation += 1
             self._clients = {}
             self._session = self._new_botocore_session()

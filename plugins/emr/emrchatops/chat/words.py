@@ -27,6 +27,7 @@ from emrchatops.app.notices import (
     BackstopBack,
     BackstopFailed,
     BecameReady,
+    Contended,
     EndedOutside,
     Expired,
     ForceTerminated,
@@ -668,6 +669,11 @@ class View(CostWords):
     def refusal(self, refusal: Refusal) -> str:
         """The one-line answer to a command the service refused."""
         match refusal:
+            case Contended():
+                return (
+                    "The clusters' state kept changing on another instance of the bot while this was decided; "
+                    "nothing was changed. Please try again."
+                )
             case NoCluster(state):
                 return self.no_cluster(state)
             case Unnamed(problem):

@@ -8,6 +8,7 @@ silently replaced by a default.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ KEYS = (
     "MAX_CLUSTERS",
     "BACKSTOP_MINUTES",
     "PRICES_FILE",
+    "LEASE_SECONDS",
 )
 ACTIVITY_SOURCES = ("cloudwatch", "off")
 BACKSTOP_DEFAULT = 180
@@ -97,6 +99,7 @@ class Settings:
     templates_dir: str | None = None  # None: `!emr start` is off
     templates: tuple[Template, ...] = ()  # read from templates_dir at activation, validated
     max_clusters: int = 2  # `!emr start` refuses when more managed clusters would be active
+    lease_seconds: int = 60  # several instances (DynamoDB): the poller's lease, renewed at each tick
     backstop_minutes: int | None = BACKSTOP_DEFAULT  # EMR's AutoTerminationPolicy on unheld clusters; None: off
     prices_file: str | None = None  # None: the table shipped in the plugin (prices.json)
     prices: PriceTable = field(default_factory=shipped_prices)  # read at activation, validated
@@ -276,6 +279,15 @@ def from_mapping(raw: Mapping[str, Any]) -> Settings:
                 f"{backstop_minutes} must be longer than IDLE_MINUTES ({idle_minutes}): EMR's own timeout "
                 "is the backstop for when the bot is down, and must never fire before the bot's idle rule",
             )
+    # Unset, it is 60 seconds, or two ticks when a tick is longer: the lease must outlive the pause between ticks.
+    raw_lease = raw.get("LEASE_SECONDS", max(Settings.lease_seconds, math.ceil(2 * poll_seconds)))
+    lease_seconds = int(_number("LEASE_SECONDS", raw_lease, minimum=5, maximum=86_400, integer=True))
+    if lease_seconds <= poll_seconds:
+        raise ConfigError(
+            "LEASE_SECONDS",
+            f"{lease_seconds} must be longer than POLL_SECONDS ({poll_seconds:g}): the poller renews its lease "
+            "at each tick, and a lease shorter than a tick would pass to another instance between two ticks",
+        )
     prices_file: str | None = None
     prices = shipped_prices()
     if not _optional_text(raw.get("PRICES_FILE")):
@@ -303,6 +315,7 @@ def from_mapping(raw: Mapping[str, Any]) -> Settings:
         templates_dir=templates_dir,
         templates=templates,
         max_clusters=max_clusters,
+        lease_seconds=lease_seconds,
         backstop_minutes=backstop_minutes,
         prices_file=prices_file,
         prices=prices,

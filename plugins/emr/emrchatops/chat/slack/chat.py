@@ -70,7 +70,8 @@ def status_message(
 class SlackChat:
     """Answers, announcements and clicks on Slack, through the SlackV3 backend and its Web client."""
 
-    def __init__(self, plugin: Any, backend: Any) -> None:
+    def __init__(self, plugin: Any, backend: Any, first: Callable[[str], bool] | None = None) -> None:
+        self.first = first  # a Socket Mode envelope id seen for the first time (redeliveries are handled once)
         self.plugin = plugin  # the Errbot plugin: its commands run a click (Clicks), its send/build_identifier post
         self.poster: Poster = plugin
         self.backend = backend
@@ -174,7 +175,7 @@ class SlackChat:
         threading.Thread(target=preload_chart, name="emr-chart-preload", daemon=True).start()
         # Slack buttons: one click listener on the backend's Socket Mode client.
         self.clicks = slack_clicks.Clicks(self.plugin)
-        slack_clicks.attach(self.backend, self.clicks)
+        slack_clicks.attach(self.backend, self.clicks, self.first)
 
     def stop(self) -> None:
         slack_clicks.detach(self.backend)  # no click reaches a deactivated plugin

@@ -85,12 +85,18 @@ def ours(listeners: list[Any]) -> list[Any]:
     return [listener for listener in listeners if getattr(listener, MARKER, False)]
 
 
-def attach(backend: Any, handle: Callable[[ClickEnvelope], None]) -> ClickListener | None:
-    """Register one click listener on the backend's Socket Mode client (any of ours left over goes first)."""
+def attach(
+    backend: Any, handle: Callable[[ClickEnvelope], None], first: Callable[[str], bool] | None = None
+) -> ClickListener | None:
+    """Register one click listener on the backend's Socket Mode client (any of ours left over goes first).
+
+    *first* tells whether an envelope id is seen for the first time (several instances on one app
+    token: Slack may redeliver an envelope to another connection; it is handled once).
+    """
     client = socket_client(backend)
     if client is None:
         return None
-    listener = ClickListener(handle)
+    listener = ClickListener(handle, first)
     with _REGISTRATION:
         # A new list, swapped in whole: slack_sdk may be iterating the old one on a worker thread.
         others = [other for other in client.socket_mode_request_listeners if not getattr(other, MARKER, False)]
@@ -171,8 +177,9 @@ class ClickListener:
 
     emr_chatops_click_listener = True  # MARKER
 
-    def __init__(self, handle: Callable[[ClickEnvelope], None]) -> None:
+    def __init__(self, handle: Callable[[ClickEnvelope], None], first: Callable[[str], bool] | None = None) -> None:
         self.handle = handle
+        self.first = first
 
     def __call__(self, client: Any, request: Any) -> None:
         try:
@@ -188,6 +195,10 @@ class ClickListener:
                 log.warning(
                     "Slack buttons: ignored a malformed click (envelope %s)", getattr(request, "envelope_id", "?")
                 )
+                return
+            envelope_id = getattr(request, "envelope_id", None)
+            if self.first is not None and isinstance(envelope_id, str) and not self.first(envelope_id):
+                log.info("Slack buttons: envelope %s was handled already (a redelivery)", envelope_id)
                 return
             self.handle(envelope)
         except Exception:
