@@ -43,6 +43,7 @@ _SIBLINGS = (
     "emr_rules",
     "emr_decisions",
     "crossaccount",
+    "emrchatops.aws.prices",
     "emr_adapter",
     "emr_view",
     "emr_chart",
@@ -97,6 +98,7 @@ from emr_ledger import REPORT_MAX_DAYS
 from emr_service import Service, StoredToken, Who
 from emr_settings import Settings, from_mapping, parse_hhmm
 from emr_view import View, typed_from_slack
+from emrchatops.aws.prices import ApiPrices
 
 _stamp_siblings()
 
@@ -170,7 +172,9 @@ class EMR(BotPlugin):
         )
         self.session = CrossAccountSession(target, StoredToken(self, TOKEN_KEY), clock=lambda: self.clock())
         self.adapter = EmrAdapter(self.session, self.settings.cluster_tag, clock=lambda: self.clock())
-        self.service.open(self.adapter)  # refuses state or a ledger it cannot read (or a newer format)
+        # PRICES=api: the bot's own identity reads AWS's Price List once a day (DESIGN §19).
+        prices = ApiPrices(self.settings.prices_api) if self.settings.prices_api else None
+        self.service.open(self.adapter, prices)  # refuses state, a ledger or prices it cannot read (or a newer format)
         self.start_poller(self.settings.poll_seconds, self.tick, args=(self._generation,))
         if self._on_slack:  # the report's chart: matplotlib imported meanwhile, not at the first report
             threading.Thread(target=preload_chart, name="emr-chart-preload", daemon=True).start()
@@ -387,7 +391,8 @@ class EMR(BotPlugin):
         notify = notify_check(
             self.settings.notify_channel, self._slack_member_of if self._on_slack else None, self._bot_name
         )
-        return Doctor(self.settings, self.session, self.clock).report(state, notify)
+        prices = self.service.price_reader, self.service.prices_kept()
+        return Doctor(self.settings, self.session, self.clock, *prices).report(state, notify)
 
     def _slack_member_of(self, channel: str) -> bool | None:
         """Whether the bot is in *channel*: ``conversations.info`` on the channel's id.

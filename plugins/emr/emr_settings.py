@@ -15,7 +15,7 @@ from datetime import time
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from emr_costs import PriceError, PriceTable, read_prices, shipped_prices
+from emr_costs import PRICE_LIST_ENDPOINTS, PriceError, PriceTable, read_prices, shipped_prices
 from emr_errors import ConfigError
 from emr_templates import Template, TemplateError, load_templates
 
@@ -46,6 +46,7 @@ KEYS = (
     "MAX_CLUSTERS",
     "BACKSTOP_MINUTES",
     "PRICES_FILE",
+    "PRICES",
 )
 ACTIVITY_SOURCES = ("cloudwatch", "off")
 BACKSTOP_DEFAULT = 180
@@ -100,6 +101,7 @@ class Settings:
     backstop_minutes: int | None = BACKSTOP_DEFAULT  # EMR's AutoTerminationPolicy on unheld clusters; None: off
     prices_file: str | None = None  # None: the table shipped in the plugin (prices.json)
     prices: PriceTable = field(default_factory=shipped_prices)  # read at activation, validated
+    prices_api: str | None = None  # PRICES=api: the Price List endpoint the bot reads daily; None: the table alone
 
     @property
     def backstop_seconds(self) -> int | None:
@@ -162,6 +164,23 @@ def parse_tag(raw: object) -> TagSelector:
     if not key or not TAG_KEY_RE.match(key):
         raise ConfigError("CLUSTER_TAG", f"{text!r} is not key=value, key, or *")
     return TagSelector(key, value.strip() if sep else None)
+
+
+def parse_prices(raw: object) -> str | None:
+    """``PRICES``: ``file`` (default: the table alone), ``api`` or ``api:ENDPOINT`` (the Price List's endpoint)."""
+    if raw is None:
+        return None
+    text = _text("PRICES", raw).lower()
+    if text in OFF_WORDS or text == "file":
+        return None
+    kind, _, endpoint = text.partition(":")
+    if kind == "api" and (endpoint or PRICE_LIST_ENDPOINTS[0]) in PRICE_LIST_ENDPOINTS:
+        return endpoint or PRICE_LIST_ENDPOINTS[0]
+    raise ConfigError(
+        "PRICES",
+        f"{text!r} is not file, api, or api:ENDPOINT with ENDPOINT one of {', '.join(PRICE_LIST_ENDPOINTS)} "
+        "(where AWS's Price List answers)",
+    )
 
 
 def from_mapping(raw: Mapping[str, Any]) -> Settings:
@@ -284,6 +303,7 @@ def from_mapping(raw: Mapping[str, Any]) -> Settings:
             prices = read_prices(prices_file)
         except PriceError as problem:
             raise ConfigError("PRICES_FILE", str(problem)) from None
+    prices_api = parse_prices(raw.get("PRICES"))
     return Settings(
         role_arn=role_arn,
         external_id=external_id,
@@ -306,4 +326,5 @@ def from_mapping(raw: Mapping[str, Any]) -> Settings:
         backstop_minutes=backstop_minutes,
         prices_file=prices_file,
         prices=prices,
+        prices_api=prices_api,
     )

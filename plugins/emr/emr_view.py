@@ -21,7 +21,7 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from emr_costs import Cost, NoPrice, summary
+from emr_costs import Cost, NoPrice, PricesKept, summary
 from emr_decisions import (
     ActiveCluster,
     AmbiguousName,
@@ -77,10 +77,27 @@ class CostWords:
         return f"≈ {dollars(c.cost)} so far ({what})"
 
     def no_price(self, missing: NoPrice) -> str:
-        return f"cost unknown (no price for {missing.instance_type} in {missing.region} in {self.price_table_name()})"
+        where = self.price_table_name()
+        if self.settings.prices_api:  # AWS's Price List had none either
+            where = f"AWS's Price List (PRICES=api) nor in {where}"
+        return f"cost unknown (no price for {missing.instance_type} in {missing.region} in {where})"
 
     def price_table_name(self) -> str:
         return "PRICES_FILE" if self.settings.prices_file else "the shipped price table"
+
+    def prices_failed(self, why: str, kept: PricesKept) -> str:
+        """PRICES=api: the daily read of AWS's prices failed (announced once, until a read works)."""
+        if kept.table is not None:
+            stay = f"the prices read on {kept.table.date.isoformat()}"
+        else:
+            table = self.settings.prices
+            estimated = any(p.estimated for types in table.regions.values() for p in types.values())
+            stay = f"{self.price_table_name()}'s{' (estimated)' if estimated else ''}"
+        why = why if why.endswith(".") else why + "."
+        return (
+            f"⚠ AWS's prices were not read (PRICES=api): {why} Costs stay at {stay}; the bot tries again every "
+            "hour, and says so here only once."
+        )
 
     def report_usage(self, maximum: int) -> str:
         return f"!emr report takes one number of days, 1–{maximum} (default 7): !emr report [DAYS]"
