@@ -541,6 +541,14 @@ MUTANTS = (
         (A + "test_the_doctor_reads_a_price_with_the_bot_s_own_identity_and_names_a_denial",),
     ),
     Mutant(
+        "P18",
+        "the doctor's cost check ignores the prices the bot read",
+        "emr_doctor.py",
+        "            prices = overlay(s.prices, kept)\n",
+        "            pass\n",
+        (A + "test_the_doctor_reads_a_price_with_the_bot_s_own_identity_and_names_a_denial",),
+    ),
+    Mutant(
         "D1",
         "an admin may terminate a held cluster without --force",
         "emr_decisions.py",

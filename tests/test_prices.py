@@ -463,14 +463,25 @@ def test_the_doctor_reads_a_price_with_the_bot_s_own_identity_and_names_a_denial
     bot = start_bot(PRICES="api")
     tokyo_m5(stubber, emr=0.06)  # the doctor asks for the types the managed clusters run
     lines = bot.say("!emr doctor", timeout=60).splitlines()
-    [checked] = [text for text in lines if "Price List" in text]
+    [checked] = [text for text in lines if "Price List (pricing" in text]
     assert checked == (
         "✓ AWS's Price List (pricing:GetProducts, endpoint us-east-1): m5.xlarge in ap-northeast-1 EC2 $0.248 + "
         "EMR $0.06 per hour; the bot has not read any yet (at its next tick, then daily)"
     )
+    [cost] = [text for text in lines if text.startswith("✓ EMR ListInstanceGroups")]
+    assert cost.endswith("analytics 3 × m5.xlarge $0.93/h, estimated (the shipped price table of 2026-11-29)")
+    tokyo_m5(stubber, emr=0.06)
+    bot.tick()  # the bot reads them: the cost check prices with them
+    tokyo_m5(stubber, emr=0.06)
+    lines = bot.say("!emr doctor", timeout=60).splitlines()
+    [cost] = [text for text in lines if text.startswith("✓ EMR ListInstanceGroups")]
+    assert cost.endswith(
+        "analytics 3 × m5.xlarge $0.92/h (AWS's Price List, read 2026-12-01, over the shipped price table of 2026-11-29)"
+    )
+    assert "the bot read them 2026-12-01 10:00 (Asia/Tokyo)" in next(t for t in lines if "Price List (pricing" in t)
     stubber.add_client_error("get_products", service_error_code="AccessDeniedException", http_status_code=400)
     lines = bot.say("!emr doctor", timeout=60).splitlines()
-    at = next(i for i, text in enumerate(lines) if "Price List" in text)
+    at = next(i for i, text in enumerate(lines) if "Price List (pricing" in text)
     assert lines[at].startswith(
         "✗ AWS's Price List (pricing:GetProducts, endpoint us-east-1): AWS denied pricing:GetProducts"
     )

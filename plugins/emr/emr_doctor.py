@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 from crossaccount import CrossAccountSession, MemoryTokenStore
 from emr_adapter import EmrAdapter, policy_tag
-from emr_costs import NoPrice, PricesKept, PricesRead, hourly, summary
+from emr_costs import NoPrice, PricesKept, PricesRead, hourly, overlay, summary
 from emr_errors import (
     AccessDeniedError,
     AwsUnreachableError,
@@ -437,6 +437,11 @@ class Doctor:
         s = self.settings
         table = f"PRICES_FILE {s.prices_file}" if s.prices_file else "the shipped price table"
         dated = f"{table} of {s.prices.date.isoformat()}"
+        prices = s.prices
+        kept = self.prices_kept
+        if kept is not None and kept.table is not None:  # PRICES=api: what the bot read, over the table
+            prices = overlay(s.prices, kept)
+            dated = f"AWS's Price List, read {kept.table.date.isoformat()}, over {dated}"
         if not managed:
             return Check(SKIP, title, f"not checked: no managed cluster ({dated})")
         adapter = EmrAdapter(probe, s.cluster_tag)
@@ -448,7 +453,7 @@ class Doctor:
                 detail, fix = self._emr_problem(error)
                 return Check(FAIL, title, f"{detail} Until fixed !emr status shows no cost", fix)
             self._types_seen = list(dict.fromkeys([*self._types_seen, *(g.instance_type for g in composition)]))
-            rate = hourly(s.prices, s.region, composition)
+            rate = hourly(prices, s.region, composition)
             if isinstance(rate, NoPrice):
                 return Check(
                     WARN,
@@ -458,7 +463,8 @@ class Doctor:
                     "add it to a copy of plugins/emr/prices.json and set EMR_PRICES_FILE to it (README, Cost)",
                 )
             bound = "≤ " if rate.upper_bound else ""
-            seen.append(f"{cluster.name} {summary(composition)} {bound}${rate.dollars:.2f}/h")
+            estimated = ", estimated" if rate.estimated else ""
+            seen.append(f"{cluster.name} {summary(composition)} {bound}${rate.dollars:.2f}/h{estimated}")
         return Check(OK, title, f"{'; '.join(seen)} ({dated})")
 
     def _managed_check(self, active: list[ClusterInfo], managed: list[ClusterInfo]) -> Check:
