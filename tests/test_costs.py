@@ -31,15 +31,22 @@ from emrchatops.chat.words import View
 from emrchatops.domain.costs import (
     Cost,
     Instances,
+    Missing,
     NoPrice,
     Price,
     PriceError,
+    PricesKept,
+    PricesRead,
     cost_between,
     hourly,
     intersect,
     length,
     merge,
+    overlay,
     price_table,
+    prices_due,
+    prices_failed,
+    prices_read,
     read_prices,
     shipped_prices,
     subtract,
@@ -57,6 +64,7 @@ from emrchatops.domain.ledger import (
     cost_so_far,
     ended,
     follow,
+    instance_types,
     instances_due,
     instances_seen,
     report,
@@ -294,6 +302,57 @@ def test_interval_arithmetic_matches_counting_minutes(a: list[tuple[int, int]], 
     assert length(subtract(sa, sb)) == timedelta(minutes=len(minutes_in(a) - minutes_in(b)))
 
 
+# -- prices read by the bot (PRICES=api) -------------------------------------------------------------
+
+TOKYO_M5 = ("ap-northeast-1", "m5.xlarge")
+
+
+def reading(day: date, **types: tuple[float, float]) -> PricesRead:
+    found = {t.replace("_", "."): Price(*p, read=day) for t, p in types.items()}
+    return PricesRead(
+        day,
+        "AWS Price List Query API (test)",
+        {"ap-northeast-1": found},
+        (Missing("x9.huge", "ap-northeast-1", "no EMR price"),),
+    )
+
+
+def test_the_bot_reads_aws_prices_once_a_day_and_a_type_seen_for_the_first_time_at_once() -> None:
+    kept = PricesKept()
+    assert prices_due(kept, {TOKYO_M5}, jst(10)) and not prices_due(kept, set(), jst(10))  # nothing seen: nothing
+    kept = prices_read(kept, reading(date(2026, 12, 1), m5_xlarge=(0.248, 0.06)), jst(10))
+    assert kept.read_at == kept.tried_at == jst(10) and kept.failure is None
+    assert not prices_due(kept, {TOKYO_M5}, jst(10) + 23 * H) and prices_due(kept, {TOKYO_M5}, jst(10) + 24 * H)
+    assert prices_due(kept, {TOKYO_M5, ("ap-northeast-1", "r5.xlarge")}, jst(10, 1))  # a new type: at once
+    assert not prices_due(kept, {TOKYO_M5, ("ap-northeast-1", "x9.huge")}, jst(10, 1))  # AWS had none: tomorrow
+    # A failure keeps the last prices, and is tried again an hour later (not at every tick).
+    failed = prices_failed(kept, "AWS's Price List is throttling", jst(10) + 24 * H)
+    assert (
+        failed.table == kept.table and failed.read_at == jst(10) and failed.failure == "AWS's Price List is throttling"
+    )
+    assert not prices_due(failed, {TOKYO_M5}, jst(10, 59) + 24 * H) and prices_due(failed, {TOKYO_M5}, jst(11) + 24 * H)
+    # The next read replaces what it read again, keeps the rest, and clears the failure.
+    again = prices_read(failed, reading(date(2026, 12, 2), r5_xlarge=(0.304, 0.07)), jst(11) + 24 * H)
+    assert again.failure is None and again.table is not None and again.table.date == date(2026, 12, 2)
+    assert again.table.price(*TOKYO_M5) == Price(0.248, 0.06, read=date(2026, 12, 1))
+    assert again.table.price("ap-northeast-1", "r5.xlarge") == Price(0.304, 0.07, read=date(2026, 12, 2))
+    assert PricesKept.from_dict(json.loads(json.dumps(again.to_dict()))) == again
+    assert PricesKept.from_dict(None) == PricesKept()
+    with pytest.raises(ValueError, match="newer"):
+        PricesKept.from_dict({**again.to_dict(), "version": 99})
+
+
+def test_prices_read_from_aws_are_laid_over_the_table_and_the_rest_stays_estimated() -> None:
+    kept = prices_read(PricesKept(), reading(date(2026, 12, 1), m5_xlarge=(0.248, 0.06)), jst(10))
+    table = overlay(PRICES, kept)
+    assert table.price(*TOKYO_M5) == Price(0.248, 0.06, read=date(2026, 12, 1))
+    shipped_r5 = PRICES.price("ap-northeast-1", "r5.xlarge")
+    assert shipped_r5 is not None and shipped_r5.estimated and table.price("ap-northeast-1", "r5.xlarge") == shipped_r5
+    assert table.source == f"AWS Price List Query API (test); the rest: {PRICES.source} of 2026-11-29"
+    assert table.date == date(2026, 12, 1)
+    assert overlay(PRICES, PricesKept()) is PRICES
+
+
 # -- the ledger ------------------------------------------------------------------------------------
 
 CID = "j-ANALYTICS"
@@ -454,6 +513,15 @@ def test_a_hold_taken_while_the_ledger_was_not_written_counts_from_its_since() -
     assert ledger.clusters[CID].held_since == jst(10)
     released = state.with_cluster(record(last_release=jst(11)))
     assert follow(ledger, released, jst(11, 9)).clusters[CID].held == ((jst(10), jst(11)),)
+
+
+def test_the_instance_types_the_ledger_knows_are_those_of_every_composition() -> None:
+    ledger, _ = scripted_day()
+    assert instance_types(ledger) == {"m5.xlarge"} and instance_types(Ledger()) == frozenset()
+    resized = replace(
+        ledger.clusters[CID], instances=((jst(10), M5), (jst(11), (Instances("r5.xlarge", 2, spot=True),)))
+    )
+    assert instance_types(ledger.with_usage(resized)) == {"m5.xlarge", "r5.xlarge"}
 
 
 def test_instances_are_read_once_and_again_after_a_state_change() -> None:

@@ -358,3 +358,162 @@ def test_no_credentials_is_one_line_and_nothing_is_sent(monkeypatch: pytest.Monk
         f"set AWS_PROFILE / AWS_ACCESS_KEY_ID. ({tmp_path / 'p.json'} not written)\n"
     )
     assert sent == [] and not (tmp_path / "p.json").exists()
+
+
+# -- the bot: PRICES=api ---------------------------------------------------------------------------
+
+API = {"PRICES": "api", "END_OF_DAY": "off", "HOLD_REMIND_MINUTES": "off"}  # the held cluster runs for days
+
+
+@pytest.fixture
+def bot_pricing(monkeypatch: pytest.MonkeyPatch, pricing: tuple[Any, Stubber]) -> tuple[Stubber, list[str]]:
+    """The bot's Price List client is the stubbed one; the endpoints it was made for, listed."""
+    client, stubber = pricing
+    endpoints: list[str] = []
+    monkeypatch.setattr(prices, "pricing_client", lambda endpoint: endpoints.append(endpoint) or client)
+    monkeypatch.setattr(prices, "BOT_FIRST_PAUSE", 0.001)
+    return stubber, endpoints
+
+
+def tokyo_m5(stubber: Stubber, emr: float) -> None:
+    one_type(stubber, "ap-northeast-1", "m5.xlarge", 0.248, emr)
+
+
+def test_prices_api_reads_the_types_the_bot_sees_once_a_day_into_its_storage(
+    bot_pricing: tuple[Stubber, list[str]], start_bot: Any, clock: Clock, seeded: Seeded
+) -> None:
+    stubber, endpoints = bot_pricing
+    bot = start_bot(**{**API, "PRICES": "api:eu-central-1"})
+    assert bot.say("!emr lock").startswith("🔒 alice holds analytics")
+    assert "(estimated prices; 3 × m5.xlarge" in bot.say("!emr status")  # nothing read yet: the shipped estimates
+    tokyo_m5(stubber, emr=0.06)
+    bot.tick()  # the instances are known: their prices are read
+    assert endpoints == ["eu-central-1"]
+    stubber.assert_no_pending_responses()
+    kept = bot.plugin.get("prices")
+    assert kept["table"]["regions"] == {
+        "ap-northeast-1": {"m5.xlarge": {"ec2": 0.248, "emr": 0.06, "read": "2026-12-01"}}
+    }
+    clock.advance(hours=1)
+    assert "cost: ≈ $0.92 so far (3 × m5.xlarge, 1h 00m)" in bot.say("!emr status")  # AWS's: 3 × $0.308
+    for _ in range(22):  # a day of ticks: nothing more is asked (the Stubber refuses any request)
+        clock.advance(hours=1)
+        bot.tick()
+    assert bot.plugin.get("prices")["read_at"] == kept["read_at"] and "prices" not in " ".join(bot.announcements())
+    tokyo_m5(stubber, emr=0.065)  # a day after the first read: read again
+    clock.advance(hours=1)
+    bot.tick()
+    stubber.assert_no_pending_responses()
+    assert bot.plugin.get("prices")["table"]["regions"]["ap-northeast-1"]["m5.xlarge"]["read"] == "2026-12-02"
+    bot = bot.restart()  # kept in the plugin's storage: priced at once, nothing asked
+    report = bot.say("!emr report 2")
+    assert (
+        "estimated" not in report
+        and "Prices: AWS Price List Query API (pricing:GetProducts, endpoint eu-central-1)" in report
+    )
+
+
+def test_a_failed_read_keeps_the_last_prices_and_is_announced_once(
+    bot_pricing: tuple[Stubber, list[str]],
+    start_bot: Any,
+    clock: Clock,
+    seeded: Seeded,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stubber, _ = bot_pricing
+    bot = start_bot(**API)
+    bot.say("!emr lock")
+    for _ in range(prices.BOT_ATTEMPTS):
+        stubber.add_client_error("get_products", service_error_code="ThrottlingException", http_status_code=400)
+    bot.tick()
+    [said] = [text for text in bot.announcements() if "Price List" in text]
+    assert said == (
+        "⚠ AWS's prices were not read (PRICES=api): AWS's Price List (endpoint us-east-1) is throttling "
+        "pricing:GetProducts: 3 attempts over 0.003 s; nothing was changed, try again later. Costs stay at the "
+        "shipped price table's (estimated); the bot tries again every hour, and says so here only once."
+    )
+    assert "(estimated prices; 3 × m5.xlarge" in bot.say("!emr status")
+    bot.tick()  # not asked again at the next tick …
+    clock.advance(hours=1)
+    tokyo_m5(stubber, emr=0.06)
+    bot.tick()  # … but an hour later
+    assert "(estimated prices" not in bot.say("!emr status")
+    clock.advance(hours=24)
+    stubber.add_client_error("get_products", service_error_code="AccessDeniedException", http_status_code=400)
+    bot.tick()
+    clock.advance(hours=1)
+    stubber.add_client_error("get_products", service_error_code="AccessDeniedException", http_status_code=400)
+    bot.tick()
+    denied = [text for text in bot.announcements() if "Price List" in text][1:]
+    assert len(denied) == 1 and denied[0].startswith(
+        "⚠ AWS's prices were not read (PRICES=api): AWS denied pricing:GetProducts to the bot's own identity"
+    )
+    assert denied[0].endswith(
+        "Costs stay at the prices read on 2026-12-01; the bot tries again every hour, and says so here only once."
+    )
+    assert "cost: ≈ $" in bot.say("!emr status") and "(estimated prices" not in bot.say("!emr status")
+    assert caplog.text.count("cannot read AWS's prices") == 3  # each failure is logged
+    stubber.assert_no_pending_responses()
+
+
+def test_the_doctor_reads_a_price_with_the_bot_s_own_identity_and_names_a_denial(
+    bot_pricing: tuple[Stubber, list[str]], start_bot: Any, seeded: Seeded
+) -> None:
+    stubber, _ = bot_pricing
+    bot = start_bot(PRICES="api")
+    tokyo_m5(stubber, emr=0.06)  # the doctor asks for the types the managed clusters run
+    lines = bot.say("!emr doctor", timeout=60).splitlines()
+    [checked] = [text for text in lines if "Price List (pricing" in text]
+    assert checked == (
+        "✓ AWS's Price List (pricing:GetProducts, endpoint us-east-1): m5.xlarge in ap-northeast-1 EC2 $0.248 + "
+        "EMR $0.06 per hour; the bot has not read any yet (at its next tick, then daily)"
+    )
+    [cost] = [text for text in lines if text.startswith("✓ EMR ListInstanceGroups")]
+    assert cost.endswith("analytics 3 × m5.xlarge $0.93/h, estimated (the shipped price table of 2026-11-29)")
+    tokyo_m5(stubber, emr=0.06)
+    bot.tick()  # the bot reads them: the cost check prices with them
+    tokyo_m5(stubber, emr=0.06)
+    lines = bot.say("!emr doctor", timeout=60).splitlines()
+    [cost] = [text for text in lines if text.startswith("✓ EMR ListInstanceGroups")]
+    assert cost.endswith(
+        "analytics 3 × m5.xlarge $0.92/h (AWS's Price List, read 2026-12-01, over the shipped price table of 2026-11-29)"
+    )
+    assert "the bot read them 2026-12-01 10:00 (Asia/Tokyo)" in next(t for t in lines if "Price List (pricing" in t)
+    stubber.add_client_error("get_products", service_error_code="AccessDeniedException", http_status_code=400)
+    lines = bot.say("!emr doctor", timeout=60).splitlines()
+    at = next(i for i, text in enumerate(lines) if "Price List (pricing" in text)
+    assert lines[at].startswith(
+        "✗ AWS's Price List (pricing:GetProducts, endpoint us-east-1): AWS denied pricing:GetProducts"
+    )
+    assert lines[at + 1] == (
+        "    fix: allow pricing:GetProducts to the bot's own identity (account A): the EmrChatopsReadPrices statement "
+        "of deploy/iam/account-a-assume.json, or redeploy deploy/cloudformation/account-a.yaml"
+    )
+
+
+def test_a_type_aws_has_no_price_for_is_unknown_never_guessed_and_not_asked_again_that_day(
+    bot_pricing: tuple[Stubber, list[str]],
+    start_bot: Any,
+    clock: Clock,
+    seeded: Seeded,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stubber, _ = bot_pricing
+    table = tmp_path / "prices.json"
+    table.write_text(
+        '{"source": "ours", "date": "2026-11-01", "regions": {"us-east-1": {"r5.xlarge": {"ec2": 1, "emr": 1}}}}'
+    )
+    bot = start_bot(**API, PRICES_FILE=str(table))
+    bot.say("!emr lock")
+    for service in ("AmazonEC2", "ElasticMapReduce"):
+        stubber.add_response("get_products", page(), asked(service, "ap-northeast-1", "m5.xlarge"))
+    bot.tick()
+    assert "no EC2 price and no EMR price for m5.xlarge in ap-northeast-1 in AWS's Price List: left out" in caplog.text
+    assert (
+        "cost: cost unknown (no price for m5.xlarge in ap-northeast-1 in AWS's Price List (PRICES=api) nor in PRICES_FILE)"
+        in bot.say("!emr status")
+    )
+    clock.advance(hours=23)
+    bot.tick()  # not asked again before the next day (the Stubber has no answer for it)
+    assert not [text for text in bot.announcements() if "Price List" in text]

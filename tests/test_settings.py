@@ -44,6 +44,21 @@ def test_strings_from_the_environment_are_parsed() -> None:
     assert from_mapping({"ROLE_ARN": ARN, "CLUSTER_TAG": "*"}).cluster_tag.matches({})
 
 
+def test_prices_come_from_the_table_or_from_aws_s_price_list_at_one_of_its_endpoints() -> None:
+    assert from_mapping({"ROLE_ARN": ARN}).prices_api is None  # the shipped table (or PRICES_FILE)
+    for file in ("file", "off", "", None):
+        assert from_mapping({"ROLE_ARN": ARN, "PRICES": file}).prices_api is None
+    assert from_mapping({"ROLE_ARN": ARN, "PRICES": "api"}).prices_api == "us-east-1"
+    assert from_mapping({"ROLE_ARN": ARN, "PRICES": " API:eu-central-1 "}).prices_api == "eu-central-1"
+    assert from_mapping({"ROLE_ARN": ARN, "PRICES": "api:ap-south-1"}).prices_api == "ap-south-1"
+    with pytest.raises(ConfigError) as caught:
+        from_mapping({"ROLE_ARN": ARN, "PRICES": "api:us-west-2"})
+    assert str(caught.value) == (
+        "EMR config PRICES: 'api:us-west-2' is not file, api, or api:ENDPOINT with ENDPOINT one of us-east-1, "
+        "eu-central-1, ap-south-1 (where AWS's Price List answers)"
+    )
+
+
 @pytest.mark.parametrize(
     ("raw", "key"),
     [
@@ -64,6 +79,9 @@ def test_strings_from_the_environment_are_parsed() -> None:
         ({"ROLE_ARN": ARN, "ENDPOINT_URL": "ftp://x"}, "ENDPOINT_URL"),
         ({"ROLE_ARN": ARN, "CLUSTER_TAG": "=x"}, "CLUSTER_TAG"),
         ({"ROLE_ARN": ARN, "IDLE_MINUTE": "30"}, "IDLE_MINUTE"),
+        ({"ROLE_ARN": ARN, "PRICES": "aws"}, "PRICES"),
+        ({"ROLE_ARN": ARN, "PRICES": "api:us-west-2"}, "PRICES"),
+        ({"ROLE_ARN": ARN, "PRICES": True}, "PRICES"),
     ],
 )
 def test_a_bad_value_is_rejected_naming_the_key(raw: dict[str, object], key: str) -> None:

@@ -74,6 +74,7 @@ _drop_package_if_changed()
 from emrchatops.app.service import STATE_KEY, Service, Who
 from emrchatops.aws.adapter import EmrAdapter
 from emrchatops.aws.crossaccount import CrossAccountSession, RoleTarget, utc_now
+from emrchatops.aws.prices import ApiPrices
 from emrchatops.chat.base import Chat, PlainChat
 from emrchatops.chat.slack.chat import SlackChat, on_slack
 from emrchatops.chat.slack.seams import backend_of
@@ -176,7 +177,10 @@ class EMR(BotPlugin):
         lease = StoredLease(backend, "poller", self.settings.lease_seconds) if several else None
         if several and isinstance(self.chat, SlackChat):
             self.chat.first = functools.partial(_first, StoredOnce(backend, ENVELOPE_SECONDS), self.clock)
-        self.service.open(self.adapter, states, lease)  # refuses state or a ledger it cannot read (or a newer format)
+        # PRICES=api: the bot's own identity reads AWS's Price List once a day (DESIGN §19).
+        prices = ApiPrices(self.settings.prices_api) if self.settings.prices_api else None
+        # Refuses state, a ledger or prices it cannot read (or a newer format).
+        self.service.open(self.adapter, states, lease, prices)
         self.start_poller(self.settings.poll_seconds, self.tick, args=(self._generation,))
         self.chat.start()  # Slack: the click listener, the chart's import
         log.info(
@@ -345,7 +349,8 @@ class EMR(BotPlugin):
             raise UsageError(self.view.doctor_usage)
         state = self.service.state()
         notify = notify_check(self.settings.notify_channel, self.chat.member_check(), self._bot_name)
-        return Doctor(self.settings, self.session, self.clock).report(state, notify)
+        prices = self.service.price_reader, self.service.prices_kept()
+        return Doctor(self.settings, self.session, self.clock, *prices).report(state, notify)
 
     def _bot_name(self) -> str:
         identifier = backend_of(self).bot_identifier

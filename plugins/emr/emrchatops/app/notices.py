@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from emrchatops.domain.costs import PricesKept
 from emrchatops.domain.decisions import Denied, NameProblem, StartRefused, TemplateProblem
 from emrchatops.domain.errors import AwsError
 from emrchatops.domain.rules import Cancelled, Expire, Ready, Remind, Warn
@@ -141,6 +142,14 @@ class OvertimeAnnounced:
     until: datetime
 
 
+@dataclass(frozen=True)
+class PricesFailed:
+    """PRICES=api: the daily read of AWS's prices failed (*kept*: what costs use meanwhile); announced once."""
+
+    why: str
+    kept: PricesKept
+
+
 Notice = (
     Warn
     | Cancelled
@@ -160,6 +169,7 @@ Notice = (
     | TerminatedByRule
     | ForceTerminated
     | OvertimeAnnounced
+    | PricesFailed
 )
 
 # -- refusals (carried by a domain error's ``problem``) -----------------------------------------
@@ -277,6 +287,7 @@ __all__ = [
     "OvertimeAnnounced",
     "PollerBack",
     "PollerDown",
+    "PricesFailed",
     "ReasonTooLong",
     "Refusal",
     "StartFailed",

@@ -26,7 +26,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any, TypeVar
 
 from emrchatops.app.notices import (
@@ -50,6 +50,7 @@ from emrchatops.app.notices import (
     OvertimeAnnounced,
     PollerBack,
     PollerDown,
+    PricesFailed,
     ReasonTooLong,
     StartFailed,
     StartFailure,
@@ -60,6 +61,7 @@ from emrchatops.app.notices import (
 )
 from emrchatops.app.ports import Announcer, Clusters, Conflict, LeaseLost, Listing, PollerLease, StateStore, Storage
 from emrchatops.domain.buttons import Buttons, buttons_for
+from emrchatops.domain.costs import PricesKept, PricesRead, PriceTable, overlay, prices_due, prices_failed, prices_read
 from emrchatops.domain.decisions import (
     Denied,
     NameProblem,
@@ -89,6 +91,7 @@ from emrchatops.domain.ledger import (
     cost_so_far,
     ended,
     follow,
+    instance_types,
     instances_due,
     instances_failed,
     instances_seen,
@@ -169,6 +172,10 @@ def retried(action: Callable[..., R]) -> Callable[..., R]:
 
 STATE_KEY = "state"
 LEDGER_KEY = "ledger"
+PRICES_KEY = "prices"  # PRICES=api: what the bot read from AWS's Price List (domain.costs.PricesKept)
+# PRICES=api: reads the prices of (region, instance types) from AWS's Price List, marked read on that day;
+# raises AwsError (one line) when it cannot (emrchatops.aws.prices.ApiPrices).
+PriceReader = Callable[[str, Sequence[str], date], PricesRead]
 INSTANCES_RETRY = ACTIVITY_PERIOD  # a failed read of a cluster's instances is retried after 5 minutes
 
 
@@ -297,23 +304,36 @@ class Service:
         # matching the holds, whatever order concurrent lock/unlock commands ran in.
         self._backstop_lock = threading.Lock()
         self._backstop_tried: dict[str, datetime] = {}  # cluster id -> the last backstop request (retries)
+        self.price_reader: PriceReader | None = None  # PRICES=api (set by open)
+        self._prices_kept: PricesKept | None = None  # decoded copy of the stored prices, see _load_prices
+        self._priced: tuple[PricesKept, PriceTable] | None = None  # the table they were laid over into
 
     def _announce(self, notice: Notice, buttons: Buttons | None = None) -> None:
         self._announce_to_chat(notice, buttons)
 
     # -- lifecycle --------------------------------------------------------------------
-    def open(self, adapter: Clusters, states: StateStore, lease: PollerLease | None = None) -> None:
+    def open(
+        self,
+        adapter: Clusters,
+        states: StateStore,
+        lease: PollerLease | None = None,
+        price_reader: PriceReader | None = None,
+    ) -> None:
         """Talk to AWS through *adapter*, keep the state in *states* (versioned), run the rules only while
-        holding *lease* (several instances; None: this process is the only one). Refuse to start on state
-        or a usage ledger we cannot read (or a newer format)."""
+        holding *lease* (several instances; None: this process is the only one), read prices with
+        *price_reader* (PRICES=api). Refuse to start on state, a usage ledger or stored prices we cannot
+        read (or a newer format)."""
         self.adapter = adapter
         self._states = states
         self._lease = lease
+        self.price_reader = price_reader
         with self._transaction():
             state = self._load()
             if LEDGER_KEY not in self._storage:  # an upgrade: the ledger starts from the state's clusters and holds
                 self._storage[LEDGER_KEY] = Ledger.from_dict(None, state).to_dict()
             Ledger.from_dict(self._storage.get(LEDGER_KEY))
+            if price_reader is not None:
+                self._load_prices()
 
     @contextlib.contextmanager
     def closing(self) -> Iterator[None]:
@@ -416,6 +436,69 @@ class Service:
         self._storage[LEDGER_KEY] = ledger.to_dict()
         self._ledger_stored = ledger
 
+    # -- prices (PRICES=api) -------------------------------------------------------------
+    def _load_prices(self) -> PricesKept:
+        """The prices read from AWS so far (call under ``self._lock``); kept decoded like the state."""
+        if self._prices_kept is None:
+            self._prices_kept = PricesKept.from_dict(self._storage.get(PRICES_KEY))
+        return self._prices_kept
+
+    def prices_kept(self) -> PricesKept | None:
+        """What PRICES=api has read so far (None: PRICES=file)."""
+        if self.price_reader is None:
+            return None
+        with self._lock:
+            return self._load_prices()
+
+    def prices(self) -> PriceTable:
+        """The price table costs are computed with: the settings' table, and (PRICES=api) AWS's prices over it."""
+        kept = self.prices_kept()
+        if kept is None:
+            return self.settings.prices
+        priced = self._priced
+        if priced is None or priced[0] is not kept:
+            priced = self._priced = (kept, overlay(self.settings.prices, kept))
+        return priced[1]
+
+    def _read_prices_if_due(self) -> None:
+        """PRICES=api: read the prices of the types the bot has seen, once a day (DESIGN §19).
+
+        A failure keeps the last prices, is logged, and is announced when the failures begin
+        (not again until a read works); the next attempt is an hour later.
+        """
+        reader = self.price_reader
+        if reader is None:
+            return
+        now = self.clock()
+        region = self.settings.region
+        with self._lock:
+            kept = self._load_prices()
+            types = sorted(instance_types(self._load_ledger()))
+        if not prices_due(kept, [(region, t) for t in types], now):
+            return
+        try:
+            read = reader(region, types, now.date())
+        except Exception as error:
+            why = one_line(str(error)) if isinstance(error, AwsError) else "an unexpected error (see the bot's log)"
+            log.warning(
+                "EMR: cannot read AWS's prices (the last ones stay): %s", why, exc_info=not isinstance(error, AwsError)
+            )
+            with self._lock:
+                before = self._load_prices()
+                self._save_prices(prices_failed(before, why, now))
+            if before.failure is None:
+                self._announce(PricesFailed(why, before))
+            return
+        for missing in read.missing:
+            log.warning("EMR: %s (PRICES=api): its cost uses the price table, or is unknown", missing)
+        with self._lock:
+            self._save_prices(prices_read(self._load_prices(), read, now))
+        log.info("EMR: read AWS's prices of %s in %s", ", ".join(types), region)
+
+    def _save_prices(self, kept: PricesKept) -> None:
+        self._storage[PRICES_KEY] = kept.to_dict()
+        self._prices_kept = kept
+
     @property
     def _watch_gap(self) -> timedelta:
         """A longer pause between two ticks means the bot was down: that time is not watched."""
@@ -517,6 +600,7 @@ class Service:
             self._announce(PollerBack())
         self._recheck_unlisted(state)
         self._read_instances_where_due()
+        self._read_prices_if_due()
         self._read_activity_if_due()
         self._read_steps_where_due()
         now = self.clock()
@@ -774,11 +858,9 @@ class Service:
         self._read_instances_where_due(only=[r.id for r, _ in records])  # a cluster seen for the first time
         with self._transaction():
             ledger = self._load_ledger()
-        costs = {r.id: self._cost(ledger, r.id, now) for r, _ in records}
+        prices = self.prices()
+        costs = {r.id: cost_so_far(ledger, prices, self.settings.region, r.id, now) for r, _ in records}
         return Status(state, records, costs, now, self.activity_problem)
-
-    def _cost(self, ledger: Ledger, cluster_id: str, now: datetime) -> CostSoFar:
-        return cost_so_far(ledger, self.settings.prices, self.settings.region, cluster_id, now)
 
     @retried
     def report(self, days: int) -> ReportData:
@@ -789,7 +871,7 @@ class Service:
             ledger = watch(self._load_ledger(), now, self._watch_gap, exact=True)
         settings = self.settings
         figures = usage_report(
-            ledger, settings.prices, settings.region, settings.timezone, days, now, settings.end_of_day, active
+            ledger, self.prices(), settings.region, settings.timezone, days, now, settings.end_of_day, active
         )
         return ReportData(figures, now)
 

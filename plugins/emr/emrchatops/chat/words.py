@@ -42,6 +42,7 @@ from emrchatops.app.notices import (
     OvertimeAnnounced,
     PollerBack,
     PollerDown,
+    PricesFailed,
     ReasonTooLong,
     Refusal,
     StartFailed,
@@ -52,7 +53,7 @@ from emrchatops.app.notices import (
     Unnamed,
 )
 from emrchatops.chat.markup import Markup, PlainMarkup
-from emrchatops.domain.costs import Cost, NoPrice, summary
+from emrchatops.domain.costs import Cost, NoPrice, PricesKept, summary
 from emrchatops.domain.decisions import (
     ActiveCluster,
     AmbiguousName,
@@ -129,10 +130,27 @@ class CostWords:
         return f"≈ {dollars(c.cost)} so far ({what})"
 
     def no_price(self, missing: NoPrice) -> str:
-        return f"cost unknown (no price for {missing.instance_type} in {missing.region} in {self.price_table_name()})"
+        where = self.price_table_name()
+        if self.settings.prices_api:  # AWS's Price List had none either
+            where = f"AWS's Price List (PRICES=api) nor in {where}"
+        return f"cost unknown (no price for {missing.instance_type} in {missing.region} in {where})"
 
     def price_table_name(self) -> str:
         return "PRICES_FILE" if self.settings.prices_file else "the shipped price table"
+
+    def prices_failed(self, why: str, kept: PricesKept) -> str:
+        """PRICES=api: the daily read of AWS's prices failed (announced once, until a read works)."""
+        if kept.table is not None:
+            stay = f"the prices read on {kept.table.date.isoformat()}"
+        else:
+            table = self.settings.prices
+            estimated = any(p.estimated for types in table.regions.values() for p in types.values())
+            stay = f"{self.price_table_name()}'s{' (estimated)' if estimated else ''}"
+        why = why if why.endswith(".") else why + "."
+        return (
+            f"⚠ AWS's prices were not read (PRICES=api): {why} Costs stay at {stay}; the bot tries again every "
+            "hour, and says so here only once."
+        )
 
     def report_usage(self, maximum: int) -> str:
         return f"!emr report takes one number of days, 1–{maximum} (default 7): !emr report [DAYS]"
@@ -664,6 +682,8 @@ class View(CostWords):
                 return self.force_terminated(record, name, others)
             case OvertimeAnnounced(record, name, until):
                 return self.overtime_set(record, name, until)
+            case PricesFailed(why, kept):
+                return self.prices_failed(why, kept)
         raise TypeError(f"no wording for {notice!r}")  # a new notice without its sentence: fails its first test
 
     def refusal(self, refusal: Refusal) -> str:

@@ -244,6 +244,100 @@ def shipped_prices() -> PriceTable:
     return read_prices(None)
 
 
+# -- prices the bot reads itself (PRICES=api) --------------------------------------------------
+
+PRICES_VERSION = 1
+PRICES_REFRESH = timedelta(days=1)  # the prices of the types seen are read again once a day
+PRICES_RETRY = timedelta(hours=1)  # … and an hour after a failed read (never at every tick)
+
+Seen = tuple[str, str]  # (region, instance type)
+
+
+@dataclass(frozen=True)
+class PricesKept:
+    """What the bot keeps of AWS's prices (``PRICES=api``), in the plugin's storage under ``prices``."""
+
+    table: PriceTable | None = None  # every price read so far, each with the day it was read
+    read_at: datetime | None = None  # the last read that worked
+    tried_at: datetime | None = None  # the last attempt
+    failure: str | None = None  # why the last attempt failed (announced when the failures began)
+    missing: frozenset[Seen] = frozenset()  # what the Price List had no price for, at read_at
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "version": PRICES_VERSION,
+            "table": table_data(self.table) if self.table is not None else None,
+            "read_at": self.read_at.isoformat() if self.read_at else None,
+            "tried_at": self.tried_at.isoformat() if self.tried_at else None,
+            "failure": self.failure,
+            "missing": sorted([region, instance_type] for region, instance_type in self.missing),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object] | None) -> PricesKept:
+        """Plain data back (None: nothing kept yet); ValueError for a newer format or a bad table."""
+        if data is None:
+            return cls()
+        version = data.get("version")
+        if not isinstance(version, int) or version > PRICES_VERSION:
+            raise ValueError(f"stored prices have version {version!r}, newer than this plugin's {PRICES_VERSION}")
+        raw_table, missing = data.get("table"), data.get("missing") or []
+        assert isinstance(missing, list)
+        return cls(
+            table=price_table(raw_table) if raw_table is not None else None,
+            read_at=_moment(data.get("read_at")),
+            tried_at=_moment(data.get("tried_at")),
+            failure=str(data["failure"]) if data.get("failure") is not None else None,
+            missing=frozenset((str(region), str(instance_type)) for region, instance_type in missing),
+        )
+
+
+def _moment(raw: object) -> datetime | None:
+    return datetime.fromisoformat(raw) if isinstance(raw, str) else None
+
+
+def prices_due(kept: PricesKept, seen: Iterable[Seen], now: datetime) -> bool:
+    """Whether to read AWS's prices now: once a day, at once for a type seen for the first time, an hour after a failure."""
+    seen = set(seen)
+    if not seen:
+        return False
+    if kept.failure is not None and kept.tried_at is not None and now - kept.tried_at < PRICES_RETRY:
+        return False
+    if kept.read_at is None or now - kept.read_at >= PRICES_REFRESH:
+        return True
+    known = {(region, t) for region, types in (kept.table.regions if kept.table else {}).items() for t in types}
+    return bool(seen - known - kept.missing)
+
+
+def prices_read(kept: PricesKept, read: PricesRead, now: datetime) -> PricesKept:
+    """*kept* with what was just *read*: its prices replace the ones read before, the others stay."""
+    regions: dict[str, dict[str, Price]] = {
+        r: dict(types) for r, types in (kept.table.regions if kept.table else {}).items()
+    }
+    for region, types in read.prices.items():
+        regions.setdefault(region, {}).update(types)
+    regions = {region: types for region, types in regions.items() if types}
+    table = PriceTable(read.source, read.day, regions) if regions else None
+    missing = frozenset((m.region, m.instance_type) for m in read.missing)
+    return PricesKept(table=table, read_at=now, tried_at=now, failure=None, missing=missing)
+
+
+def prices_failed(kept: PricesKept, why: str, now: datetime) -> PricesKept:
+    """*kept* after a failed read: the last prices stay."""
+    return PricesKept(kept.table, kept.read_at, now, why, kept.missing)
+
+
+def overlay(base: PriceTable, kept: PricesKept) -> PriceTable:
+    """*base* (the shipped table or PRICES_FILE) with the prices read from AWS laid over it."""
+    if kept.table is None:
+        return base
+    regions = {region: dict(types) for region, types in base.regions.items()}
+    for region, types in kept.table.regions.items():
+        regions.setdefault(region, {}).update(types)
+    source = f"{kept.table.source}; the rest: {base.source} of {base.date.isoformat()}"
+    return PriceTable(source, kept.table.date, regions)
+
+
 # -- arithmetic ----------------------------------------------------------------------------
 
 

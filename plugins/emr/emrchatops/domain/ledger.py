@@ -321,6 +321,11 @@ def instances_seen(ledger: Ledger, state: State, cluster_id: str, composition: C
     return ledger.with_usage(replace(usage, instances=segments, instances_state=read_in, instances_problem=""))
 
 
+def instance_types(ledger: Ledger) -> frozenset[str]:
+    """Every instance type the ledger's clusters ran (the prices the report and status need)."""
+    return frozenset(group.instance_type for u in ledger.clusters.values() for _, c in u.instances for group in c)
+
+
 def bounded(ledger: Ledger, now: datetime) -> Ledger:
     """Only the last :data:`KEEP`: older spans, terminations and ended clusters are dropped."""
     cutoff = now - KEEP

@@ -16,7 +16,7 @@ from datetime import time
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from emrchatops.domain.costs import PriceError, PriceTable, read_prices, shipped_prices
+from emrchatops.domain.costs import PRICE_LIST_ENDPOINTS, PriceError, PriceTable, read_prices, shipped_prices
 from emrchatops.domain.errors import ConfigError
 from emrchatops.domain.templates import Template, TemplateError, load_templates
 from emrchatops.domain.vocabulary import REGION_RE
@@ -48,6 +48,7 @@ KEYS = (
     "BACKSTOP_MINUTES",
     "PRICES_FILE",
     "LEASE_SECONDS",
+    "PRICES",
 )
 ACTIVITY_SOURCES = ("cloudwatch", "off")
 BACKSTOP_DEFAULT = 180
@@ -103,6 +104,7 @@ class Settings:
     backstop_minutes: int | None = BACKSTOP_DEFAULT  # EMR's AutoTerminationPolicy on unheld clusters; None: off
     prices_file: str | None = None  # None: the table shipped in the plugin (prices.json)
     prices: PriceTable = field(default_factory=shipped_prices)  # read at activation, validated
+    prices_api: str | None = None  # PRICES=api: the Price List endpoint the bot reads daily; None: the table alone
 
     @property
     def backstop_seconds(self) -> int | None:
@@ -165,6 +167,23 @@ def parse_tag(raw: object) -> TagSelector:
     if not key or not TAG_KEY_RE.match(key):
         raise ConfigError("CLUSTER_TAG", f"{text!r} is not key=value, key, or *")
     return TagSelector(key, value.strip() if sep else None)
+
+
+def parse_prices(raw: object) -> str | None:
+    """``PRICES``: ``file`` (default: the table alone), ``api`` or ``api:ENDPOINT`` (the Price List's endpoint)."""
+    if raw is None:
+        return None
+    text = _text("PRICES", raw).lower()
+    if text in OFF_WORDS or text == "file":
+        return None
+    kind, _, endpoint = text.partition(":")
+    if kind == "api" and (endpoint or PRICE_LIST_ENDPOINTS[0]) in PRICE_LIST_ENDPOINTS:
+        return endpoint or PRICE_LIST_ENDPOINTS[0]
+    raise ConfigError(
+        "PRICES",
+        f"{text!r} is not file, api, or api:ENDPOINT with ENDPOINT one of {', '.join(PRICE_LIST_ENDPOINTS)} "
+        "(where AWS's Price List answers)",
+    )
 
 
 def from_mapping(raw: Mapping[str, Any]) -> Settings:
@@ -296,6 +315,7 @@ def from_mapping(raw: Mapping[str, Any]) -> Settings:
             prices = read_prices(prices_file)
         except PriceError as problem:
             raise ConfigError("PRICES_FILE", str(problem)) from None
+    prices_api = parse_prices(raw.get("PRICES"))
     return Settings(
         role_arn=role_arn,
         external_id=external_id,
@@ -319,6 +339,7 @@ def from_mapping(raw: Mapping[str, Any]) -> Settings:
         backstop_minutes=backstop_minutes,
         prices_file=prices_file,
         prices=prices,
+        prices_api=prices_api,
     )
 
 

@@ -19,13 +19,13 @@ The notify-channel check needs the chat backend, so the plugin makes it (with
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from collections.abc import Callable, Sequence
+from datetime import date, datetime, timedelta
 from typing import NamedTuple
 
 from emrchatops.aws.adapter import EmrAdapter
 from emrchatops.aws.crossaccount import CrossAccountSession, MemoryTokenStore
-from emrchatops.domain.costs import NoPrice, hourly, summary
+from emrchatops.domain.costs import NoPrice, PricesKept, PricesRead, hourly, overlay, summary
 from emrchatops.domain.errors import (
     AccessDeniedError,
     AwsUnreachableError,
@@ -49,6 +49,7 @@ CLUSTER_STEPS = (
     "EMR ListInstanceGroups / ListInstanceFleets (cost)",
 )
 START_TITLE = "EMR RunJobFlow and iam:PassRole (!emr start)"
+PRICE_READER = Callable[[str, Sequence[str], date], PricesRead]  # emrchatops.aws.prices.ApiPrices
 
 log = logging.getLogger("errbot.plugins.emr")
 
@@ -111,10 +112,20 @@ def notify_check(
 class Doctor:
     """Runs the checks for one plugin configuration."""
 
-    def __init__(self, settings: Settings, session: CrossAccountSession, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        session: CrossAccountSession,
+        clock: Callable[[], datetime],
+        prices: PRICE_READER | None = None,
+        prices_kept: PricesKept | None = None,
+    ) -> None:
         self.settings = settings
         self.session = session
         self.clock = clock
+        self.prices = prices  # PRICES=api: the bot's reader of AWS's Price List
+        self.prices_kept = prices_kept  # … and what it has read so far
+        self._types_seen: list[str] = []  # the instance types of the managed clusters (read by the cost check)
 
     def report(self, state: State, notify: Check) -> str:
         """The whole reply: a header, one line per check (with its fix), and a verdict."""
@@ -176,8 +187,68 @@ class Doctor:
         checks.extend(
             self._cluster_checks(probe, state) if assumed else self._skipped(CLUSTER_STEPS, "AssumeRole failed", state)
         )
+        checks.append(self._prices_check(identity_works=base is not None))
         checks.extend(self._config_checks(notify))
         return checks
+
+    def _prices_check(self, *, identity_works: bool) -> Check:
+        """PRICES=api: one read of the managed clusters' prices from AWS's Price List, with the bot's own identity."""
+        s = self.settings
+        if s.prices_api is None or self.prices is None:
+            table = f"PRICES_FILE {s.prices_file}" if s.prices_file else "the shipped price table"
+            estimated = any(p.estimated for types in s.prices.regions.values() for p in types.values())
+            note = (
+                ", whose prices are estimates (status and report say so); to read AWS's own: EMR_PRICES=api, "
+                "or a PRICES_FILE written by `make prices` (README, Cost)"
+                if estimated
+                else ""
+            )
+            return Check(
+                SKIP,
+                "AWS's Price List (PRICES=api)",
+                f"not used (PRICES=file): costs come from {table} of {s.prices.date.isoformat()}{note}",
+            )
+        title = f"AWS's Price List (pricing:GetProducts, endpoint {s.prices_api})"
+        if not identity_works:
+            return Check(SKIP, title, "not checked: the bot's own identity must work first")
+        types = self._types_seen or ["m5.xlarge"]
+        try:
+            read = self.prices(s.region, types, self.clock().date())
+        except EmrChatopsError as error:
+            if isinstance(error, AccessDeniedError) or getattr(error, "code", None) == "AccessDenied":
+                fix = (
+                    "allow pricing:GetProducts to the bot's own identity (account A): the EmrChatopsReadPrices "
+                    "statement of deploy/iam/account-a-assume.json, or redeploy deploy/cloudformation/account-a.yaml"
+                )
+            elif isinstance(error, AwsUnreachableError):
+                fix = f"check outbound HTTPS from the host to api.pricing.{s.prices_api}.amazonaws.com"
+            else:
+                fix = "see the bot's log; meanwhile costs stay at the last prices read"
+            return Check(FAIL, title, one_line(str(error)), fix)
+        found = [
+            f"{t} in {s.region} EC2 ${p.ec2:g} + EMR ${p.emr:g} per hour"
+            for t in types
+            if (p := read.prices.get(s.region, {}).get(t)) is not None
+        ]
+        kept = self.prices_kept
+        if kept is None or kept.read_at is None:
+            last = "the bot has not read any yet (at its next tick, then daily)"
+        else:
+            last = f"the bot read them {self._when(kept.read_at)}"
+        if kept is not None and kept.failure is not None and kept.tried_at is not None:
+            last += f"; its last read failed {self._when(kept.tried_at)}: {kept.failure}"
+        if read.missing:
+            return Check(
+                WARN,
+                title,
+                "; ".join([*found, *(str(m) for m in read.missing)]) + f"; {last}",
+                "those costs come from the price table (said estimated when it is) or are unknown",
+            )
+        return Check(OK, title, f"{'; '.join(found)}; {last}")
+
+    def _when(self, moment: datetime) -> str:
+        local = moment.astimezone(self.settings.timezone)
+        return f"{local:%Y-%m-%d %H:%M} ({self.settings.timezone.key})"
 
     def _region_check(self) -> Check:
         s = self.settings
@@ -386,6 +457,11 @@ class Doctor:
         s = self.settings
         table = f"PRICES_FILE {s.prices_file}" if s.prices_file else "the shipped price table"
         dated = f"{table} of {s.prices.date.isoformat()}"
+        prices = s.prices
+        kept = self.prices_kept
+        if kept is not None and kept.table is not None:  # PRICES=api: what the bot read, over the table
+            prices = overlay(s.prices, kept)
+            dated = f"AWS's Price List, read {kept.table.date.isoformat()}, over {dated}"
         if not managed:
             return Check(SKIP, title, f"not checked: no managed cluster ({dated})")
         adapter = EmrAdapter(probe, s.cluster_tag)
@@ -396,7 +472,8 @@ class Doctor:
             except EmrChatopsError as error:
                 detail, fix = self._emr_problem(error)
                 return Check(FAIL, title, f"{detail} Until fixed !emr status shows no cost", fix)
-            rate = hourly(s.prices, s.region, composition)
+            self._types_seen = list(dict.fromkeys([*self._types_seen, *(g.instance_type for g in composition)]))
+            rate = hourly(prices, s.region, composition)
             if isinstance(rate, NoPrice):
                 return Check(
                     WARN,
@@ -406,7 +483,8 @@ class Doctor:
                     "add it to a copy of plugins/emr/prices.json and set EMR_PRICES_FILE to it (README, Cost)",
                 )
             bound = "≤ " if rate.upper_bound else ""
-            seen.append(f"{cluster.name} {summary(composition)} {bound}${rate.dollars:.2f}/h")
+            estimated = ", estimated" if rate.estimated else ""
+            seen.append(f"{cluster.name} {summary(composition)} {bound}${rate.dollars:.2f}/h{estimated}")
         return Check(OK, title, f"{'; '.join(seen)} ({dated})")
 
     def _managed_check(self, active: list[ClusterInfo], managed: list[ClusterInfo]) -> Check:
