@@ -213,7 +213,7 @@ def run(emulator: Emulator, workdir: Path, *, ticks: int, hours: float) -> Secti
         hourly(emulator, workdir / "economy-1-unheld", managed=1, held=False, hours=hours),
         hourly(emulator, workdir / "economy-100-held", managed=100, held=True, hours=hours),
     ]
-    resize = resize_detection(emulator, workdir / "resize", resizes=max(4, round(8 * hours)), seed=RESIZE_SEED)
+    resize = resize_detection(emulator, workdir / "resize", resizes=max(8, round(16 * hours)), seed=RESIZE_SEED)
     delays = resize["delays_seconds"]
 
     per_hour = {a: n / hours for a, n in simulated.items()}
