@@ -41,6 +41,7 @@ C = "tests/test_costs.py::"
 B = "tests/test_buttons.py::"
 P = "tests/test_report.py::"
 A = "tests/test_prices.py::"
+G = "tests/test_targets.py::"
 MUTANTS = (
     Mutant(
         "M1",
@@ -534,6 +535,30 @@ MUTANTS = (
         "    if others and not force:",
         "    if others and not force and not admin:",
         (D + "test_who_may_terminate_a_cluster",),
+    ),
+    Mutant(
+        "G1",
+        "a target's role ARN in another account accepted (the bot would act in an account the file does not name)",
+        "emrchatops/domain/targets.py",
+        "            if match.group(1) != account:",
+        "            if False:",
+        (G + "test_a_bad_targets_file_is_refused_naming_the_file_the_target_and_the_key",),
+    ),
+    Mutant(
+        "G2",
+        "two targets that can manage one cluster accepted (one account and region, tags that can both match)",
+        "emrchatops/domain/targets.py",
+        "            if (\n                other.account == target.account",
+        "            if False and (\n                other.account == target.account",
+        (G + "test_a_bad_targets_file_is_refused_naming_the_file_the_target_and_the_key",),
+    ),
+    Mutant(
+        "G3",
+        "ROLE_ARN beside TARGETS_FILE accepted (which role would the bot assume?)",
+        "emrchatops/domain/settings.py",
+        "        if beside:",
+        "        if False:",
+        (G + "test_a_part_one_key_beside_a_targets_file_is_refused_by_name",),
     ),
 )
 
