@@ -42,6 +42,7 @@ B = "tests/test_buttons.py::"
 P = "tests/test_report.py::"
 A = "tests/test_prices.py::"
 G = "tests/test_targets.py::"
+N = "tests/test_addressing.py::"
 MUTANTS = (
     Mutant(
         "M1",
@@ -559,6 +560,30 @@ MUTANTS = (
         "        if beside:",
         "        if False:",
         (G + "test_a_part_one_key_beside_a_targets_file_is_refused_by_name",),
+    ),
+    Mutant(
+        "G4",
+        "a qualified name matched against every target's clusters (game-b/analytics finds game-a's)",
+        "emrchatops/domain/addressing.py",
+        "            if c.target.casefold() == head\n            and wanted in",
+        "            if wanted in",
+        (N + "test_a_qualified_name_never_resolves_to_another_target_s_cluster",),
+    ),
+    Mutant(
+        "G5",
+        "qualified words also read as a bare name (a cluster of game-a named game-b/x answers to game-b/x)",
+        "emrchatops/domain/addressing.py",
+        "    if slash and head in known:\n        return [",
+        "    if False:\n        return [",
+        (N + "test_a_qualified_name_never_resolves_to_another_target_s_cluster",),
+    ),
+    Mutant(
+        "G6",
+        "the first target that has a template started when several have it",
+        "emrchatops/domain/addressing.py",
+        "    if len(matches) > 1:",
+        "    if False:",
+        (N + "test_start_refuses_an_ambiguous_or_unknown_template",),
     ),
 )
 
