@@ -46,6 +46,7 @@ PSEUDO = {"AWS::Partition": "aws", "AWS::Region": REGION}
 TEMPLATE_VALUES = {
     "account-a.yaml": {**PSEUDO, "AWS::AccountId": ACCOUNT_A, "ClusterAccountRoleArn": ROLE_ARN},
     "account-b.yaml": {**PSEUDO, "AWS::AccountId": ACCOUNT_B, "BotAccountId": ACCOUNT_A, "ExternalId": EXTERNAL_ID},
+    "account-b-stackset.yaml": {},  # account-b.yaml by its URL: its policies are audited there, it has none of its own
 }
 
 
