@@ -565,16 +565,16 @@ MUTANTS = (
         "G4",
         "a qualified name matched against every target's clusters (game-b/analytics finds game-a's)",
         "emrchatops/domain/addressing.py",
-        "            if c.target.casefold() == head\n            and wanted in",
-        "            if wanted in",
+        "if c.target.casefold() == head and region in",
+        "if region in",
         (N + "test_a_qualified_name_never_resolves_to_another_target_s_cluster",),
     ),
     Mutant(
         "G5",
         "qualified words also read as a bare name (a cluster of game-a named game-b/x answers to game-b/x)",
         "emrchatops/domain/addressing.py",
-        "    if slash and head in known:\n        return [",
-        "    if False:\n        return [",
+        "    if slash and head in known:\n        region, slash, name",
+        "    if False:\n        region, slash, name",
         (N + "test_a_qualified_name_never_resolves_to_another_target_s_cluster",),
     ),
     Mutant(
@@ -584,6 +584,14 @@ MUTANTS = (
         "    if len(matches) > 1:",
         "    if False:",
         (N + "test_start_refuses_an_ambiguous_or_unknown_template",),
+    ),
+    Mutant(
+        "G7",
+        "the region of TARGET/REGION/NAME not compared (game-b/us-west-2/analytics finds Tokyo's)",
+        "emrchatops/domain/addressing.py",
+        'and region in ("", c.region.casefold()) and name',
+        "and name",
+        (N + "test_a_qualified_name_never_resolves_to_another_target_s_cluster",),
     ),
 )
 

@@ -147,6 +147,15 @@ def test_the_shortest_qualification_that_names_one_cluster_is_offered() -> None:
         address("game-b/analytics", managed=[slashed])  # game-b has none: not game-a's "game-b/analytics"
     assert address("game-a/game-b/analytics", managed=[slashed]) == (slashed.id, "")
     assert address("x/y", managed=[at("game-a", TOKYO, "j-AAAAAAAA0011", "x/y")])[0] == "j-AAAAAAAA0011"
+    # A name that begins with a region: TARGET/REGION/… is read as the region it says, never another.
+    regional = at("game-a", TOKYO, "j-AAAAAAAA0013", "us-west-2/etl")
+    assert qualified_names([regional], TARGETS)[regional.id] == "us-west-2/etl"
+    assert (
+        qualified_names([regional, at("game-b", TOKYO, "j-BBBBBBBB0013", "us-west-2/etl")], TARGETS)[regional.id]
+        == "game-a/ap-northeast-1/us-west-2/etl"
+    )
+    with pytest.raises(UnknownName):
+        address("game-a/us-west-2/etl", managed=[regional])
 
 
 # -- the property ---------------------------------------------------------------------------------------

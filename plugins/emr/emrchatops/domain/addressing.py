@@ -2,7 +2,7 @@
 
 A managed cluster is named by its name when exactly one managed cluster anywhere has it, by
 ``TARGET/NAME`` (``game-a/analytics``), by ``TARGET/REGION/NAME`` when its target has that name in
-two regions, or by its id; case-insensitively, names with spaces as
+two regions (words after ``TARGET/`` that begin with a region and ``/`` are always read so), or by its id; case-insensitively, names with spaces as
 :func:`~emrchatops.domain.decisions.name_cluster` reads them for one target (the longest run of
 leading words that names a cluster wins, or the name is quoted). Words whose first part, before a
 ``/``, names a configured target are read as a qualified name only, never as a bare name: so a
@@ -34,6 +34,7 @@ from emrchatops.domain.decisions import (
     UnknownName,
     _norm,
 )
+from emrchatops.domain.settings import REGION_RE
 from emrchatops.domain.state import ClusterInfo
 
 
@@ -85,13 +86,15 @@ def _known(targets: Collection[str], *clusters: Sequence[Located]) -> frozenset[
 def _find(clusters: Sequence[Located], words: str, known: frozenset[str]) -> list[Located]:
     """The clusters *words* spell: qualified when the part before the first ``/`` is a target, else bare."""
     wanted = _norm(words)
-    head, slash, _ = wanted.partition("/")
+    head, slash, tail = wanted.partition("/")
     if slash and head in known:
+        region, slash, name = tail.partition("/")
+        if not (slash and REGION_RE.match(region)):  # TARGET/NAME
+            region, name = "", tail
         return [
             c
             for c in clusters
-            if c.target.casefold() == head
-            and wanted in (f"{head}/{_norm(c.name)}", f"{head}/{c.region.casefold()}/{_norm(c.name)}")
+            if c.target.casefold() == head and region in ("", c.region.casefold()) and name == _norm(c.name)
         ]
     return [c for c in clusters if wanted in (_norm(c.name), c.id.casefold())]
 
