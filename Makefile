@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test check lint typecheck deploy-check bench prices clean
+.PHONY: demo test check lint typecheck deploy-check bench prices account-a-policy clean
 
 # A virtualenv with the pinned requirements; rebuilt when they change.
 $(BIN)/.installed: requirements.txt requirements-dev.txt
@@ -45,6 +45,13 @@ PRICES_OUT ?= data/prices.json
 prices: $(BIN)/.installed
 	mkdir -p $(dir $(PRICES_OUT))
 	PYTHONPATH=plugins/emr $(BIN)/python -m emrchatops.aws.prices --out $(PRICES_OUT) $(PRICES_ARGS)
+
+## account-a-policy: account A's IAM policy (the bot's identity may assume every target's role) from a TARGETS_FILE:
+## make account-a-policy TARGETS_FILE=/etc/emr-chatops/targets.toml POLICY_OUT=account-a.json
+POLICY_OUT ?=
+account-a-policy: $(BIN)/.installed
+	@test -n "$(TARGETS_FILE)" || { echo "usage: make account-a-policy TARGETS_FILE=path/to/targets.toml [POLICY_OUT=account-a.json]" >&2; exit 2; }
+	$(BIN)/python -m deploy.account_a_policy $(TARGETS_FILE) $(if $(POLICY_OUT),--out $(POLICY_OUT))
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis data

@@ -44,6 +44,8 @@ P = "tests/test_report.py::"
 A = "tests/test_prices.py::"
 V = "tests/test_storage_versioned.py::"
 Y = "tests/test_storage_dynamodb.py::"
+G = "tests/test_targets.py::"
+N = "tests/test_addressing.py::"
 MUTANTS = (
     Mutant(
         "M1",
@@ -784,6 +786,62 @@ MUTANTS = (
         "    if others and not force:",
         "    if others and not force and not admin:",
         (D + "test_who_may_terminate_a_cluster",),
+    ),
+    Mutant(
+        "G1",
+        "a target's role ARN in another account accepted (the bot would act in an account the file does not name)",
+        "emrchatops/domain/targets.py",
+        "            if match.group(1) != account:",
+        "            if False:",
+        (G + "test_a_bad_targets_file_is_refused_naming_the_file_the_target_and_the_key",),
+    ),
+    Mutant(
+        "G2",
+        "two targets that can manage one cluster accepted (one account and region, tags that can both match)",
+        "emrchatops/domain/targets.py",
+        "            if (\n                other.account == target.account",
+        "            if False and (\n                other.account == target.account",
+        (G + "test_a_bad_targets_file_is_refused_naming_the_file_the_target_and_the_key",),
+    ),
+    Mutant(
+        "G3",
+        "ROLE_ARN beside TARGETS_FILE accepted (which role would the bot assume?)",
+        "emrchatops/domain/settings.py",
+        "        if beside:",
+        "        if False:",
+        (G + "test_a_part_one_key_beside_a_targets_file_is_refused_by_name",),
+    ),
+    Mutant(
+        "G4",
+        "a qualified name matched against every target's clusters (game-b/analytics finds game-a's)",
+        "emrchatops/domain/addressing.py",
+        "if c.target.casefold() == head and region in",
+        "if region in",
+        (N + "test_a_qualified_name_never_resolves_to_another_target_s_cluster",),
+    ),
+    Mutant(
+        "G5",
+        "qualified words also read as a bare name (a cluster of game-a named game-b/x answers to game-b/x)",
+        "emrchatops/domain/addressing.py",
+        "    if slash and head in known:\n        region, slash, name",
+        "    if False:\n        region, slash, name",
+        (N + "test_a_qualified_name_never_resolves_to_another_target_s_cluster",),
+    ),
+    Mutant(
+        "G6",
+        "the first target that has a template started when several have it",
+        "emrchatops/domain/addressing.py",
+        "    if len(matches) > 1:",
+        "    if False:",
+        (N + "test_start_refuses_an_ambiguous_or_unknown_template",),
+    ),
+    Mutant(
+        "G7",
+        "the region of TARGET/REGION/NAME not compared (game-b/us-west-2/analytics finds Tokyo's)",
+        "emrchatops/domain/addressing.py",
+        'and region in ("", c.region.casefold()) and name',
+        "and name",
+        (N + "test_a_qualified_name_never_resolves_to_another_target_s_cluster",),
     ),
 )
 

@@ -6,7 +6,8 @@
 What is audited: each file of deploy/iam/ and each policy inside deploy/cloudformation/*.yaml
 (trust policies and permission policies alike), filled in with sample values (the JSON files'
 placeholders; the templates' parameters, their defaults where they have one, and pseudo
-parameters), because parliament needs real ARNs to check resources against actions.
+parameters), because parliament needs real ARNs to check resources against actions; and the
+policy deploy/account_a_policy.py writes for deploy/targets.example.toml (several targets).
 
 How: parliament's own analysis with its community auditors, every severity down to INFO (the
 parliament command line hides INFO and LOW-below by default). A finding passes only when an entry
@@ -57,6 +58,7 @@ TEMPLATE_VALUES = {
         "SlackAppTokenSecretArn": SECRET % "slack-app-token",
         "ExternalIdSecretArn": SECRET % "external-id",
     },
+    "account-b-stackset.yaml": {},  # account-b.yaml by its URL: its policies are audited there, it has none of its own
 }
 
 
@@ -103,16 +105,18 @@ def _is_trust_policy(finding: Finding) -> bool:
     )
 
 
-def _assumes_one_named_role(finding: Finding) -> bool:
-    """One statement allows sts:AssumeRole, on one named role; any other only reads the Price List."""
+def _assumes_named_roles(finding: Finding) -> bool:
+    """One statement allows sts:AssumeRole, on named roles (one, or each target's: no pattern); any other
+    only reads the Price List."""
     statements = finding.document["Statement"]
     statements = statements if isinstance(statements, list) else [statements]
     assuming = [s for s in statements if s.get("Action") in ("sts:AssumeRole", ["sts:AssumeRole"])]
     others = [s for s in statements if s not in assuming]
+    roles = _listed(assuming[0].get("Resource", [])) if len(assuming) == 1 else []
     return (
         finding.detail == ""
-        and len(assuming) == 1
-        and re.fullmatch(r"arn:aws:iam::\d{12}:role/[\w+=,.@-]+", str(assuming[0].get("Resource"))) is not None
+        and bool(roles)
+        and all(re.fullmatch(r"arn:aws:iam::\d{12}:role/(?:[\w+=,.@-]+/)*[\w+=,.@-]+", str(r)) for r in roles)
         and all(_reads_prices_only(s) for s in others)
     )
 
@@ -179,9 +183,10 @@ EXPLAINED = (
     ),
     Explanation(
         "CREDENTIALS_EXPOSURE",
-        _assumes_one_named_role,
+        _assumes_named_roles,
         "assuming the cluster account's role is the bot's purpose; the policy allows sts:AssumeRole "
-        "on that one role ARN, and otherwise only reads AWS's Price List (pricing:GetProducts)",
+        "on that one role ARN (or each target's, by ARN), and otherwise only reads AWS's Price List "
+        "(pricing:GetProducts)",
     ),
 )
 
@@ -205,6 +210,17 @@ def shipped_policies() -> dict[str, dict[str, Any]]:
     if templates != set(TEMPLATE_VALUES):
         raise SystemExit(f"give the audit sample values for every template: {sorted(templates)}")
     return found
+
+
+SAMPLE_TARGETS = "deploy/targets.example.toml"
+
+
+def generated_policies() -> dict[str, dict[str, Any]]:
+    """The policy deploy/account_a_policy.py writes for the sample targets file, by the command that writes it."""
+    from deploy.account_a_policy import policy_for
+    from emrchatops.domain.targets import load_targets
+
+    return {f"python -m deploy.account_a_policy {SAMPLE_TARGETS}": policy_for(load_targets(REPO / SAMPLE_TARGETS))}
 
 
 def audit(documents: dict[str, dict[str, Any]]) -> list[tuple[Finding, str | None]]:
@@ -233,7 +249,7 @@ def audit(documents: dict[str, dict[str, Any]]) -> list[tuple[Finding, str | Non
 def main() -> int:
     import parliament
 
-    shipped = shipped_policies()
+    shipped = {**shipped_policies(), **generated_policies()}
     results = audit(shipped)
     for finding, why in results:
         line = f"{finding.severity} {finding.issue} {finding.policy}: {finding.title}"

@@ -4,9 +4,10 @@
 #   1. cfn-lint (errors, warnings and informational rules) on deploy/cloudformation/*.yaml.
 #      cfn-lint does not look inside a policy written as a JSON string (account-b.yaml's
 #      permissions are one, for their tag-key parameter): 1b and tests/test_deploy.py do.
-#   1b. parliament on every shipped IAM policy: deploy/iam/*.json and each policy inside the
-#      templates (deploy/audit_policies.py; every severity, community auditors on). A finding
-#      fails unless the script explains it (EXPLAINED, each with its reason).
+#   1b. parliament on every shipped IAM policy: deploy/iam/*.json, each policy inside the
+#      templates, and account A's policy for several targets as deploy/account_a_policy.py writes it
+#      for deploy/targets.example.toml (deploy/audit_policies.py; every severity, community auditors
+#      on). A finding fails unless the script explains it (EXPLAINED, each with its reason).
 #   2. systemd-analyze verify on deploy/emr-chatops.service.
 #      verify insists that ExecStart's binary exists, and /opt/emr-chatops/.venv/bin/errbot does
 #      not exist on a CI machine. So the unit is copied to a temporary directory with only that

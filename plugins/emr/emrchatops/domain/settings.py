@@ -13,13 +13,16 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from emrchatops.domain.costs import PRICE_LIST_ENDPOINTS, PriceError, PriceTable, read_prices, shipped_prices
 from emrchatops.domain.errors import ConfigError
 from emrchatops.domain.templates import Template, TemplateError, load_templates
 from emrchatops.domain.vocabulary import REGION_RE
+
+if TYPE_CHECKING:
+    from emrchatops.domain.targets import Target
 
 ROLE_ARN_RE = re.compile(r"^arn:aws(?:-[a-z]+)*:iam::(\d{12}):role/[\w+=,.@/-]{1,512}$")
 TAG_KEY_RE = re.compile(r"^[\w .:/=+@-]{1,128}$")
@@ -49,7 +52,12 @@ KEYS = (
     "PRICES_FILE",
     "LEASE_SECONDS",
     "PRICES",
+    "TARGETS_FILE",
+    "TARGET_NAME",
+    "MAX_PARALLEL",
 )
+# What a target says in TARGETS_FILE: beside a file, each is refused by name (DESIGN §17).
+TARGET_KEYS = ("ROLE_ARN", "EXTERNAL_ID", "REGION", "CLUSTER_TAG", "NOTIFY_CHANNEL", "TEMPLATES_DIR", "TARGET_NAME")
 ACTIVITY_SOURCES = ("cloudwatch", "off")
 BACKSTOP_DEFAULT = 180
 
@@ -105,6 +113,21 @@ class Settings:
     prices_file: str | None = None  # None: the table shipped in the plugin (prices.json)
     prices: PriceTable = field(default_factory=shipped_prices)  # read at activation, validated
     prices_api: str | None = None  # PRICES=api: the Price List endpoint the bot reads daily; None: the table alone
+    targets_file: str | None = None  # None: the keys above make the one target TARGET_NAME (DESIGN §17)
+    target_name: str = "main"
+    max_parallel: int = 8  # (target, region) pairs the poller lists at once
+    # Read from targets_file at activation, validated. With a file, role_arn … templates above are its first
+    # target's, for what reads them until every reader goes through `targets`.
+    file_targets: tuple[Target, ...] = ()
+
+    @property
+    def targets(self) -> tuple[Target, ...]:
+        """Every target: TARGETS_FILE's, or the one the part-one keys make."""
+        if self.file_targets:
+            return self.file_targets
+        from emrchatops.domain.targets import single_target  # targets.py builds on this module
+
+        return (single_target(self),)
 
     @property
     def backstop_seconds(self) -> int | None:
@@ -195,19 +218,43 @@ def from_mapping(raw: Mapping[str, Any]) -> Settings:
     if unknown:
         raise ConfigError(unknown[0], f"unknown key (known: {', '.join(KEYS)})")
 
-    if raw.get("ROLE_ARN") in (None, ""):
-        raise ConfigError("ROLE_ARN", "required: the ARN of the role in the cluster account")
-    role_arn = _text("ROLE_ARN", raw["ROLE_ARN"])
-    if not ROLE_ARN_RE.match(role_arn):
-        raise ConfigError("ROLE_ARN", f"{role_arn!r} is not an IAM role ARN (arn:aws:iam::<12 digits>:role/NAME)")
+    from emrchatops.domain.targets import load_targets, name_problem  # targets.py builds on this module
 
-    external_id: str | None = None
+    targets_file: str | None = None
+    file_targets: tuple[Target, ...] = ()
+    if not _optional_text(raw.get("TARGETS_FILE")):
+        targets_file = _text("TARGETS_FILE", raw["TARGETS_FILE"])
+        beside = [key for key in TARGET_KEYS if raw.get(key) not in (None, "")]
+        if beside:
+            raise ConfigError(
+                beside[0],
+                f"set beside TARGETS_FILE ({targets_file}), which says each target's role, external id, regions, "
+                "tag, channel and templates: remove one of them",
+            )
+        file_targets = load_targets(targets_file)
+    first = file_targets[0] if file_targets else None
+
+    target_name = _text("TARGET_NAME", raw.get("TARGET_NAME", Settings.target_name))
+    problem = name_problem(target_name)
+    if problem is not None:
+        raise ConfigError("TARGET_NAME", problem)
+
+    if first is not None:
+        role_arn = first.role_arn
+    elif raw.get("ROLE_ARN") in (None, ""):
+        raise ConfigError("ROLE_ARN", "required: the ARN of the role in the cluster account (or TARGETS_FILE)")
+    else:
+        role_arn = _text("ROLE_ARN", raw["ROLE_ARN"])
+        if not ROLE_ARN_RE.match(role_arn):
+            raise ConfigError("ROLE_ARN", f"{role_arn!r} is not an IAM role ARN (arn:aws:iam::<12 digits>:role/NAME)")
+
+    external_id: str | None = first.external_id if first is not None else None
     if not _optional_text(raw.get("EXTERNAL_ID")):
         external_id = _text("EXTERNAL_ID", raw["EXTERNAL_ID"])
         if not EXTERNAL_ID_RE.match(external_id):
             raise ConfigError("EXTERNAL_ID", "must be 2–1224 characters of letters, digits and +=,.@:/-")
 
-    region = _text("REGION", raw.get("REGION", Settings.region))
+    region = _text("REGION", raw.get("REGION", first.regions[0] if first is not None else Settings.region))
     if not REGION_RE.match(region):
         raise ConfigError("REGION", f"{region!r} is not an AWS region name such as ap-northeast-1")
 
@@ -217,7 +264,9 @@ def from_mapping(raw: Mapping[str, Any]) -> Settings:
         if not re.match(r"^https?://[^\s/]+(?:/\S*)?$", endpoint_url):
             raise ConfigError("ENDPOINT_URL", f"{endpoint_url!r} is not an http(s) URL")
 
-    cluster_tag = parse_tag(raw.get("CLUSTER_TAG", str(Settings.cluster_tag)))
+    cluster_tag = (
+        first.cluster_tag if first is not None else parse_tag(raw.get("CLUSTER_TAG", str(Settings.cluster_tag)))
+    )
 
     idle_minutes = int(
         _number("IDLE_MINUTES", raw.get("IDLE_MINUTES", Settings.idle_minutes), minimum=1, maximum=1440, integer=True)
@@ -239,7 +288,7 @@ def from_mapping(raw: Mapping[str, Any]) -> Settings:
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError("TIMEZONE", f"{zone_name!r} is not an IANA time zone such as Asia/Tokyo") from None
 
-    notify_channel: str | None = None
+    notify_channel: str | None = first.notify if first is not None else None
     if not _optional_text(raw.get("NOTIFY_CHANNEL")):
         notify_channel = _text("NOTIFY_CHANNEL", raw["NOTIFY_CHANNEL"])
 
@@ -274,8 +323,8 @@ def from_mapping(raw: Mapping[str, Any]) -> Settings:
             integer=True,
         )
     )
-    templates_dir: str | None = None
-    templates: tuple[Template, ...] = ()
+    templates_dir: str | None = first.templates_dir if first is not None else None
+    templates: tuple[Template, ...] = first.templates if first is not None else ()
     if not _optional_text(raw.get("TEMPLATES_DIR")):
         templates_dir = _text("TEMPLATES_DIR", raw["TEMPLATES_DIR"])
         try:
@@ -316,6 +365,9 @@ def from_mapping(raw: Mapping[str, Any]) -> Settings:
         except PriceError as problem:
             raise ConfigError("PRICES_FILE", str(problem)) from None
     prices_api = parse_prices(raw.get("PRICES"))
+    max_parallel = int(
+        _number("MAX_PARALLEL", raw.get("MAX_PARALLEL", Settings.max_parallel), minimum=1, maximum=64, integer=True)
+    )
     return Settings(
         role_arn=role_arn,
         external_id=external_id,
@@ -340,6 +392,10 @@ def from_mapping(raw: Mapping[str, Any]) -> Settings:
         prices_file=prices_file,
         prices=prices,
         prices_api=prices_api,
+        targets_file=targets_file,
+        target_name=target_name,
+        max_parallel=max_parallel,
+        file_targets=file_targets,
     )
 
 
