@@ -780,6 +780,26 @@ MUTANTS = (
         (A + "test_the_doctor_reads_a_price_with_the_bot_s_own_identity_and_names_a_denial",),
     ),
     Mutant(
+        "T1",
+        "a TARGETS_FILE of several targets or regions is served in part (its first target only)",
+        "emr.py",
+        "    if len(targets) > 1 or len(targets[0].regions) > 1:",
+        "    if False:",
+        (
+            "tests/test_targets_served.py::test_a_targets_file_asking_for_more_than_one_target_or_region_is_refused_by_name",
+        ),
+    ),
+    Mutant(
+        "T2",
+        "a target's admins are not admins",
+        "emr.py",
+        "for admin in self.settings.targets[0].admins)",
+        "for admin in ())",
+        (
+            "tests/test_targets_served.py::test_a_targets_file_of_one_target_is_served_like_the_part_one_keys_and_its_admins_may_release_holds",
+        ),
+    ),
+    Mutant(
         "D1",
         "an admin may terminate a held cluster without --force",
         "emrchatops/domain/decisions.py",

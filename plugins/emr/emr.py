@@ -145,6 +145,7 @@ class EMR(BotPlugin):
         if not isinstance(raw, dict):
             raise ConfigError("EMR", "the bot config has no EMR dict (see config.py)")
         self.settings: Settings = from_mapping(raw)
+        _one_target_served(self.settings)
         # The chat, chosen once per backend: nothing below asks "am I on Slack?" again.
         self.chat: Chat = SlackChat(self, backend_of(self)) if on_slack(backend_of(self)) else PlainChat(self)
         self._generation = getattr(self, "_generation", 0) + 1  # this activation's poller (see tick)
@@ -370,9 +371,13 @@ class EMR(BotPlugin):
         return Who(user, name, admin=self._is_admin(msg))
 
     def _is_admin(self, msg: Any) -> bool:
-        admins = self.bot_config.BOT_ADMINS
-        who = getattr(msg.frm, "aclattr", None) or str(msg.frm)
-        return any(fnmatch.fnmatchcase(str(who), pattern) for pattern in admins)
+        """BOT_ADMINS everywhere; the target's ``admins`` (TARGETS_FILE) on its clusters, all served here."""
+        who = str(getattr(msg.frm, "aclattr", None) or msg.frm)
+        if any(fnmatch.fnmatchcase(who, pattern) for pattern in self.bot_config.BOT_ADMINS):
+            return True
+        # A target's admins are written as people call them (alice, not @alice or a Slack id).
+        names = {who.lstrip("@"), *self.sender(msg)}
+        return any(name.lstrip("@") == admin.lstrip("@") for name in names for admin in self.settings.targets[0].admins)
 
     @property
     def view(self) -> View:
@@ -394,6 +399,20 @@ class EMR(BotPlugin):
         """What a button does: the command it stands for, on its cluster, as the clicker (refusals raise)."""
         run = {"lock": self._lock_command, "unlock": self._unlock_command, "overtime": self._overtime_command}[command]
         return run(msg, cluster_id)
+
+
+def _one_target_served(settings: Settings) -> None:
+    """This version serves one target in one region per bot (the poller, costs, notices and status are
+    per target; serving several at once is not wired yet): a TARGETS_FILE asking for more is refused by
+    name at activation, never served in part."""
+    targets = settings.targets
+    if len(targets) > 1 or len(targets[0].regions) > 1:
+        several = ", ".join(f"{t.name} ({', '.join(t.regions)})" for t in targets)
+        raise ConfigError(
+            "TARGETS_FILE",
+            f"{settings.targets_file} names {several}: this version of the bot serves one target in one region; "
+            "run one bot per target and region (each with a TARGETS_FILE of one target, or the ROLE_ARN keys)",
+        )
 
 
 def _first(once: StoredOnce, clock: Callable[[], datetime], envelope_id: str) -> bool:
