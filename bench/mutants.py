@@ -800,6 +800,14 @@ MUTANTS = (
         ),
     ),
     Mutant(
+        "S3",
+        "the doctor's reply is not escaped for Slack (a cluster named <!channel> pings everyone)",
+        "emr.py",
+        "        return self.chat.markup.escape(Doctor(",
+        "        return (Doctor(",
+        ("tests/test_slack_e2e.py::test_on_slack_the_doctor_shows_a_cluster_name_as_it_is_and_it_pings_nobody",),
+    ),
+    Mutant(
         "D1",
         "an admin may terminate a held cluster without --force",
         "emrchatops/domain/decisions.py",

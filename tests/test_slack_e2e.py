@@ -446,3 +446,13 @@ def test_a_cluster_being_terminated_is_red(
     card = status_card(chat, cards)
     assert card["color"] == RED
     assert card["fields"]["Next action"] == "being terminated now (nobody held it for 30 minutes)"
+
+
+def test_on_slack_the_doctor_shows_a_cluster_name_as_it_is_and_it_pings_nobody(
+    chat: Chat, emulator: Emulator, seeded: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emulator.run_cluster("<!channel> a&b")  # anyone who may create clusters in account B chose this name
+    monkeypatch.setattr(chat.plugin, "chat", SlackChat(chat.plugin, chat.plugin._bot))
+    chat.say("!emr doctor", user="admin", timeout=60)
+    [sent] = [body for _, body in chat.sent if body.startswith("EMR doctor")]  # as posted, before any rendering
+    assert "&lt;!channel&gt; a&amp;b" in sent and "<!channel>" not in sent

@@ -351,7 +351,8 @@ class EMR(BotPlugin):
         state = self.service.state()
         notify = notify_check(self.settings.notify_channel, self.chat.member_check(), self._bot_name)
         prices = self.service.price_reader, self.service.prices_kept()
-        return Doctor(self.settings, self.session, self.clock, *prices).report(state, notify)
+        # Cluster names and AWS's answers in it are shown as they are: escaped once, for the chat it goes to.
+        return self.chat.markup.escape(Doctor(self.settings, self.session, self.clock, *prices).report(state, notify))
 
     def _bot_name(self) -> str:
         identifier = backend_of(self).bot_identifier
