@@ -131,7 +131,7 @@ def resize_detection(emulator: Emulator, data_dir: Path, *, resizes: int, seed: 
                 clock.set(resize_at)
                 core = 19 if core == 2 else 2
                 emulator.resize(cluster_id, "CORE", core)
-                wanted = f"({core + 1} × m5.xlarge,"
+                wanted = f"{core + 1} × m5.xlarge,"  # after "(estimated prices; " when the table is estimates
                 while True:
                     clock.advance(DEFAULT_INTERVAL)
                     reads = emulator.count("ListInstanceGroups")

@@ -99,7 +99,7 @@ def run(emulator: Emulator, workdir: Path, *, repeats: int, statuses: int, seed:
     from emrchatops.chat.chart import preload, render
     from emrchatops.chat.slack.markup import SlackMarkup
     from emrchatops.chat.words import View
-    from emrchatops.domain.ledger import report
+    from emrchatops.domain.ledger import cost_so_far, report
     from emrchatops.domain.rules import Policy
     from emrchatops.domain.settings import from_mapping
 
@@ -195,10 +195,11 @@ def run(emulator: Emulator, workdir: Path, *, repeats: int, statuses: int, seed:
             plugin = bot.plugin
             with plugin.service._lock:
                 stored = plugin.service._load_ledger()
+            prices = plugin.service.prices()
             t0 = time.perf_counter()
             for _ in range(statuses):
                 for cid in ids:
-                    view.cost_so_far(plugin.service._cost(stored, cid, clock.now))
+                    view.cost_so_far(cost_so_far(stored, prices, plugin.settings.region, cid, clock.now))
             cost_us = (time.perf_counter() - t0) / (statuses * len(ids)) * 1e6
     section.say(
         f"  status, 5 managed clusters: instance reads at the first status and tick: {dict(warmup) or 'none'}; "
