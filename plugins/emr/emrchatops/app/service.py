@@ -149,6 +149,14 @@ ATTEMPTS = 5  # a command whose save lost the race with another instance is deci
 R = TypeVar("R")
 
 
+def _backstop_failed(cluster_id: str, code: str, state: State) -> tuple[State, bool]:
+    return backstop_failed(state, cluster_id, code)
+
+
+def _backstop_set(cluster_id: str, wanted: int, state: State) -> tuple[State, bool]:
+    return backstop_set(state, cluster_id, wanted)
+
+
 def retried(action: Callable[..., R]) -> Callable[..., R]:
     """A command decided again from the state as stored when its save lost a race (:class:`Conflict`).
 
@@ -399,14 +407,22 @@ class Service:
     def _commit(self, change: Callable[[State], State]) -> State:
         """Apply *change* to the state as stored and save it; after a :class:`Conflict` read it again and
         apply *change* again (for what AWS already did, which is not to be done twice)."""
+        return self._apply(lambda stored: (change(stored), None))[0]
+
+    def _apply(self, change: Callable[[State], tuple[State, R]]) -> tuple[State, R]:
+        """:meth:`_commit` for a change that also tells something (*change* returns the new state and it);
+        an unchanged state is not written."""
         for _ in range(ATTEMPTS):
             with self._transaction():
-                state = change(self._load())
+                old = self._load()
+                new, said = change(old)
+                if new is old or new == old:
+                    return old, said
                 try:
-                    self._save(state)
+                    self._save(new)
                 except Conflict:
                     continue
-                return state
+                return new, said
         raise RefusedError.of(Contended())
 
     def _load_ledger(self) -> Ledger:
@@ -521,9 +537,8 @@ class Service:
             if number < self._folded:
                 return old, listing
             self._folded = number
-            state = observe(old, listing.managed, now, listed_since=asked)
-            if state != old:  # a steady-state status or tick writes nothing
-                self._save(state)
+            # A steady-state status or tick writes nothing; a write that lost a race is folded again.
+            state, _ = self._apply(lambda stored: (observe(stored, listing.managed, now, listed_since=asked), None))
             self._save_ledger(seen(self._load_ledger(), listing.managed, now))
         return state, listing
 
@@ -797,19 +812,22 @@ class Service:
                         self.adapter.remove_backstop(record)
                 except AwsError as error:
                     log.warning("EMR backstop of %s not changed: %s", cluster_id, error)
-                    with self._transaction():
-                        old = self._load()
-                        new, is_new = backstop_failed(old, cluster_id, error.code)
-                        if new is not old:
-                            self._save(new)
+                    is_new = self._note_backstop(functools.partial(_backstop_failed, cluster_id, error.code))
                     if is_new:
                         self._announce(BackstopFailed(record, wanted, str(error)))
                     continue
-                with self._transaction():
-                    new, recovered = backstop_set(self._load(), cluster_id, wanted)
-                    self._save(new)
+                recovered = self._note_backstop(functools.partial(_backstop_set, cluster_id, wanted))
                 if recovered:
                     self._announce(BackstopBack(record, wanted))
+
+    def _note_backstop(self, change: Callable[[State], tuple[State, bool]]) -> bool:
+        """Record what a backstop request did (the command that made it has saved and answered already: a
+        state that kept changing elsewhere leaves it to the poller, which compares policy and holds again)."""
+        try:
+            return self._apply(change)[1]
+        except RefusedError:
+            log.warning("EMR backstop: its outcome not recorded (the state kept changing); the poller checks again")
+            return False
 
     def _terminate_by_rule(self, effect: Terminate) -> None:
         cluster_id, rule = effect.cluster.id, effect.rule
