@@ -403,7 +403,7 @@ MUTANTS = (
         "a click skips ACCESS_CONTROLS",
         "emrchatops/chat/slack/clicks.py",
         '        if not command_allowed(backend, msg, f"emr_{click.action.command}", name):',
-        '        if False:',
+        "        if False:",
         (B + "test_a_click_from_a_room_access_controls_refuses_changes_nothing",),
     ),
     Mutant(
