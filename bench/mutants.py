@@ -780,6 +780,17 @@ MUTANTS = (
         (A + "test_the_doctor_reads_a_price_with_the_bot_s_own_identity_and_names_a_denial",),
     ),
     Mutant(
+        "I5",
+        "with two instances, the leader terminates without claiming it in the shared state first",
+        "emrchatops/app/service.py",
+        "                if why is None and self._states.shared:",
+        "                if why is None and False:",
+        (
+            "tests/test_two_instances.py::"
+            "test_a_hold_asked_on_the_other_instance_while_the_leader_terminates_is_never_acknowledged_then_lost",
+        ),
+    ),
+    Mutant(
         "T1",
         "a TARGETS_FILE of several targets or regions is served in part (its first target only)",
         "emr.py",

@@ -147,3 +147,27 @@ def test_a_redelivered_slack_envelope_is_handled_once(two: tuple[Chat, Chat], cl
     assert once_b.first("slack-envelope:E1", clock.now) is False, "the other instance sees it handled"
     clock.advance(minutes=61)
     assert once_b.first("slack-envelope:E1", clock.now) is True, "forgotten after an hour"
+
+
+def test_a_hold_asked_on_the_other_instance_while_the_leader_terminates_is_never_acknowledged_then_lost(
+    two: tuple[Chat, Chat], seeded: Seeded, clock: Clock, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = two
+    a.tick()  # a holds the lease and has seen the cluster idle since 10:00
+    b.say("!emr status")
+    clock.advance(minutes=31)  # past the idle deadline: a's next tick terminates it
+    replies: list[str] = []
+    adapter = a.plugin.service.adapter
+    terminate = adapter.terminate
+
+    def a_lock_races_the_termination(record: Any) -> None:
+        replies.append(b.say("!emr lock analytics", user="carol"))  # between a's decision and TerminateJobFlows
+        terminate(record)
+
+    monkeypatch.setattr(adapter, "terminate", a_lock_races_the_termination)
+    a.tick()
+    state = emulator.emr_b().describe_cluster(ClusterId=seeded.managed_id)["Cluster"]["Status"]["State"]
+    [reply] = replies
+    ended = state in ("TERMINATING", "TERMINATED")
+    assert not ("carol holds analytics" in reply and ended), f"carol was told she holds it, then it ended: {reply}"
+    assert ended and reply.startswith("✗"), reply

@@ -149,6 +149,10 @@ ATTEMPTS = 5  # a command whose save lost the race with another instance is deci
 R = TypeVar("R")
 
 
+def _termination_failed(cluster_id: str, code: str, message: str, now: datetime, state: State) -> tuple[State, bool]:
+    return termination_failed(state, cluster_id, code, message, now)
+
+
 def _backstop_failed(cluster_id: str, code: str, state: State) -> tuple[State, bool]:
     return backstop_failed(state, cluster_id, code)
 
@@ -841,20 +845,30 @@ class Service:
             if record is None or record.doomed is None or not record.listed:
                 return  # a hold cancelled it, or it is already gone
             now = self.clock()
+            claimed = False
             try:
                 fresh = self.adapter.describe(cluster_id)
                 why = termination_refusal(record, fresh, effect.expect)
+                if why is None and self._states.shared:
+                    # Another instance takes commands too, and the lock above is this process's only: the
+                    # termination is claimed in the shared state first (a conditional, fenced save). A hold
+                    # saved there meanwhile makes the claim fail (decided again next tick); one asked after
+                    # it finds the cluster being terminated and is refused. Never acknowledged, then lost.
+                    self._save(terminated(state, cluster_id, now, rule=rule, who=None))
+                    claimed = True
                 if why is None:
                     self.adapter.terminate(record)
             except AwsError as error:
-                state, is_new = termination_failed(state, cluster_id, error.code, str(error), now)
-                self._save(state)
+                if claimed:  # AWS did not terminate it: the record as it was, its failure noted
+                    state = self._commit(lambda stored: stored.with_cluster(record))
+                failure = functools.partial(_termination_failed, cluster_id, error.code, str(error), now)
+                state, is_new = self._apply(failure)
                 if is_new:
                     self._announce(TerminationFailed(record, rule, str(error)))
                 return
             if why is not None:
                 self._save(refused_termination(state, cluster_id, fresh, why, now))
-            else:
+            elif not claimed:
                 self._save(terminated(state, cluster_id, now, rule=rule, who=None))
         if why is not None:
             self._announce(Cancelled(record, rule, why))
