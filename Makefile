@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test check lint typecheck deploy-check bench prices account-a-policy clean
+.PHONY: demo test check lint typecheck deploy-check bench prices account-a-policy docs clean
 
 # A virtualenv with the pinned requirements; rebuilt when they change.
 $(BIN)/.installed: requirements.txt requirements-dev.txt
@@ -52,6 +52,10 @@ POLICY_OUT ?=
 account-a-policy: $(BIN)/.installed
 	@test -n "$(TARGETS_FILE)" || { echo "usage: make account-a-policy TARGETS_FILE=path/to/targets.toml [POLICY_OUT=account-a.json]" >&2; exit 2; }
 	$(BIN)/python -m deploy.account_a_policy $(TARGETS_FILE) $(if $(POLICY_OUT),--out $(POLICY_OUT))
+
+## docs: write docs/configuration.md from the settings' reference (plugins/emr/emrchatops/domain/reference.py)
+docs: $(BIN)/.installed
+	PYTHONPATH=plugins/emr $(BIN)/python -m emrchatops.domain.reference
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis data
