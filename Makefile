@@ -35,11 +35,11 @@ deploy-check: $(BIN)/.installed
 ## check: everything CI runs
 check: lint typecheck deploy-check test
 
-## bench: the benchmarks quoted in the README's Performance section
+## bench: the benchmarks quoted in docs/contributing.md (Performance)
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench
 
-## prices: write a PRICES_FILE from AWS's Price List (the bot's own identity; README, Cost), by default of the
+## prices: write a PRICES_FILE from AWS's Price List (the bot's own identity; docs/operator-guide.md, Prices), by default of the
 ## shipped table's regions and types: make prices PRICES_OUT=/etc/emr-chatops/prices.json PRICES_ARGS="--region ap-northeast-1"
 PRICES_OUT ?= data/prices.json
 prices: $(BIN)/.installed
