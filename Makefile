@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test check lint typecheck deploy-check bench prices account-a-policy clean
+.PHONY: demo test check lint typecheck deploy-check bench prices account-a-policy docs clean
 
 # A virtualenv with the pinned requirements; rebuilt when they change.
 $(BIN)/.installed: requirements.txt requirements-dev.txt
@@ -35,11 +35,11 @@ deploy-check: $(BIN)/.installed
 ## check: everything CI runs
 check: lint typecheck deploy-check test
 
-## bench: the benchmarks quoted in the README's Performance section
+## bench: the benchmarks quoted in docs/contributing.md (Performance)
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench
 
-## prices: write a PRICES_FILE from AWS's Price List (the bot's own identity; README, Cost), by default of the
+## prices: write a PRICES_FILE from AWS's Price List (the bot's own identity; docs/operator-guide.md, Prices), by default of the
 ## shipped table's regions and types: make prices PRICES_OUT=/etc/emr-chatops/prices.json PRICES_ARGS="--region ap-northeast-1"
 PRICES_OUT ?= data/prices.json
 prices: $(BIN)/.installed
@@ -52,6 +52,10 @@ POLICY_OUT ?=
 account-a-policy: $(BIN)/.installed
 	@test -n "$(TARGETS_FILE)" || { echo "usage: make account-a-policy TARGETS_FILE=path/to/targets.toml [POLICY_OUT=account-a.json]" >&2; exit 2; }
 	$(BIN)/python -m deploy.account_a_policy $(TARGETS_FILE) $(if $(POLICY_OUT),--out $(POLICY_OUT))
+
+## docs: write docs/configuration.md from the settings' reference (plugins/emr/emrchatops/domain/reference.py)
+docs: $(BIN)/.installed
+	PYTHONPATH=plugins/emr $(BIN)/python -m emrchatops.domain.reference
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis data
