@@ -1,4 +1,4 @@
-# emr-chatops: the bot as a container image (README, "Two instances"; deploy/cloudformation/ecs-fargate.yaml).
+# emr-chatops: the bot as a container image (docs/operator-guide.md, "Two instances"; deploy/cloudformation/ecs-fargate.yaml).
 #
 #   docker build -t emr-chatops .
 #   docker run --rm --env-file /etc/emr-chatops/env emr-chatops

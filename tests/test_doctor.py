@@ -76,10 +76,13 @@ def test_a_working_chain_is_all_ticks(start_bot: Any, seeded: Seeded, emulator: 
     )
     assert line(lines, "– Templates (!emr start)").endswith("TEMPLATES_DIR not set: !emr start is off")
     assert line(lines, "✓ NOTIFY_CHANNEL #emr-alerts")
-    assert line(lines, "– AWS's Price List (PRICES=api)") == (
-        "– AWS's Price List (PRICES=api): not used (PRICES=file): costs come from the shipped price table of "
-        "2026-11-29, whose prices are estimates (status and report say so); to read AWS's own: EMR_PRICES=api, "
-        "or a PRICES_FILE written by make prices (README, Cost)"  # as the chat shows it: `code` without backticks
+    assert (
+        line(lines, "– AWS's Price List (PRICES=api)")
+        == (
+            "– AWS's Price List (PRICES=api): not used (PRICES=file): costs come from the shipped price table of "
+            "2026-11-29, whose prices are estimates (status and report say so); to read AWS's own: EMR_PRICES=api, "
+            "or a PRICES_FILE written by make prices (docs/operator-guide.md, Prices)"  # as the chat shows it: `code` without backticks
+        )
     )
     # The doctor looks, never touches: no termination, no state, no policy changed.
     assert emulator.count("TerminateJobFlows") == 0

@@ -180,7 +180,7 @@ def test_a_denied_termination_of_a_cluster_without_the_managed_tag_says_which_ta
             "(account 210987654321, ap-northeast-1): the role may only terminate clusters tagged "
             "emr-chatops=true: this cluster's tags are team=etl. Tag it (aws emr add-tags --resource-id "
             f"{seeded.unmanaged_id} --tags emr-chatops=true) if the bot should manage it, or widen the role's "
-            "tag condition (deploy/iam/; README, IAM)."
+            "tag condition (deploy/iam/; docs/operator-guide.md, IAM)."
         )
         assert emulator.cluster_state(seeded.unmanaged_id) == "WAITING"
         assert bot.plugin.get("state") == before

@@ -150,7 +150,7 @@ def test_the_report_of_a_scripted_day_is_exact(chat: Chat, clock: Clock) -> None
     assert "END_OF_DAY (19:00)" in report and "as of 2026-11-29" in report
     assert (
         "≈ estimated prices: the cost and saved figures use prices the shipped price table marks as estimates, "
-        "not read from AWS's Price List; to read them: README, Cost." in report
+        "not read from AWS's Price List; to read them: docs/operator-guide.md, Prices." in report
     )
     # Asked again after a restart: the same figures.
     chat = chat.restart()

@@ -7,12 +7,10 @@ the chat chosen once per backend (:class:`emrchatops.chat.base.Chat`) and its wo
 of :mod:`emrchatops.aws.crossaccount`, the adapter, the service, the poller, the chat),
 the commands' arguments, and who asks.
 
-The service owns the state and the usage ledger (this plugin's storage, under
-``state`` and ``ledger``), the poller's tick and the commands' actions; the pure
-layers (:mod:`emrchatops.domain.state`, :mod:`emrchatops.domain.rules`, :mod:`emrchatops.domain.decisions`,
-:mod:`emrchatops.domain.ledger`, :mod:`emrchatops.domain.costs`) decide, :mod:`emrchatops.aws.adapter` talks to AWS.
-The STS token is stored under ``sts``. The README's "How it is built" lists
-every module.
+The service owns the state (versioned, under ``state``) and the usage ledger (``ledger``) in
+this plugin's storage, the poller's tick and the commands' actions; :mod:`emrchatops.domain`
+decides, :mod:`emrchatops.aws` talks to AWS, :mod:`emrchatops.store` adapts the storage to the
+service's ports. The STS token is stored under ``sts``. docs/contributing.md draws the layers.
 """
 
 from __future__ import annotations

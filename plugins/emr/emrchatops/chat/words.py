@@ -182,7 +182,7 @@ class CostWords:
         if report.total.cost.estimated or report.total.saving.estimated:
             notes.append(
                 f"≈ estimated prices: the cost and saved figures use prices {self.price_table_name()} marks as "
-                "estimates, not read from AWS's Price List; to read them: README, Cost."
+                "estimates, not read from AWS's Price List; to read them: docs/operator-guide.md, Prices."
             )
         for unknown in report.total.unknown:
             notes.append(

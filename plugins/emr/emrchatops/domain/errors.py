@@ -115,7 +115,7 @@ class TagConditionDeniedError(AccessDeniedError):
             text = (
                 f"AWS denied {self.action} on {name} ({cluster_id}) ({self.where}): {tag_condition(verb, required, tags)}. "
                 f"Tag it (`aws emr add-tags --resource-id {cluster_id} --tags {key}={value or '…'}`) if the bot "
-                "should manage it, or widen the role's tag condition (deploy/iam/; README, IAM)."
+                "should manage it, or widen the role's tag condition (deploy/iam/; docs/operator-guide.md, IAM)."
             )
         EmrChatopsError.__init__(self, text)
 

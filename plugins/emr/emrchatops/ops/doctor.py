@@ -199,7 +199,7 @@ class Doctor:
             estimated = any(p.estimated for types in s.prices.regions.values() for p in types.values())
             note = (
                 ", whose prices are estimates (status and report say so); to read AWS's own: EMR_PRICES=api, "
-                "or a PRICES_FILE written by `make prices` (README, Cost)"
+                "or a PRICES_FILE written by `make prices` (docs/operator-guide.md, Prices)"
                 if estimated
                 else ""
             )
@@ -480,7 +480,7 @@ class Doctor:
                     title,
                     f"{cluster.name} runs {summary(composition)}: no price for {rate.instance_type} in "
                     f"{rate.region} in {dated}, so its cost is shown as unknown",
-                    "add it to a copy of plugins/emr/prices.json and set EMR_PRICES_FILE to it (README, Cost)",
+                    "add it to a copy of plugins/emr/emrchatops/domain/prices.json and set EMR_PRICES_FILE to it (docs/operator-guide.md, Prices)",
                 )
             bound = "≤ " if rate.upper_bound else ""
             estimated = ", estimated" if rate.estimated else ""
@@ -528,7 +528,7 @@ class Doctor:
                     f"tag it (`aws emr add-tags --resource-id {record.id} --tags {required.key}="
                     f"{required.value or '…'}`) if the bot should manage it; or make the role's tag condition name "
                     "EMR_CLUSTER_TAG (ClusterTagKey and ClusterTagValue of deploy/cloudformation/account-b.yaml; "
-                    "README, IAM)"
+                    "docs/operator-guide.md, IAM)"
                 )
             elif failure == "AccessDenied":
                 fix = (
@@ -582,7 +582,7 @@ class Doctor:
                     "CLUSTER_TAG `*`",
                     f"every active cluster of account {s.account_id} in {s.region} is managed, and terminated when idle",
                     "set EMR_CLUSTER_TAG=emr-chatops=true and tag the shared cluster, unless that is really meant "
-                    "(the shipped role refuses to terminate a cluster without that tag: README, IAM, the `*` variant)",
+                    "(the shipped role refuses to terminate a cluster without that tag: docs/operator-guide.md, IAM, the `*` variant)",
                 )
             )
         eod = f"end of day {s.end_of_day:%H:%M} {s.timezone.key}" if s.end_of_day else "end of day off"
