@@ -791,6 +791,14 @@ MUTANTS = (
         ),
     ),
     Mutant(
+        "I6",
+        "with two instances, a message Slack redelivers to the other connection runs its command again",
+        "emr.py",
+        "        if key is None or chat.first(key):",
+        "        if True:",
+        ("tests/test_two_instances.py::test_a_message_slack_redelivers_to_the_other_instance_runs_its_command_once",),
+    ),
+    Mutant(
         "T1",
         "a TARGETS_FILE of several targets or regions is served in part (its first target only)",
         "emr.py",

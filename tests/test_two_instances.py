@@ -171,3 +171,23 @@ def test_a_hold_asked_on_the_other_instance_while_the_leader_terminates_is_never
     ended = state in ("TERMINATING", "TERMINATED")
     assert not ("carol holds analytics" in reply and ended), f"carol was told she holds it, then it ended: {reply}"
     assert ended and reply.startswith("✗"), reply
+
+
+def test_a_message_slack_redelivers_to_the_other_instance_runs_its_command_once(
+    two: tuple[Chat, Chat], seeded: Seeded
+) -> None:
+    from errbot.backends.base import Message
+
+    from emrchatops.chat.slack.chat import SlackChat
+
+    a, b = two
+    for bot in (a, b):  # as on Slack: the chat that knows messages by channel and ts
+        slack = SlackChat(bot.plugin, bot.plugin._bot, bot.plugin.chat.first)
+        bot.plugin.chat = slack
+    event = {"type": "message", "channel": "C0DATA", "ts": "1764550800.000100", "text": "!emr lock"}
+    msg = Message("!emr lock", extras={"slack_event": event})
+    assert a.plugin.emr_once(msg, "emr_lock", "", False) == (msg, "emr_lock", "")
+    assert b.plugin.emr_once(msg, "emr_lock", "", False) == (None, None, None), "the redelivery is not run"
+    assert b.plugin.emr_once(msg, "emr_lock", "", True) == (msg, "emr_lock", ""), "an ACL dry run records nothing"
+    other = Message("!emr lock", extras={"slack_event": {**event, "ts": "1764550801.000200"}})
+    assert b.plugin.emr_once(other, "emr_lock", "", False) == (other, "emr_lock", ""), "another message runs"

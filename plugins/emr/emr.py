@@ -26,7 +26,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from errbot import BotPlugin, botcmd
+from errbot import BotPlugin, botcmd, cmdfilter
 
 PACKAGE = "emrchatops"
 
@@ -174,7 +174,7 @@ class EMR(BotPlugin):
         states = VersionedStateStore(backend, STATE_KEY) if versioned(backend) else MappingStateStore(self, STATE_KEY)
         several = versioned(backend) and shared(backend)
         lease = StoredLease(backend, "poller", self.settings.lease_seconds) if several else None
-        if several and isinstance(self.chat, SlackChat):
+        if several:
             self.chat.first = functools.partial(_first, StoredOnce(backend, ENVELOPE_SECONDS), self.clock)
         # PRICES=api: the bot's own identity reads AWS's Price List once a day (DESIGN §19).
         prices = ApiPrices(self.settings.prices_api) if self.settings.prices_api else None
@@ -219,6 +219,18 @@ class EMR(BotPlugin):
             return
         self.service.tick()
         self.chat.after_tick(self.service.state, self.clock())
+
+    @cmdfilter
+    def emr_once(self, msg: Any, cmd: str, args: Any, dry_run: bool) -> tuple[Any, Any, Any]:
+        """Several instances on one Slack app: a message Slack redelivers (to the other connection) runs once."""
+        chat = getattr(self, "chat", None)
+        if dry_run or chat is None or chat.first is None:
+            return msg, cmd, args
+        key = chat.message_key(msg)
+        if key is None or chat.first(key):
+            return msg, cmd, args
+        log.info("a redelivered message (%s) was handled already: %s not run again", key, cmd)
+        return None, None, None
 
     # -- commands ---------------------------------------------------------------------
     @botcmd
@@ -414,8 +426,8 @@ def _one_target_served(settings: Settings) -> None:
         )
 
 
-def _first(once: StoredOnce, clock: Callable[[], datetime], envelope_id: str) -> bool:
-    return once.first(f"slack-envelope:{envelope_id}", clock())
+def _first(once: StoredOnce, clock: Callable[[], datetime], key: str) -> bool:
+    return once.first(key, clock())
 
 
 def _reject_options(words: list[str], view: View) -> None:

@@ -32,6 +32,13 @@ class Chat(Protocol):
     """One chat's way of answering, announcing and taking clicks."""
 
     markup: Markup
+    #: Several instances on one chat app: whether an id (a click's envelope, a message) is seen for the first
+    #: time, so that a redelivery is handled once; None with one instance.
+    first: Callable[[str], bool] | None
+
+    def message_key(self, msg: Any) -> str | None:
+        """What identifies a message across redeliveries (None: the chat does not redeliver)."""
+        ...
 
     def status(self, msg: Any, view: View, status: Status) -> str | None:
         """Answer ``!emr status`` for the clusters of *status*; None when the chat posted it itself."""
@@ -68,6 +75,10 @@ class PlainChat:
     def __init__(self, poster: Poster) -> None:
         self.poster = poster
         self.markup: Markup = PlainMarkup()
+        self.first: Callable[[str], bool] | None = None
+
+    def message_key(self, msg: Any) -> str | None:
+        return None
 
     def status(self, msg: Any, view: View, status: Status) -> str | None:
         return "\n".join(

@@ -78,6 +78,14 @@ class SlackChat:
         self.markup: Markup = SlackMarkup(self._slack_name)
         self.clicks: slack_clicks.Clicks | None = None
 
+    def message_key(self, msg: Any) -> str | None:
+        """A Slack message is its channel and ``ts`` (the same in a redelivered Socket Mode envelope)."""
+        event = getattr(msg, "extras", {}).get("slack_event")
+        if not isinstance(event, dict):
+            return None
+        channel, ts = event.get("channel"), event.get("ts")
+        return f"slack-message:{channel}:{ts}" if isinstance(channel, str) and isinstance(ts, str) else None
+
     # -- answers ------------------------------------------------------------------------
     def status(self, msg: Any, view: View, status: Status) -> str | None:
         """One card (a Slack attachment with a plain-text fallback) per cluster."""

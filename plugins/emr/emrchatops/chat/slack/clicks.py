@@ -197,7 +197,11 @@ class ClickListener:
                 )
                 return
             envelope_id = getattr(request, "envelope_id", None)
-            if self.first is not None and isinstance(envelope_id, str) and not self.first(envelope_id):
+            if (
+                self.first is not None
+                and isinstance(envelope_id, str)
+                and not self.first(f"slack-envelope:{envelope_id}")
+            ):
                 log.info("Slack buttons: envelope %s was handled already (a redelivery)", envelope_id)
                 return
             self.handle(envelope)
