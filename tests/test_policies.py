@@ -290,7 +290,7 @@ def test_a_deployment_with_another_tag_protects_by_that_tag(shipped: Any) -> Non
 def variant(
     document: dict[str, Any], condition: dict[str, Any] | None, start_condition: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """The shipped policy as the README's variants say: the Condition of the statement that changes clusters
+    """The shipped policy as the operator guide's variants say: the Condition of the statement that changes clusters
     replaced (None: deleted), and the start's replaced by *start_condition* when given; never PassRole's."""
     changed = json.loads(json.dumps(document))
     for statement in changed["Statement"]:
@@ -309,8 +309,8 @@ def variant(
 
 
 def test_the_documented_key_only_variant_accepts_any_value_of_the_key_and_nothing_else() -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert KEY_ONLY_VARIANT in readme and KEY_ONLY_START_VARIANT in readme, "the README documents these conditions"
+    guide = (ROOT / "docs" / "operator-guide.md").read_text(encoding="utf-8")
+    assert KEY_ONLY_VARIANT in guide and KEY_ONLY_START_VARIANT in guide, "the operator guide documents these conditions"
     document = variant(
         json_permissions(), json.loads("{" + KEY_ONLY_VARIANT + "}"), json.loads("{" + KEY_ONLY_START_VARIANT + "}")
     )
