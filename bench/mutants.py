@@ -799,6 +799,14 @@ MUTANTS = (
         ("tests/test_two_instances.py::test_a_message_slack_redelivers_to_the_other_instance_runs_its_command_once",),
     ),
     Mutant(
+        "L1",
+        "each botocore session loads and parses the service models again (no shared data loader)",
+        "emrchatops/aws/crossaccount.py",
+        '    session.register_component("data_loader", shared_loader())\n',
+        "",
+        ("tests/test_crossaccount.py::test_every_session_and_client_share_one_botocore_data_loader",),
+    ),
+    Mutant(
         "T1",
         "a TARGETS_FILE of several targets or regions is served in part (its first target only)",
         "emr.py",

@@ -135,3 +135,18 @@ def test_unreachable_endpoint_is_a_clear_error(emulator: Emulator) -> None:
     )
     with pytest.raises(AwsUnreachableError, match=r"AWS unreachable: sts:AssumeRole"):
         session.call("emr", "list_clusters", "elasticmapreduce:ListClusters")
+
+
+def test_every_session_and_client_share_one_botocore_data_loader() -> None:
+    """The service models are parsed once per process, not once per session (66–79 ms each)."""
+    from emrchatops.aws.crossaccount import shared_loader
+
+    first = CrossAccountSession(
+        RoleTarget(role_arn="arn:aws:iam::210987654321:role/cre", region="ap-northeast-1"), MemoryTokenStore()
+    )
+    second = CrossAccountSession(
+        RoleTarget(role_arn="arn:aws:iam::109876543210:role/cre", region="us-west-2"), MemoryTokenStore()
+    )
+    loaders = {id(s._session.get_component("data_loader")) for s in (first, second)}
+    loaders |= {id(s._base._session.get_component("data_loader")) for s in (first, second)}
+    assert loaders == {id(shared_loader())}

@@ -310,7 +310,9 @@ def variant(
 
 def test_the_documented_key_only_variant_accepts_any_value_of_the_key_and_nothing_else() -> None:
     guide = (ROOT / "docs" / "operator-guide.md").read_text(encoding="utf-8")
-    assert KEY_ONLY_VARIANT in guide and KEY_ONLY_START_VARIANT in guide, "the operator guide documents these conditions"
+    assert KEY_ONLY_VARIANT in guide and KEY_ONLY_START_VARIANT in guide, (
+        "the operator guide documents these conditions"
+    )
     document = variant(
         json_permissions(), json.loads("{" + KEY_ONLY_VARIANT + "}"), json.loads("{" + KEY_ONLY_START_VARIANT + "}")
     )

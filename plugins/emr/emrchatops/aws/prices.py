@@ -51,6 +51,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from emrchatops.aws.crossaccount import (
     ACCESS_DENIED_CODES,
     THROTTLING_CODES,
+    botocore_session,
     error_code,
     translate_client_error,
     translate_transport_error,
@@ -118,7 +119,7 @@ def pricing_client(endpoint: str) -> Any:
         read_timeout=READ_TIMEOUT,
         retries={"mode": "standard", "total_max_attempts": 1},  # throttling is retried here, visibly
     )
-    return boto3.Session().client("pricing", region_name=endpoint, config=config)
+    return boto3.Session(botocore_session=botocore_session()).client("pricing", region_name=endpoint, config=config)
 
 
 def filters(terms: Mapping[str, str]) -> list[dict[str, str]]:
