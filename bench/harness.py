@@ -106,10 +106,13 @@ def emr_config(emulator: Emulator, **overrides: Any) -> dict[str, Any]:
 class Bot:
     """A running Errbot (test backend) with the EMR plugin, on a data dir that survives :meth:`restart`."""
 
-    def __init__(self, data_dir: Path, emr: dict[str, Any], *, pool_size: int = 10) -> None:
+    def __init__(
+        self, data_dir: Path, emr: dict[str, Any], *, pool_size: int = 10, extra_config: dict[str, Any] | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.emr = emr
         self.pool_size = pool_size
+        self.extra_config = extra_config or {}  # e.g. STORAGE="DynamoDB" with its STORAGE_CONFIG
         self.testbot: Any = None
         self.reply_threads: set[int] = set()  # worker threads that sent a reply (evidence of concurrency)
         self._senders: collections.deque[Any] = collections.deque()
@@ -133,6 +136,7 @@ class Bot:
                 "BOT_ASYNC_POOLSIZE": self.pool_size,
                 "EMR": dict(self.emr),
                 "CORE_PLUGINS": ("ACLs", "Help", "Plugins", "Utils", "CommandNotFoundFilter"),
+                **self.extra_config,
             },
         )
         self._scratch = str(Path(self.testbot.bot_config.BOT_LOG_FILE).parent)  # TestBot's own mkdtemp()
