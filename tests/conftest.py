@@ -28,11 +28,11 @@ import time_machine
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "plugins" / "emr")]
 
-import sharedmodels  # noqa: E402
+import libcaches  # noqa: E402
 
 from demo.emulator import ACCOUNT_B, BOT_KEYS, EXTERNAL_ID, ROLE_ARN, Emulator, Seeded  # noqa: E402
 
-sharedmodels.install()  # botocore's JSON models parsed once per test process, not once per session
+libcaches.install()  # what botocore and Errbot read again per session or bot, read once per test process
 
 NOTIFY = "#emr-alerts"
 
