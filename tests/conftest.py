@@ -144,11 +144,14 @@ class Chat:
         self.sent_at: list[datetime] = []  # when (on the moved clock) each was sent
         self._popped = 0  # how many of them were taken off the test backend's queue
         self.testbot: Any = None
+        self._log_files: list[logging.Handler] = []  # the log files this bot's Errbot opened
 
     def start(self) -> Chat:
         from errbot.backends.test import TestBot
 
         CHATS.append(self)
+        root = logging.getLogger()
+        before = list(root.handlers)
         self.testbot = TestBot(
             extra_plugin_dir=str(ROOT / "plugins"),
             loglevel=logging.INFO,
@@ -163,6 +166,9 @@ class Chat:
             },
         )
         self.testbot.start(timeout=10)
+        # TestBot and setup_bot each add a FileHandler to the root logger, and nothing removes them: left
+        # there, every later bot of the process wrote each log line to all of them (:meth:`stop` closes them).
+        self._log_files = [h for h in root.handlers if h not in before and isinstance(h, logging.FileHandler)]
         self.sent.clear()
         self.sent_at.clear()
         self._popped = 0
@@ -191,6 +197,10 @@ class Chat:
             self.collect_secrets()
             self.testbot.stop()
             self.testbot = None
+            for handler in self._log_files:
+                logging.getLogger().removeHandler(handler)
+                handler.close()
+            self._log_files = []
 
     def restart(self) -> Chat:
         self.stop()
