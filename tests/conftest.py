@@ -226,11 +226,19 @@ class Chat:
                 return reply
 
     def drain(self) -> list[str]:
-        """Everything else the bot has sent to the queue so far (announcements)."""
+        """Everything else the bot has sent to the queue so far (announcements).
+
+        The bot's messages are recorded in :attr:`sent` before they are queued: those not taken yet are
+        waited for (a moment at most, while their sender queues them), then whatever else is queued
+        already is taken. Nothing is waited for that was not sent.
+        """
         out = []
+        while self._popped < len(self.sent):
+            out.append(str(self.testbot.pop_message(timeout=10)))
+            self._popped += 1
         while True:
             try:
-                out.append(str(self.testbot.pop_message(timeout=0.05)))
+                out.append(str(self.testbot.pop_message(block=False)))
                 self._popped += 1
             except queue.Empty:
                 return out
@@ -342,6 +350,20 @@ __all__ = ["ACCOUNT_B", "MORNING", "NOTIFY", "Chat", "Clock", "emr_config"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The longest tests first (`slow`: real processes, the stateful machine), so that on xdist workers the
-    suite's wall time is not one long test started last."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The longest tests (`slow`: real processes, the stateful machine) first, each xdist worker its share.
+
+    So that the suite's wall time is not one long test started last — nor all of them run one after
+    another on one worker: ``--dist worksteal`` hands each worker a contiguous run of the collection
+    (the first len/n tests to the first, and so on) and idle workers steal from the *end* of the others'
+    runs. Each run starts with its share of the slow tests, dealt out in turn; the rest follow in order.
+    """
+    slow = [item for item in items if item.get_closest_marker("slow") is not None]
+    rest = [item for item in items if item.get_closest_marker("slow") is None]
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))  # set by xdist in its workers
+    ordered: list[pytest.Item] = []
+    for worker in range(workers):
+        size = (len(items) - len(ordered)) // (workers - worker)  # worksteal's first share for this worker
+        mine = slow[worker::workers]
+        ordered += mine + rest[: max(0, size - len(mine))]
+        del rest[: max(0, size - len(mine))]
+    items[:] = ordered + rest
