@@ -12,11 +12,12 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import queue
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -107,6 +108,30 @@ class Clock:
 
     def advance(self, **kwargs: float) -> None:
         self._coordinates.shift(timedelta(**kwargs))
+
+
+@functools.cache
+def _cloudwatch_b(emulator: Emulator) -> Any:
+    return emulator.client("cloudwatch", ACCOUNT_B)
+
+
+def publish_is_idle(emulator: Emulator, cluster_id: str, points: Iterable[tuple[datetime, float]]) -> None:
+    """EMR's ``IsIdle`` datapoints (moment, 1 idle / 0 YARN work) for the cluster in account B.
+
+    What :meth:`Emulator.put_is_idle` publishes one datapoint per request, in one ``PutMetricData``
+    (up to CloudWatch's 1000 a request): moto keeps each datapoint alike.
+    """
+    data = [
+        {
+            "MetricName": "IsIdle",
+            "Dimensions": [{"Name": "JobFlowId", "Value": cluster_id}],
+            "Timestamp": at,
+            "Value": value,
+        }
+        for at, value in points
+    ]
+    for start in range(0, len(data), 1000):
+        _cloudwatch_b(emulator).put_metric_data(Namespace="AWS/ElasticMapReduce", MetricData=data[start : start + 1000])
 
 
 def emr_config(emulator: Emulator, **overrides: Any) -> dict[str, Any]:
@@ -346,7 +371,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         )
 
 
-__all__ = ["ACCOUNT_B", "MORNING", "NOTIFY", "Chat", "Clock", "emr_config"]
+__all__ = ["ACCOUNT_B", "MORNING", "NOTIFY", "Chat", "Clock", "emr_config", "publish_is_idle"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
