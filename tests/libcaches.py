@@ -17,6 +17,10 @@ clients, requests, credentials, plugins and storage are the same; only the re-re
 * **botocore's handler check.** A new session registers ~130 event handlers, and botocore checks
   each accepts ``**kwargs`` with :func:`inspect.getfullargspec`; the answer for a function never
   changes, so it is kept per function (weakly: per-session closures go with their session).
+* **moto's module list.** moto's server finds the service of each request among its modules with
+  ``list_of_moto_modules()``: a listing of its package directory and a ``stat`` of each of its
+  ~180 entries, twice a request (a third of moto's own time for a ``ListClusters``). The installed
+  package does not change during a test run, so the list is read once.
 * **Errbot's entry points.** Each bot start scans every installed distribution's entry points
   and the files of those in the ``errbot.*`` groups (three scans, ~17 ms); the installed
   packages do not change during a test run, so each group's answer is kept.
@@ -90,11 +94,23 @@ def _cache_errbot_entry_points() -> None:
 _installed = False
 
 
+def _cache_moto_modules() -> None:
+    import moto.backends
+    import moto.moto_server.werkzeug_app
+
+    original = moto.backends.list_of_moto_modules
+    modules = tuple(original())
+    # The server looks the function up on moto.backends at each request (``backends.list_of_moto_modules()``).
+    assert moto.moto_server.werkzeug_app.backends is moto.backends, "moto's server no longer asks moto.backends"
+    moto.backends.list_of_moto_modules = lambda: modules
+
+
 def install() -> None:
-    """Install the three caches in this process (once; later calls do nothing)."""
+    """Install the four caches in this process (once; later calls do nothing)."""
     global _installed
     if not _installed:
         _share_loader_caches()
         _cache_handler_checks()
         _cache_errbot_entry_points()
+        _cache_moto_modules()
         _installed = True

@@ -6,6 +6,7 @@ They also fail here, by name, when a library upgrade moves what they rely on.
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import boto3
 import botocore.compat
@@ -63,3 +64,13 @@ def test_errbot_s_entry_points_are_the_scan_s() -> None:
     paths = errbot.plugin_manager.entry_point_plugins("errbot.backend_plugins")
     paths.append("/elsewhere")  # a caller may change the list it got: the next caller gets its own
     assert "/elsewhere" not in errbot.plugin_manager.entry_point_plugins("errbot.backend_plugins")
+
+
+def test_moto_s_module_list_is_the_listing_s() -> None:
+    import moto.backends
+
+    package = Path(moto.backends.__file__).parent
+    listing = sorted(entry.name for entry in package.iterdir() if entry.is_dir() and not entry.name.startswith("__"))
+    assert moto.backends.list_of_moto_modules() is moto.backends.list_of_moto_modules()  # read once, kept
+    assert list(moto.backends.list_of_moto_modules()) == listing
+    assert "list_of_moto_modules" in inspect.getsource(moto.moto_server.werkzeug_app.DomainDispatcherApplication)
