@@ -12,11 +12,12 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import queue
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -28,7 +29,11 @@ import time_machine
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "plugins" / "emr")]
 
+import libcaches  # noqa: E402
+
 from demo.emulator import ACCOUNT_B, BOT_KEYS, EXTERNAL_ID, ROLE_ARN, Emulator, Seeded  # noqa: E402
+
+libcaches.install()  # what botocore and Errbot read again per session or bot, read once per test process
 
 NOTIFY = "#emr-alerts"
 
@@ -105,6 +110,30 @@ class Clock:
         self._coordinates.shift(timedelta(**kwargs))
 
 
+@functools.cache
+def _cloudwatch_b(emulator: Emulator) -> Any:
+    return emulator.client("cloudwatch", ACCOUNT_B)
+
+
+def publish_is_idle(emulator: Emulator, cluster_id: str, points: Iterable[tuple[datetime, float]]) -> None:
+    """EMR's ``IsIdle`` datapoints (moment, 1 idle / 0 YARN work) for the cluster in account B.
+
+    What :meth:`Emulator.put_is_idle` publishes one datapoint per request, in one ``PutMetricData``
+    (up to CloudWatch's 1000 a request): moto keeps each datapoint alike.
+    """
+    data = [
+        {
+            "MetricName": "IsIdle",
+            "Dimensions": [{"Name": "JobFlowId", "Value": cluster_id}],
+            "Timestamp": at,
+            "Value": value,
+        }
+        for at, value in points
+    ]
+    for start in range(0, len(data), 1000):
+        _cloudwatch_b(emulator).put_metric_data(Namespace="AWS/ElasticMapReduce", MetricData=data[start : start + 1000])
+
+
 def emr_config(emulator: Emulator, **overrides: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
         "ROLE_ARN": ROLE_ARN,
@@ -140,11 +169,14 @@ class Chat:
         self.sent_at: list[datetime] = []  # when (on the moved clock) each was sent
         self._popped = 0  # how many of them were taken off the test backend's queue
         self.testbot: Any = None
+        self._log_files: list[logging.Handler] = []  # the log files this bot's Errbot opened
 
     def start(self) -> Chat:
         from errbot.backends.test import TestBot
 
         CHATS.append(self)
+        root = logging.getLogger()
+        before = list(root.handlers)
         self.testbot = TestBot(
             extra_plugin_dir=str(ROOT / "plugins"),
             loglevel=logging.INFO,
@@ -159,6 +191,9 @@ class Chat:
             },
         )
         self.testbot.start(timeout=10)
+        # TestBot and setup_bot each add a FileHandler to the root logger, and nothing removes them: left
+        # there, every later bot of the process wrote each log line to all of them (:meth:`stop` closes them).
+        self._log_files = [h for h in root.handlers if h not in before and isinstance(h, logging.FileHandler)]
         self.sent.clear()
         self.sent_at.clear()
         self._popped = 0
@@ -187,6 +222,10 @@ class Chat:
             self.collect_secrets()
             self.testbot.stop()
             self.testbot = None
+            for handler in self._log_files:
+                logging.getLogger().removeHandler(handler)
+                handler.close()
+            self._log_files = []
 
     def restart(self) -> Chat:
         self.stop()
@@ -212,11 +251,19 @@ class Chat:
                 return reply
 
     def drain(self) -> list[str]:
-        """Everything else the bot has sent to the queue so far (announcements)."""
+        """Everything else the bot has sent to the queue so far (announcements).
+
+        The bot's messages are recorded in :attr:`sent` before they are queued: those not taken yet are
+        waited for (a moment at most, while their sender queues them), then whatever else is queued
+        already is taken. Nothing is waited for that was not sent.
+        """
         out = []
+        while self._popped < len(self.sent):
+            out.append(str(self.testbot.pop_message(timeout=10)))
+            self._popped += 1
         while True:
             try:
-                out.append(str(self.testbot.pop_message(timeout=0.05)))
+                out.append(str(self.testbot.pop_message(block=False)))
                 self._popped += 1
             except queue.Empty:
                 return out
@@ -324,10 +371,24 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         )
 
 
-__all__ = ["ACCOUNT_B", "MORNING", "NOTIFY", "Chat", "Clock", "emr_config"]
+__all__ = ["ACCOUNT_B", "MORNING", "NOTIFY", "Chat", "Clock", "emr_config", "publish_is_idle"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The longest tests first (`slow`: real processes, the stateful machine), so that on xdist workers the
-    suite's wall time is not one long test started last."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The longest tests (`slow`: real processes, the stateful machine) first, each xdist worker its share.
+
+    So that the suite's wall time is not one long test started last — nor all of them run one after
+    another on one worker: ``--dist worksteal`` hands each worker a contiguous run of the collection
+    (the first len/n tests to the first, and so on) and idle workers steal from the *end* of the others'
+    runs. Each run starts with its share of the slow tests, dealt out in turn; the rest follow in order.
+    """
+    slow = [item for item in items if item.get_closest_marker("slow") is not None]
+    rest = [item for item in items if item.get_closest_marker("slow") is None]
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))  # set by xdist in its workers
+    ordered: list[pytest.Item] = []
+    for worker in range(workers):
+        size = (len(items) - len(ordered)) // (workers - worker)  # worksteal's first share for this worker
+        mine = slow[worker::workers]
+        ordered += mine + rest[: max(0, size - len(mine))]
+        del rest[: max(0, size - len(mine))]
+    items[:] = ordered + rest

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from conftest import MORNING, Chat, Clock, emr_config
+from conftest import MORNING, Chat, Clock, emr_config, publish_is_idle
 from demo import policies
 from demo.emulator import Emulator, Seeded
 
@@ -26,10 +26,12 @@ def minutes(m: float) -> datetime:
 
 def publish(emulator: Emulator, cluster_id: str, start: float, end: float, value: float) -> None:
     """IsIdle = *value* for every 5-minute period from minute *start* up to (not including) *end*."""
+    periods = []
     m = start
     while m < end:
-        emulator.put_is_idle(cluster_id, minutes(m), value)
+        periods.append((minutes(m), value))
         m += 5
+    publish_is_idle(emulator, cluster_id, periods)
 
 
 def run_until(chat: Chat, clock: Clock, start: float, end: float, every: float = 1, **hooks: Any) -> None:

@@ -45,7 +45,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from conftest import APOLOGY, MORNING, Chat, Clock, LoggedErrors, emr_config
+from conftest import APOLOGY, MORNING, Chat, Clock, LoggedErrors, emr_config, publish_is_idle
 from demo.emulator import Emulator
 
 TICK = timedelta(minutes=2)
@@ -195,14 +195,16 @@ class BotMachine(RuleBasedStateMachine):
         now = self.clock.now
         start = now - timedelta(seconds=now.timestamp() % PERIOD.total_seconds())
         end = start + timedelta(minutes=minutes)
+        points = []
         moment = start
         while moment <= end:
-            self.emulator.put_is_idle(self.model.cluster, moment, 0)
+            points.append((moment, 0))
             moment += PERIOD
         work_until = moment  # the end of the last period with work
         for _ in range(36):  # then idle datapoints for three hours, as EMR publishes them
-            self.emulator.put_is_idle(self.model.cluster, moment, 1)
+            points.append((moment, 1))
             moment += PERIOD
+        publish_is_idle(self.emulator, self.model.cluster, points)
         self.model.idle_before_work = self.model.idle_since
         self.model.work_from, self.model.work_until = now, work_until
         if not self.model.holds:
