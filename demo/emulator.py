@@ -40,6 +40,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 ACCOUNT_A = "123456789012"  # moto's default account: the bot's own identity
 ACCOUNT_B = "210987654321"  # the analytics account that owns the clusters
+ACCOUNT_C = "109876543210"  # a second team's account (the two-target demo, DESIGN §17)
 REGION = "ap-northeast-1"
 ROLE_NAME = "cre"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT_B}:role/{ROLE_NAME}"
@@ -101,6 +102,12 @@ class _Counting:
 
 
 SEED_HEADER = "x-emulator-seed"  # on the emulator's own requests: its clusters skip the start sequence
+
+
+def _seeding(request: Any, **_: Any) -> None:
+    request.headers[SEED_HEADER] = "1"
+
+
 STARTING_STATES = ("STARTING", "BOOTSTRAPPING")
 
 
@@ -248,10 +255,10 @@ class Emulator:
             self._counting.requests.clear()
 
     # -- clients ---------------------------------------------------------
-    def client(self, service: str, account: str = ACCOUNT_A, **keys: str) -> Any:
-        """A boto3 client acting in *account* (moto's account header), for seeding and checks."""
+    def client(self, service: str, account: str = ACCOUNT_A, *, region: str = REGION, **keys: str) -> Any:
+        """A boto3 client acting in *account* (moto's account header) in *region*, for seeding and checks."""
         creds = keys or BOT_KEYS
-        client = boto3.client(service, region_name=REGION, endpoint_url=self.url, **creds)
+        client = boto3.client(service, region_name=region, endpoint_url=self.url, **creds)
         if account != ACCOUNT_A and not keys:
 
             def _header(request: Any, **_: Any) -> None:
@@ -267,10 +274,6 @@ class Emulator:
         """
         if self._emr_b is None:
             client = self.client("emr", ACCOUNT_B)
-
-            def _seeding(request: Any, **_: Any) -> None:
-                request.headers[SEED_HEADER] = "1"
-
             client.meta.events.register("before-sign", _seeding)
             self._emr_b = client
         return self._emr_b
@@ -305,16 +308,51 @@ class Emulator:
         unmanaged = [self.run_cluster(n, managed=False) for n in unmanaged_names]
         return Seeded(managed_id=managed[0] if managed else "", unmanaged_id=unmanaged[0] if unmanaged else "")
 
+    def seed_account(
+        self, account: str, regions: Iterable[str] = (REGION,), *, trust: dict[str, Any] | None = None
+    ) -> None:
+        """Create role ``cre`` in another account (as :meth:`seed` does in account B), with the shipped trust
+        policy and the shipped permissions filled in for that account, once per region (one policy each)."""
+        from demo import policies
+
+        iam = self.client("iam", account)
+        iam.create_role(
+            RoleName=ROLE_NAME,
+            AssumeRolePolicyDocument=json.dumps(trust or policies.trust_policy(ACCOUNT_A, EXTERNAL_ID)),
+            MaxSessionDuration=43200,
+        )
+        for region in regions:
+            permissions = policies.permission_policy(account_b_id=account, region=region)
+            iam.put_role_policy(
+                RoleName=ROLE_NAME, PolicyName=f"emr-chatops-{region}", PolicyDocument=json.dumps(permissions)
+            )
+
+    def emr_in(self, account: str, region: str) -> Any:
+        """An EMR client in *account* and *region*, bypassing the bot (its clusters skip the start sequence)."""
+        if (account, region) == (ACCOUNT_B, REGION):
+            return self.emr_b()
+        client = self.client("emr", account, region=region)
+        client.meta.events.register("before-sign", _seeding)
+        return client
+
     def run_cluster(
-        self, name: str, *, managed: bool = True, protected: bool = False, tags: list[dict[str, str]] | None = None
+        self,
+        name: str,
+        *,
+        managed: bool = True,
+        protected: bool = False,
+        tags: list[dict[str, str]] | None = None,
+        account: str = ACCOUNT_B,
+        region: str = REGION,
     ) -> str:
-        """Start a cluster in account B (WAITING at once in moto); return its id.
+        """Start a cluster in *account* and *region* (account B, REGION by default; WAITING at once in moto);
+        return its id.
 
         Tagged ``MANAGED_TAG`` when *managed*, else ``team=etl``; *tags* replaces either.
         """
         if tags is None:
             tags = [{"Key": MANAGED_TAG[0], "Value": MANAGED_TAG[1]}] if managed else [{"Key": "team", "Value": "etl"}]
-        response = self.emr_b().run_job_flow(
+        response = self.emr_in(account, region).run_job_flow(
             Name=name,
             ReleaseLabel="emr-7.5.0",
             Instances={
@@ -337,13 +375,13 @@ class Emulator:
 
     @staticmethod
     def _moto_cluster(cluster_id: str) -> Any:
-        # moto's server files EMR requests to an endpoint_url under one region
-        # whatever the client's region, so look in every region of account B.
+        # Look in every region of the accounts the emulator seeds.
         from moto.emr.models import emr_backends
 
-        for backend in emr_backends[ACCOUNT_B].values():
-            if cluster_id in backend.clusters:
-                return backend.clusters[cluster_id]
+        for account in (ACCOUNT_B, ACCOUNT_C):
+            for backend in emr_backends[account].values():
+                if cluster_id in backend.clusters:
+                    return backend.clusters[cluster_id]
         raise KeyError(cluster_id)
 
     def add_finished_step(self, cluster_id: str, started: datetime, ended: datetime) -> None:

@@ -68,6 +68,25 @@ def install() -> None:
     _name_actions_as_iam_does()
     _auto_termination_policies()
     _pass_roles_on_run_job_flow()
+    _regional_clusters()
+
+
+def _regional_clusters() -> None:
+    """EMR is regional: a cluster lives in the region its RunJobFlow was signed for, and a listing in
+    another region does not show it. moto files every EMR request to an endpoint URL without a region
+    name (the emulator's loopback address) under its default region; here the region the request was
+    signed for decides, as for moto's other services (DESIGN §17: one target in two regions)."""
+    from moto.emr.responses import ElasticMapReduceResponse
+
+    from_url = ElasticMapReduceResponse.get_region_from_url
+
+    def get_region_from_url(self: Any, request: Any, full_url: str) -> str:
+        region = from_url(self, request, full_url)
+        if region == self.default_region:
+            return signed_region(request.headers.get("Authorization", "")) or region
+        return region
+
+    ElasticMapReduceResponse.get_region_from_url = get_region_from_url  # type: ignore[method-assign]
 
 
 # -- EMR's AutoTerminationPolicy ------------------------------------------------------------------

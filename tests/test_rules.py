@@ -660,7 +660,7 @@ def test_a_part_two_state_is_migrated_from_a_stored_copy() -> None:
     stored = json.loads((Path(__file__).parent / "fixtures" / "state-v2.json").read_text())
     assert stored["version"] == 2
     state = State.from_dict(stored)
-    assert state.to_dict()["version"] == STATE_VERSION == 4
+    assert state.to_dict()["version"] == STATE_VERSION == 5
     alice = state.clusters["j-ANALYTICS0001"].holds[0]
     assert (alice.name, alice.reason, alice.confirmed_at, alice.reminded_at) == (
         "alice",
@@ -682,12 +682,30 @@ def test_a_version_3_state_is_migrated_to_4_with_nothing_started_and_the_backsto
         for key in ("template", "start", "backstop", "backstop_failure"):
             del record[key]
     state = State.from_dict(v3)
-    assert state.to_dict()["version"] == 4
+    assert state.to_dict()["version"] == STATE_VERSION
     assert all(r.start is None and r.backstop is None and r.template == "" for r in state.clusters.values())
     assert State.from_dict(state.to_dict()) == state
     # The poller then sets the backstop once on each unheld listed cluster, and removes none from held ones.
     due = backstop_due(state, 10800, at(0), {})
     assert ("j-ANALYTICS0001", 0) in due  # held by alice and bob: "no policy" is what EMR must hold
+
+
+def test_a_version_4_state_belongs_to_the_one_target_it_served() -> None:
+    """State written before targets (tests/fixtures/state-v4.json, by the v4 code) is the configured
+    target's, in its region: records and history say so, and nothing else changes."""
+    stored = json.loads((Path(__file__).parent / "fixtures" / "state-v4.json").read_text())
+    assert stored["version"] == 4 and "target" not in stored["clusters"]["j-ANALYTICS0001"]
+    state = State.from_dict(stored, ("game-a", "ap-northeast-1"))
+    assert state.to_dict()["version"] == 5
+    assert {(r.target, r.region) for r in state.clusters.values()} == {("game-a", "ap-northeast-1")}
+    assert state.history and all(e.target == "game-a" for e in state.history)
+    v4_again = state.to_dict()
+    for record in v4_again["clusters"].values():
+        del record["target"], record["region"]
+    for event in v4_again["history"]:
+        del event["target"]
+    assert {**v4_again, "version": 4} == stored  # nothing but the target and region was added
+    assert State.from_dict(state.to_dict()) == state
 
 
 readings_or_steps = st.lists(

@@ -1,11 +1,9 @@
-"""A TARGETS_FILE in the running bot (DESIGN §17): one target is served as the part-one keys were;
-more than one target or region is refused at activation by name, never served in part."""
+"""A TARGETS_FILE of one target in the running bot (DESIGN §17): served as the part-one keys were
+(several targets and regions: tests/test_fleet.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-
-import pytest
 
 from conftest import NOTIFY, Chat, Clock, emr_config
 from demo.emulator import ACCOUNT_B, EXTERNAL_ID, Emulator, Seeded
@@ -48,33 +46,5 @@ def test_a_targets_file_of_one_target_is_served_like_the_part_one_keys_and_its_a
         assert bot.say("!emr unlock --user carol", user="dave") == "✗ Only admins can release someone else's hold."
         assert "carol" in bot.say("!emr unlock --user carol", user="bob"), "bob is the target's admin"
         assert bot.plugin.service.state().clusters[seeded.managed_id].holds == ()
-    finally:
-        bot.stop()
-
-
-@pytest.mark.parametrize(
-    ("regions", "more", "named"),
-    [
-        ('["ap-northeast-1", "us-west-2"]', "", "game-a (ap-northeast-1, us-west-2)"),
-        ('["ap-northeast-1"]', '[[targets]]\nname = "game-b"\naccount = "109876543210"\n', "game-b (ap-northeast-1)"),
-    ],
-)
-def test_a_targets_file_asking_for_more_than_one_target_or_region_is_refused_by_name(
-    tmp_path: Path,
-    emulator: Emulator,
-    seeded: Seeded,
-    clock: Clock,
-    caplog: pytest.LogCaptureFixture,
-    regions: str,
-    more: str,
-    named: str,
-) -> None:
-    bot = Chat(tmp_path / "data", file_config(emulator, targets_file(tmp_path, regions=regions, more=more)), clock)
-    bot.start()
-    try:
-        assert "not found" in bot.say("!emr status"), "the plugin did not activate: nothing is served in part"
-        refusal = [r.getMessage() for r in caplog.records if "EMR config TARGETS_FILE" in r.getMessage()]
-        assert refusal and named in refusal[0] and "serves one target in one region" in refusal[0]
-        assert emulator.count("ListClusters") == 0, "no target was listed"
     finally:
         bot.stop()

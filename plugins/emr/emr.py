@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import functools
+import hashlib
 import logging
 import os
 import re
@@ -69,9 +70,11 @@ def _stamp_package() -> None:
 
 _drop_package_if_changed()
 
+from emrchatops.app.notices import target_of
 from emrchatops.app.service import STATE_KEY, Service, Who
 from emrchatops.aws.adapter import EmrAdapter
 from emrchatops.aws.crossaccount import CrossAccountSession, RoleTarget, utc_now
+from emrchatops.aws.fleet import Fleet
 from emrchatops.aws.prices import ApiPrices
 from emrchatops.chat.base import Chat, PlainChat
 from emrchatops.chat.slack.chat import SlackChat, on_slack
@@ -143,7 +146,6 @@ class EMR(BotPlugin):
         if not isinstance(raw, dict):
             raise ConfigError("EMR", "the bot config has no EMR dict (see config.py)")
         self.settings: Settings = from_mapping(raw)
-        _one_target_served(self.settings)
         # The chat, chosen once per backend: nothing below asks "am I on Slack?" again.
         self.chat: Chat = SlackChat(self, backend_of(self)) if on_slack(backend_of(self)) else PlainChat(self)
         self._generation = getattr(self, "_generation", 0) + 1  # this activation's poller (see tick)
@@ -154,20 +156,44 @@ class EMR(BotPlugin):
             service = Service(
                 self,  # the plugin's persistent storage: state under "state", the usage ledger under "ledger"
                 clock=lambda: self.clock(),
-                announce=lambda notice, buttons: self._announce(self.view.notice(notice), buttons),
+                announce=lambda notice, buttons: self._announce(
+                    self.view.notice(notice), buttons, self._channel_of(target_of(notice))
+                ),
             )
         service.reset(self.settings)
         self.service: Service = service
         super().activate()
-        target = RoleTarget(
-            role_arn=self.settings.role_arn,
-            region=self.settings.region,
-            external_id=self.settings.external_id,
-            endpoint_url=self.settings.endpoint_url,
-            session_seconds=self.settings.session_seconds,
-        )
-        self.session = CrossAccountSession(target, StoredToken(self, TOKEN_KEY), clock=lambda: self.clock())
-        self.adapter = EmrAdapter(self.session, self.settings.cluster_tag, clock=lambda: self.clock())
+        # One STS session per (role ARN, external id), its token under its own key; targets and regions
+        # with the same role share it. One adapter per (target, region), all behind one fleet.
+        self.sessions: dict[tuple[str, str | None], CrossAccountSession] = {}
+        adapters: dict[tuple[str, str], EmrAdapter] = {}
+        for served in self.settings.targets:
+            session = self.sessions.get(served.session_key)
+            if session is None:
+                role = RoleTarget(
+                    role_arn=served.role_arn,
+                    region=served.regions[0],
+                    external_id=served.external_id,
+                    endpoint_url=self.settings.endpoint_url,
+                    session_seconds=self.settings.session_seconds,
+                )
+                key = token_key(served.session_key, first=not self.sessions)
+                session = CrossAccountSession(role, StoredToken(self, key), clock=lambda: self.clock())
+                self.sessions[served.session_key] = session
+            for region in served.regions:
+                adapters[(served.name, region)] = EmrAdapter(
+                    session.in_region(region),
+                    served.cluster_tag,
+                    clock=lambda: self.clock(),
+                    target=served.name,
+                    region=region,
+                )
+        self.session = next(iter(self.sessions.values()))  # the first target's (the doctor's)
+        self.adapter = next(iter(adapters.values()))
+        previous = getattr(self, "fleet", None)
+        if previous is not None:
+            previous.close()
+        self.fleet = Fleet(adapters, max_parallel=self.settings.max_parallel)
         # The state is versioned in the storage plugin (SQLite, DynamoDB); on a table other instances share,
         # only the holder of the poller's lease runs the rules, and a Slack envelope is handled once.
         backend = storage_backend(self)
@@ -179,16 +205,26 @@ class EMR(BotPlugin):
         # PRICES=api: the bot's own identity reads AWS's Price List once a day (DESIGN §19).
         prices = ApiPrices(self.settings.prices_api) if self.settings.prices_api else None
         # Refuses state, a ledger or prices it cannot read (or a newer format).
-        self.service.open(self.adapter, states, lease, prices)
+        self.service.open(self.fleet, states, lease, prices)
         self.start_poller(self.settings.poll_seconds, self.tick, args=(self._generation,))
         self.chat.start()  # Slack: the click listener, the chart's import
-        log.info(
-            "EMR plugin active: role %s, region %s, tag %s, poll every %ss",
-            self.settings.role_arn,
-            self.settings.region,
-            self.settings.cluster_tag,
-            self.settings.poll_seconds,
-        )
+        if len(adapters) == 1:
+            log.info(
+                "EMR plugin active: role %s, region %s, tag %s, poll every %ss",
+                self.settings.role_arn,
+                self.settings.region,
+                self.settings.cluster_tag,
+                self.settings.poll_seconds,
+            )
+        else:
+            log.info(
+                "EMR plugin active: %d targets (%s), %d listings per tick at most %d at once, poll every %ss",
+                len(self.settings.targets),
+                ", ".join(f"{t.name}: {t.account} in {', '.join(t.regions)}" for t in self.settings.targets),
+                len(adapters),
+                self.settings.max_parallel,
+                self.settings.poll_seconds,
+            )
 
     def deactivate(self) -> None:
         chat = getattr(self, "chat", None)
@@ -200,6 +236,9 @@ class EMR(BotPlugin):
         # just emptied that list, so cancel the pending timer here ourselves.
         for timer in list(self.current_timers):
             timer.cancel()
+        fleet = getattr(self, "fleet", None)
+        if fleet is not None:
+            fleet.close()
         service = getattr(self, "service", None)
         if service is not None:
             with service.closing():  # a tick in flight finishes its state change before the storage closes
@@ -268,11 +307,10 @@ class EMR(BotPlugin):
     @answers
     def emr_start(self, msg: Any, args: str) -> str:
         """Start a cluster from a template; you hold it at once, and hear when it is ready. Usage: !emr start [TEMPLATE] [REASON…]"""
-        templates = {t.name: t for t in self.settings.templates}
-        if not templates:
+        if not any(t.templates for t in self.settings.targets):
             raise RefusedError(self.view.start_off)
         _reject_first_option(args, self.view)
-        s = self.service.start(self._person(msg), args, templates)
+        s = self.service.start(self._person(msg), args)
         return self.view.starting(s.state, s.record, s.template, s.now, evening=s.evening)
 
     @botcmd
@@ -379,26 +417,36 @@ class EMR(BotPlugin):
     def _person(self, msg: Any) -> Who:
         """Who sent *msg*, as the service takes it."""
         user, name = self.sender(msg)
-        return Who(user, name, admin=self._is_admin(msg))
+        return Who(user, name, admin=self._is_admin(msg), admin_of=self._admin_of(msg))
 
     def _is_admin(self, msg: Any) -> bool:
-        """BOT_ADMINS everywhere; the target's ``admins`` (TARGETS_FILE) on its clusters, all served here."""
+        """BOT_ADMINS: admins everywhere."""
         who = str(getattr(msg.frm, "aclattr", None) or msg.frm)
-        if any(fnmatch.fnmatchcase(who, pattern) for pattern in self.bot_config.BOT_ADMINS):
-            return True
+        return any(fnmatch.fnmatchcase(who, pattern) for pattern in self.bot_config.BOT_ADMINS)
+
+    def _admin_of(self, msg: Any) -> frozenset[str]:
+        """The targets whose ``admins`` (TARGETS_FILE) list the sender: admins on those targets' clusters only."""
+        who = str(getattr(msg.frm, "aclattr", None) or msg.frm)
         # A target's admins are written as people call them (alice, not @alice or a Slack id).
-        names = {who.lstrip("@"), *self.sender(msg)}
-        return any(name.lstrip("@") == admin.lstrip("@") for name in names for admin in self.settings.targets[0].admins)
+        names = {n.lstrip("@") for n in (who, *self.sender(msg))}
+        return frozenset(t.name for t in self.settings.targets if names & {a.lstrip("@") for a in t.admins})
 
     @property
     def view(self) -> View:
         """The wording, marked up for the chat this bot is on."""
         return View(self.settings, self.service.policy, self.chat.markup)
 
-    def _announce(self, text: str, buttons: Buttons | None = None) -> None:
-        """Post to NOTIFY_CHANNEL (and always log, so nothing depends on chat alone)."""
+    def _channel_of(self, target: str | None) -> str | None:
+        """Where a notice about *target* goes: its ``notify``; the bot's own notices: NOTIFY_CHANNEL."""
+        for served in self.settings.targets:
+            if served.name == target:
+                return served.notify
+        return self.settings.notify_channel
+
+    def _announce(self, text: str, buttons: Buttons | None = None, channel: str | None = None) -> None:
+        """Post to *channel* (by default NOTIFY_CHANNEL), and always log, so nothing depends on chat alone."""
         log.info("announce: %s", text)
-        channel = self.settings.notify_channel
+        channel = channel if channel is not None else self.settings.notify_channel
         if not channel:
             return
         try:
@@ -412,18 +460,15 @@ class EMR(BotPlugin):
         return run(msg, cluster_id)
 
 
-def _one_target_served(settings: Settings) -> None:
-    """This version serves one target in one region per bot (the poller, costs, notices and status are
-    per target; serving several at once is not wired yet): a TARGETS_FILE asking for more is refused by
-    name at activation, never served in part."""
-    targets = settings.targets
-    if len(targets) > 1 or len(targets[0].regions) > 1:
-        several = ", ".join(f"{t.name} ({', '.join(t.regions)})" for t in targets)
-        raise ConfigError(
-            "TARGETS_FILE",
-            f"{settings.targets_file} names {several}: this version of the bot serves one target in one region; "
-            "run one bot per target and region (each with a TARGETS_FILE of one target, or the ROLE_ARN keys)",
-        )
+def token_key(session_key: tuple[str, str | None], *, first: bool) -> str:
+    """The storage key of one STS session's token: ``sts`` for the first target's (as before targets), else
+    ``sts:`` and the role ARN, with a digest of the external id when there is one (never the id itself)."""
+    role_arn, external_id = session_key
+    if first:
+        return TOKEN_KEY
+    if external_id is None:
+        return f"{TOKEN_KEY}:{role_arn}"
+    return f"{TOKEN_KEY}:{role_arn}#{hashlib.sha256(external_id.encode()).hexdigest()[:12]}"
 
 
 def _first(once: StoredOnce, clock: Callable[[], datetime], key: str) -> bool:

@@ -38,6 +38,25 @@ class PollerBack:
 
 
 @dataclass(frozen=True)
+class TargetDown:
+    """One target's listing failed in some of its regions while others were listed (DESIGN §17): its
+    clusters are kept as they were; announced once per failure, in the target's channel."""
+
+    target: str
+    account: str
+    regions: tuple[str, ...]
+    problem: str
+
+
+@dataclass(frozen=True)
+class TargetBack:
+    """The target is listed again after :class:`TargetDown`."""
+
+    target: str
+    account: str
+
+
+@dataclass(frozen=True)
 class ActivityDown:
     """CloudWatch's IsIdle cannot be read; announced once per failure code."""
 
@@ -170,6 +189,8 @@ Notice = (
     | ForceTerminated
     | OvertimeAnnounced
     | PricesFailed
+    | TargetDown
+    | TargetBack
 )
 
 # -- refusals (carried by a domain error's ``problem``) -----------------------------------------
@@ -293,7 +314,23 @@ __all__ = [
     "StartFailed",
     "StartFailure",
     "StartNotAllowed",
+    "TargetBack",
+    "TargetDown",
     "TerminatedByRule",
     "TerminationFailed",
     "Unnamed",
+    "target_of",
 ]
+
+
+def target_of(notice: object) -> str | None:
+    """The target a notice is about (its channel is that target's ``notify``), or None (the bot's own)."""
+    target = getattr(notice, "target", None)
+    if isinstance(target, str):
+        return target or None
+    for attribute in ("record", "cluster", "info"):
+        value = getattr(notice, attribute, None)
+        if isinstance(value, ClusterRecord | ClusterInfo):
+            return value.target or None
+    effect = getattr(notice, "effect", None)
+    return target_of(effect) if effect is not None else None

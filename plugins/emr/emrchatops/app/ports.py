@@ -8,47 +8,59 @@ service fakes instead of patching privates.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from emrchatops.app.notices import Notice
 from emrchatops.domain.buttons import Buttons
 from emrchatops.domain.costs import Composition
-from emrchatops.domain.state import Activity, ClusterInfo
+from emrchatops.domain.errors import AwsError
+from emrchatops.domain.state import Activity, ClusterInfo, ClusterRecord
 
 #: The temporary credentials of one AssumeRole, as kept in storage (access key, secret, token, expiry).
 Token = dict[str, str]
 
 
+#: (target, region): where a cluster runs (DESIGN §17).
+Where = tuple[str, str]
+#: A cluster as the service names it to AWS: its id, or a record or listed cluster (which say where it is).
+ClusterRef = ClusterInfo | ClusterRecord | str
+
+
 @dataclass(frozen=True)
 class Listing:
-    """One ``ListClusters`` of the active clusters: the managed ones, and the others (for their names)."""
+    """One ``ListClusters`` of the active clusters: the managed ones, and the others (for their names).
+
+    *unreached*: the (target, region)s whose listing failed this time, with the error (several
+    targets: the others were listed; their clusters are kept as they were)."""
 
     managed: list[ClusterInfo]
     others: list[ClusterInfo]
+    unreached: Mapping[Where, AwsError] = field(default_factory=dict)
 
 
 class Clusters(Protocol):
-    """The clusters of one target, as EMR and CloudWatch tell them (:class:`emrchatops.aws.adapter.EmrAdapter`)."""
+    """The clusters of every target, as EMR and CloudWatch tell them (:class:`emrchatops.aws.fleet.Fleet`
+    over one :class:`emrchatops.aws.adapter.EmrAdapter` per target and region)."""
 
     def list_clusters(self) -> Listing: ...
 
-    def describe(self, cluster_id: str) -> ClusterInfo: ...
+    def describe(self, cluster: ClusterRef) -> ClusterInfo: ...
 
-    def read_instances(self, cluster_id: str) -> tuple[Composition, bool]:
+    def read_instances(self, cluster: ClusterRef) -> tuple[Composition, bool]:
         """What the cluster runs, and whether a group or fleet is resizing now."""
         ...
 
-    def latest_step(self, cluster_id: str) -> tuple[datetime | None, bool]: ...
+    def latest_step(self, cluster: ClusterRef) -> tuple[datetime | None, bool]: ...
 
     def read_activity(
-        self, cluster_ids: Sequence[str], now: datetime, window: timedelta
+        self, clusters: Sequence[ClusterRef], now: datetime, window: timedelta
     ) -> dict[str, Activity | None]: ...
 
     def terminate(self, cluster: ClusterInfo | Any) -> None: ...
 
-    def start(self, request: Mapping[str, Any]) -> str: ...
+    def start(self, request: Mapping[str, Any], where: Where | None = None) -> str: ...
 
     def put_backstop(self, cluster: ClusterInfo | Any, seconds: int) -> None: ...
 
@@ -135,6 +147,7 @@ class Announcer(Protocol):
 
 __all__ = [
     "Announcer",
+    "ClusterRef",
     "Clusters",
     "Conflict",
     "Fence",
@@ -146,4 +159,5 @@ __all__ = [
     "Storage",
     "Token",
     "TokenStore",
+    "Where",
 ]

@@ -55,11 +55,24 @@ from emrchatops.app.notices import (
     StartFailed,
     StartFailure,
     StartNotAllowed,
+    TargetBack,
+    TargetDown,
     TerminatedByRule,
     TerminationFailed,
     Unnamed,
 )
-from emrchatops.app.ports import Announcer, Clusters, Conflict, LeaseLost, Listing, PollerLease, StateStore, Storage
+from emrchatops.app.ports import (
+    Announcer,
+    Clusters,
+    Conflict,
+    LeaseLost,
+    Listing,
+    PollerLease,
+    StateStore,
+    Storage,
+    Where,
+)
+from emrchatops.domain.addressing import Located, UnknownTarget, address_cluster, choose_start
 from emrchatops.domain.buttons import Buttons, buttons_for
 from emrchatops.domain.costs import PricesKept, PricesRead, PriceTable, overlay, prices_due, prices_failed, prices_read
 from emrchatops.domain.decisions import (
@@ -193,11 +206,17 @@ INSTANCES_RETRY = ACTIVITY_PERIOD  # a failed read of a cluster's instances is r
 
 @dataclass(frozen=True)
 class Who:
-    """Who asks: a stable identity, the name shown, and whether they are a bot admin."""
+    """Who asks: a stable identity, the name shown, whether they are a bot admin (everywhere), and the
+    targets whose ``admins`` list them (there only)."""
 
     user: str
     name: str
     admin: bool = False
+    admin_of: frozenset[str] = frozenset()
+
+    def admin_on(self, target: str) -> bool:
+        """May --force and unlock --user on *target*'s clusters."""
+        return self.admin or target in self.admin_of
 
 
 @dataclass(frozen=True)
@@ -297,6 +316,9 @@ class Service:
         self._revision = 0  # the stored state's revision the cached state was read at
         self._fenced = threading.local()  # the poller thread's lease (its saves are fenced by it)
         self._poll_failure: str | None = None
+        self.targets = {t.name: t for t in settings.targets}  # by name, in the file's order
+        self._home: Where = (settings.targets[0].name, settings.targets[0].regions[0])  # state from before targets
+        self._target_failures: dict[str, str] = {}  # target -> the failure code announced (TargetDown)
         self._state: State | None = None  # decoded copy of the stored state, see _load
         self._ledger: Ledger | None = None  # the usage ledger's latest fold, see _load_ledger
         self._ledger_stored: Ledger | None = None  # … and what storage holds
@@ -391,7 +413,7 @@ class Service:
         """
         if self._state is None:
             data, self._revision = self._states.load()
-            self._state = State.from_dict(data)
+            self._state = State.from_dict(data, self._home)
         return self._state
 
     def _save(self, state: State) -> None:
@@ -542,7 +564,12 @@ class Service:
                 return old, listing
             self._folded = number
             # A steady-state status or tick writes nothing; a write that lost a race is folded again.
-            state, _ = self._apply(lambda stored: (observe(stored, listing.managed, now, listed_since=asked), None))
+            state, _ = self._apply(
+                lambda stored: (
+                    observe(stored, listing.managed, now, listed_since=asked, unreached=listing.unreached),
+                    None,
+                )
+            )
             self._save_ledger(seen(self._load_ledger(), listing.managed, now))
         return state, listing
 
@@ -551,7 +578,16 @@ class Service:
         state, listing = self._refresh()
         listed = [c for c in listing.managed if c.id in state.clusters and state.clusters[c.id].listed]
         try:
-            return name_cluster(words, listed, listing.others, rest_allowed=rest_allowed)
+            if not self.several:  # one target in one region: names as they always were
+                return name_cluster(words, listed, listing.others, rest_allowed=rest_allowed)
+            found, rest = address_cluster(
+                words,
+                [_located(c) for c in listed],
+                [_located(c) for c in listing.others],
+                targets=list(self.targets),
+                rest_allowed=rest_allowed,
+            )
+            return found.cluster, rest
         except NoneRunning:
             raise NoClusterError.of(NoCluster(state)) from None
         except NameProblem as problem:
@@ -613,10 +649,11 @@ class Service:
             self._fenced.fence = None
 
     def _tick(self) -> None:
-        state, _ = self._refresh()
+        state, listing = self._refresh()
         if self._poll_failure is not None:
             self._poll_failure = None
             self._announce(PollerBack())
+        self._note_unreached(listing)
         self._recheck_unlisted(state)
         self._read_instances_where_due()
         self._read_prices_if_due()
@@ -648,13 +685,39 @@ class Service:
                 self._announce(BecameReady(effect, state, now))
         self._sync_backstop()
 
+    def _note_unreached(self, listing: Listing) -> None:
+        """Announce a target whose listing failed (once per failure, in its channel), and its recovery;
+        the other targets' rules ran as usual, its clusters were kept (DESIGN §17)."""
+        down: dict[str, list[tuple[str, AwsError]]] = {}
+        for (target, region), error in listing.unreached.items():
+            down.setdefault(target, []).append((region, error))
+        for target, failures in down.items():
+            first = failures[0][1]
+            log.warning("EMR poller: cannot list %s in %s: %s", target, ", ".join(r for r, _ in failures), first)
+            if self._target_failures.get(target) != first.code:
+                self._target_failures[target] = first.code
+                regions = tuple(r for r, _ in failures)
+                self._announce(TargetDown(target, self._account(target), regions, str(first)))
+        for target in [t for t in self._target_failures if t not in down]:
+            del self._target_failures[target]
+            self._announce(TargetBack(target, self._account(target)))
+
+    @property
+    def several(self) -> bool:
+        """Whether the bot serves more than one (target, region): clusters are then named across them."""
+        return len(self.targets) > 1 or any(len(t.regions) > 1 for t in self.targets.values())
+
+    def _account(self, target: str) -> str:
+        known = self.targets.get(target)
+        return known.account if known is not None else "?"
+
     def _recheck_unlisted(self, state: State) -> None:
         """Ask AWS about remembered clusters the listing did not show: ended, untagged, or just not listed."""
         now = self.clock()
         for cluster_id in to_recheck(state, self._rechecked, now):
             self._rechecked[cluster_id] = now
             try:
-                info = self.adapter.describe(cluster_id)
+                info = self.adapter.describe(state.clusters.get(cluster_id) or cluster_id)
             except AwsError as error:  # kept as it is: absence proves nothing
                 log.warning("EMR poller: cannot re-read %s: %s", cluster_id, error)
                 continue
@@ -706,7 +769,7 @@ class Service:
             if tried is not None and tried[0] == cluster_state and now - tried[1] < INSTANCES_RETRY:
                 continue
             try:
-                composition, changing = self.adapter.read_instances(cluster_id)
+                composition, changing = self.adapter.read_instances(state.clusters.get(cluster_id) or cluster_id)
             except AwsError as error:
                 self._instances_tried[cluster_id] = (cluster_state, now)
                 self._instances_read[cluster_id] = (now, False)
@@ -737,13 +800,13 @@ class Service:
             state = self._load()
             if self._activity_read_at is not None and now - self._activity_read_at < ACTIVITY_PERIOD:
                 return
-            ids = [r.id for r in state.listed()]
-        if not ids:
+            listed = state.listed()
+        if not listed:
             return
         self._activity_read_at = now
         window = max(self.policy.idle, self.policy.remind or self.policy.idle) + ACTIVITY_PERIOD
         try:
-            readings = self.adapter.read_activity(ids, now, window)
+            readings = self.adapter.read_activity(listed, now, window)
         except AwsError as error:
             with self._transaction():
                 old = self._load()
@@ -778,10 +841,11 @@ class Service:
         now = self.clock()
         with self._transaction():
             state = self._load()
-            due = [r.id for r in state.listed() if needs_step_check(state, r, self.policy, now)]
-        for cluster_id in due:
+            due = [r for r in state.listed() if needs_step_check(state, r, self.policy, now)]
+        for record in due:
+            cluster_id = record.id
             try:
-                last_end, busy = self.adapter.latest_step(cluster_id)
+                last_end, busy = self.adapter.latest_step(record)
             except AwsError as error:  # the idle rule then goes by the cluster state alone
                 log.warning("EMR poller: cannot read the steps of %s: %s", cluster_id, error)
                 continue
@@ -847,7 +911,7 @@ class Service:
             now = self.clock()
             claimed = False
             try:
-                fresh = self.adapter.describe(cluster_id)
+                fresh = self.adapter.describe(record)
                 why = termination_refusal(record, fresh, effect.expect)
                 if why is None and self._states.shared:
                     # Another instance takes commands too, and the lock above is this process's only: the
@@ -879,7 +943,7 @@ class Service:
     @retried
     def status(self, words: str) -> Status:
         """The clusters *words* name (all the managed ones if none), with their costs so far."""
-        shown = [self._target(words)[0]] if words.strip() else self._refresh()[1].managed
+        shown = self._shown(words)
         now = self.clock()
         with self._transaction():
             state = self._load()
@@ -891,8 +955,19 @@ class Service:
         with self._transaction():
             ledger = self._load_ledger()
         prices = self.prices()
-        costs = {r.id: cost_so_far(ledger, prices, self.settings.region, r.id, now) for r, _ in records}
+        costs = {r.id: cost_so_far(ledger, prices, r.region or self.settings.region, r.id, now) for r, _ in records}
         return Status(state, records, costs, now, self.activity_problem)
+
+    def _shown(self, words: str) -> list[ClusterInfo]:
+        """``!emr status [TARGET|CLUSTER]``: every managed cluster, a target's, or one."""
+        word = words.strip()
+        if not word:
+            return self._refresh()[1].managed
+        if self.several:
+            named = [t for t in self.targets if t.casefold() == word.casefold()]
+            if named:
+                return [c for c in self._refresh()[1].managed if c.target == named[0]]
+        return [self._target(words)[0]]
 
     @retried
     def report(self, days: int) -> ReportData:
@@ -913,13 +988,28 @@ class Service:
         with self._transaction():
             return self._load().history[-count:]
 
-    def start(self, who: Who, words: str, templates: dict[str, Template]) -> Starting:
-        """Start a cluster from the template *words* name (the rest is the reason); its starter holds it."""
+    def start(self, who: Who, words: str, templates: dict[str, Template] | None = None) -> Starting:
+        """Start a cluster from the template *words* name (the rest is the reason); its starter holds it.
+
+        *templates*: those of the one target (by default its TEMPLATES_DIR's); serving several, the
+        words are ``[TARGET/]TEMPLATE [REASON…]`` over every target's templates, and the cluster starts
+        in the target's first region.
+        """
         try:
-            name_of, reason = choose_template(words, list(templates))
+            if self.several:
+                owned = {name: {t.name: t for t in target.templates} for name, target in self.targets.items()}
+                target_name, name_of, reason = choose_start(words, {n: list(ts) for n, ts in owned.items()})
+                template = owned[target_name][name_of]
+            else:
+                target_name = self._home[0]
+                own = templates if templates is not None else {t.name: t for t in self.settings.templates}
+                name_of, reason = choose_template(words, list(own))
+                template = own[name_of]
+        except UnknownTarget as problem:
+            raise UsageError.of(Unnamed(problem)) from None
         except TemplateProblem as problem:
             raise UsageError.of(NoTemplate(problem)) from None
-        template = templates[name_of]
+        where: Where = (target_name, self.targets[target_name].regions[0])
         reason = self._reason(reason)
         # Single flight: the refusals are decided and RunJobFlow made under one lock, and the new cluster is
         # in the state before the lock is let go, so a second `!emr start` sees it (a listing may not yet).
@@ -930,7 +1020,8 @@ class Service:
                 raise RefusedError.of(StartNotAllowed(refused))
             backstop = self.settings.backstop_seconds
             try:
-                cluster_id = self.adapter.start(template.run_job_flow(self._start_tags(template, who.user), backstop))
+                request = template.run_job_flow(self._start_tags(template, who.user, target_name), backstop)
+                cluster_id = self.adapter.start(request, where)
             except AwsError as error:
                 raise RefusedError.of(StartFailed(template, error)) from None
             now = self.clock()
@@ -945,6 +1036,7 @@ class Service:
                     reason,
                     now,
                     backstop=backstop,
+                    where=where,
                 )
             )
         self._sync_backstop(cluster_id)  # the starter's hold: EMR's idle timeout comes off again
@@ -958,8 +1050,8 @@ class Service:
             raise UsageError.of(ReasonTooLong(len(reason), REASON_LIMIT))
         return reason
 
-    def _start_tags(self, template: Template, user: str) -> dict[str, str]:
-        managed = policy_tag(self.settings.cluster_tag)  # with CLUSTER_TAG `*`: the shipped policy's tag
+    def _start_tags(self, template: Template, user: str, target: str) -> dict[str, str]:
+        managed = policy_tag(self.targets[target].cluster_tag)  # with CLUSTER_TAG `*`: the shipped policy's tag
         assert managed.key is not None
         return start_tags((managed.key, managed.value or "true"), template.name, user)
 
@@ -989,7 +1081,7 @@ class Service:
         """Release *who*'s hold on the cluster *words* name, or (an admin) *target*'s."""
         cluster, _ = self._target(words)
         with self._editing(cluster) as (state, record):
-            decision = hold_to_release(record, who.user, who.name, target, admin=who.admin)
+            decision = hold_to_release(record, who.user, who.name, target, admin=who.admin_on(record.target))
             if isinstance(decision, Denied):
                 raise RefusedError.of(NotAllowed(decision, record))
             now = self.clock()
@@ -1005,10 +1097,10 @@ class Service:
         cluster, _ = self._target(words)
         # The lock is held across the re-read and TerminateJobFlows: see _terminate_by_rule.
         with self._editing(cluster) as (_, record):
-            denied = may_terminate(record, who.user, force=force, admin=who.admin)
+            denied = may_terminate(record, who.user, force=force, admin=who.admin_on(record.target))
             if denied is not None:
                 raise RefusedError.of(NotAllowed(denied, record))
-            fresh = self.adapter.describe(cluster.id)
+            fresh = self.adapter.describe(cluster)
             why = termination_refusal(record, fresh, set(ACTIVE_STATES))
             if why is not None:
                 raise RefusedError.of(NotTerminated(record, why))
@@ -1037,6 +1129,10 @@ class Service:
             self._save(state)
         self._announce(OvertimeAnnounced(record, who.name, until))
         return OvertimeSet(record, until)
+
+
+def _located(cluster: ClusterInfo) -> Located:
+    return Located(cluster.target, cluster.region, cluster)
 
 
 __all__ = [

@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from emrchatops.app.ports import Listing
-from emrchatops.aws.crossaccount import CrossAccountSession
+from emrchatops.aws.crossaccount import CrossAccountSession, RegionalSession
 from emrchatops.domain.costs import Composition, Instances
 from emrchatops.domain.errors import (
     AccessDeniedError,
@@ -103,13 +103,19 @@ class EmrAdapter:
 
     def __init__(
         self,
-        session: CrossAccountSession,
+        session: CrossAccountSession | RegionalSession,
         selector: TagSelector,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        *,
+        target: str = "",
+        region: str = "",
     ) -> None:
         self.session = session
         self.selector = selector
         self.clock = clock
+        # Where its clusters are (DESIGN §17): stamped on every ClusterInfo it returns.
+        self.target = target
+        self.region = region
         # cluster id -> (carries the tag, its emr-chatops:template tag, read at)
         self._managed: dict[str, tuple[bool, str, datetime]] = {}
         self._lock = threading.Lock()
@@ -127,7 +133,7 @@ class EmrAdapter:
             if not marker:
                 break
             params["Marker"] = marker
-        clusters = [_info(s) for s in summaries if s.get("Status", {}).get("State") in ACTIVE_STATES]
+        clusters = [self._here(_info(s)) for s in summaries if s.get("Status", {}).get("State") in ACTIVE_STATES]
         clusters.sort(key=lambda c: (c.created_at or EARLIEST, c.name, c.id))
         managed: list[ClusterInfo] = []
         others: list[ClusterInfo] = []
@@ -250,7 +256,10 @@ class EmrAdapter:
             # the ticks of TAG_TTL, not all in one tick; each is still re-read every TAG_TTL.
             first = cluster_id not in self._managed
             self._managed[cluster_id] = (managed, template, now - tag_phase(cluster_id) if first else now)
-        return replace(_info(cluster, managed=managed), template=template)
+        return replace(self._here(_info(cluster, managed=managed)), template=template)
+
+    def _here(self, info: ClusterInfo) -> ClusterInfo:
+        return replace(info, target=self.target, region=self.region)
 
     def latest_step(self, cluster_id: str) -> tuple[datetime | None, bool]:
         """(end of the latest finished step, whether a step is pending or running) — one ListSteps.

@@ -28,7 +28,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -213,7 +213,7 @@ class CrossAccountSession:
         self._clock = clock
         self._lock = threading.Lock()
         self._generation = 0
-        self._clients: dict[str, Any] = {}
+        self._clients: dict[tuple[str, str], Any] = {}
         self._session = self._new_botocore_session()
         self.assume_count = 0  # AssumeRole calls made by this process (reported by the benchmarks)
 
@@ -286,22 +286,30 @@ class CrossAccountSession:
             self._session = self._new_botocore_session()
 
     # -- clients -------------------------------------------------------------
-    def client(self, service: str) -> tuple[Any, int]:
-        """A client for *service* in account B, and the credentials generation it uses."""
+    def client(self, service: str, region: str | None = None) -> tuple[Any, int]:
+        """A client for *service* in account B (in *region*, by default the target's), and the credentials
+        generation it uses. Every region's clients share this session's one token (DESIGN §17)."""
+        region = region or self.target.region
         with self._lock:
-            client = self._clients.get(service)
+            client = self._clients.get((service, region))
             if client is None:
                 client = self._session.create_client(
-                    service, region_name=self.target.region, endpoint_url=self.target.endpoint_url, config=_config()
+                    service, region_name=region, endpoint_url=self.target.endpoint_url, config=_config()
                 )
-                self._clients[service] = client
+                self._clients[(service, region)] = client
             return client, self._generation
 
-    def call(self, service: str, operation: str, action: str, **params: Any) -> dict[str, Any]:
-        """Call ``client.<operation>(**params)``; errors become domain errors naming *action*."""
-        where = f"account {self.account_id}, {self.target.region}"
+    def in_region(self, region: str) -> RegionalSession:
+        """This session's calls in *region* (the same token)."""
+        return RegionalSession(self, region)
+
+    def call(
+        self, service: str, operation: str, action: str, *, region: str | None = None, **params: Any
+    ) -> dict[str, Any]:
+        """Call ``client.<operation>(**params)`` (in *region*); errors become domain errors naming *action*."""
+        where = f"account {self.account_id}, {region or self.target.region}"
         for attempt in (1, 2):
-            client, generation = self.client(service)
+            client, generation = self.client(service, region)
             try:
                 response: dict[str, Any] = getattr(client, operation)(**params)
                 return response
@@ -337,6 +345,28 @@ class CrossAccountSession:
         """Regions the SDK knows for *service* in the role's partition (offline endpoint data)."""
         partition = self.target.role_arn.split(":")[1]
         return list(self._base.get_available_regions(service, partition))
+
+
+class RegionalSession:
+    """One region's view of a :class:`CrossAccountSession`: its calls go to *region*, on the session's token."""
+
+    def __init__(self, session: CrossAccountSession, region: str) -> None:
+        self.session = session
+        self.region = region
+
+    @property
+    def target(self) -> RoleTarget:
+        return replace(self.session.target, region=self.region)
+
+    @property
+    def account_id(self) -> str:
+        return self.session.account_id
+
+    def call(self, service: str, operation: str, action: str, **params: Any) -> dict[str, Any]:
+        return self.session.call(service, operation, action, region=self.region, **params)
+
+    def client(self, service: str) -> tuple[Any, int]:
+        return self.session.client(service, self.region)
 
 
 class _StoredRoleProvider(CredentialProvider):  # type: ignore[misc]  # botocore is untyped

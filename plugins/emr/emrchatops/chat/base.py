@@ -9,6 +9,7 @@ Teams) is another implementation in its own folder under ``chat/``.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
@@ -17,7 +18,7 @@ from emrchatops.app.service import ReportData, Status
 from emrchatops.chat.markup import Markup, PlainMarkup
 from emrchatops.chat.words import View
 from emrchatops.domain.buttons import Buttons
-from emrchatops.domain.state import State
+from emrchatops.domain.state import ClusterInfo, ClusterRecord, State
 
 
 class Poster(Protocol):
@@ -81,11 +82,19 @@ class PlainChat:
         return None
 
     def status(self, msg: Any, view: View, status: Status) -> str | None:
-        return "\n".join(
-            view.status_lines(
+        def lines(record: ClusterRecord, cluster: ClusterInfo) -> str:
+            return view.status_lines(
                 status.state, record, cluster, status.now, status.activity_problem, status.costs[record.id]
             )
-            for record, cluster in status.records
+
+        if not view.several:
+            return "\n".join(lines(record, cluster) for record, cluster in status.records)
+        # Several targets and regions: grouped by them, each under its heading (DESIGN §17).
+        shown = sorted(status.records, key=lambda rc: view.where_order(rc[0]))
+        groups = itertools.groupby(shown, key=lambda rc: (rc[0].target, rc[0].region))
+        return "\n".join(
+            "\n".join([view.where_title(*where), *(lines(record, cluster) for record, cluster in group)])
+            for where, group in groups
         )
 
     def report(self, msg: Any, view: View, figures: ReportData, days: int) -> str | None:

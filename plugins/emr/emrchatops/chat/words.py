@@ -48,11 +48,14 @@ from emrchatops.app.notices import (
     StartFailed,
     StartFailure,
     StartNotAllowed,
+    TargetBack,
+    TargetDown,
     TerminatedByRule,
     TerminationFailed,
     Unnamed,
 )
 from emrchatops.chat.markup import Markup, PlainMarkup
+from emrchatops.domain.addressing import AmbiguousAddress, UnknownTarget
 from emrchatops.domain.costs import Cost, NoPrice, PricesKept, summary
 from emrchatops.domain.decisions import (
     ActiveCluster,
@@ -428,6 +431,16 @@ class View(CostWords):
 
     poller_back = "✓ The EMR poller reaches the cluster account again."
 
+    def target_down(self, target: str, account: str, regions: Sequence[str], problem: str) -> str:
+        return (
+            f"⚠️ The EMR poller cannot list the clusters of {self.markup.escape(target)} (account {account}, "
+            f"{', '.join(regions)}): {one_line(problem)} Its clusters and holds are kept as they were; "
+            "the other targets are watched as usual."
+        )
+
+    def target_back(self, target: str, account: str) -> str:
+        return f"✓ The EMR poller lists the clusters of {self.markup.escape(target)} (account {account}) again."
+
     def activity_down(self, problem: str) -> str:
         return (
             f"⚠️ Cannot read the clusters' activity (IsIdle) from CloudWatch: {one_line(problem)} "
@@ -437,11 +450,37 @@ class View(CostWords):
     activity_back = "✓ The clusters' activity (IsIdle) can be read from CloudWatch again."
 
     # -- status ---------------------------------------------------------------------------
+    @property
+    def several(self) -> bool:
+        """Whether the bot serves more than one (target, region) (DESIGN §17): status is grouped by them."""
+        targets = self.settings.targets
+        return len(targets) > 1 or any(len(t.regions) > 1 for t in targets)
+
+    def where_title(self, target: str, region: str) -> str:
+        """The heading of one (target, region)'s clusters in ``!emr status``."""
+        account = next((t.account for t in self.settings.targets if t.name == target), "?")
+        return f"{self.markup.escape(target)} — account {account}, {region}"
+
+    def where_order(self, record: ClusterRecord) -> tuple[int, int]:
+        """Status groups in the order of the targets and their regions."""
+        for i, target in enumerate(self.settings.targets):
+            if target.name == record.target:
+                regions = list(target.regions)
+                return i, regions.index(record.region) if record.region in regions else len(regions)
+        return len(self.settings.targets), 0
+
     def no_cluster(self, state: State | None = None) -> str:
-        text = (
-            f"No managed EMR cluster is running in account {self.settings.account_id} "
-            f"({self.settings.region}, tag {self.settings.cluster_tag})."
-        )
+        if self.several:
+            served = "; ".join(
+                f"{self.markup.escape(t.name)} (account {t.account}, {', '.join(t.regions)}, tag {t.cluster_tag})"
+                for t in self.settings.targets
+            )
+            text = f"No managed EMR cluster is running in {served}."
+        else:
+            text = (
+                f"No managed EMR cluster is running in account {self.settings.account_id} "
+                f"({self.settings.region}, tag {self.settings.cluster_tag})."
+            )
         hidden = [r for r in state.clusters.values() if r.absent and r.holds] if state else []
         if hidden:
             names = ", ".join(
@@ -530,7 +569,7 @@ class View(CostWords):
             color = COLOR_HELD if record.holds else COLOR_BUSY if busy(record) else COLOR_IDLE
         return {
             "title": self.cluster(cluster),
-            "link": self.console_link(cluster.id),
+            "link": self.console_link(cluster.id, record.region),
             "body": " ".join(notes),
             "color": color,
             "fields": (
@@ -540,6 +579,7 @@ class View(CostWords):
                     if cluster.state in STARTING_STATES
                     else cluster.state,
                 ),
+                *((("Target", self.where_title(record.target, record.region)),) if self.several else ()),
                 ("Up for", duration(now - started)),
                 ("Holders", "\n".join(self.hold(h, mention=True) for h in record.holds) or "nobody"),
                 ("Activity", self.activity(record, activity_problem, now)),
@@ -553,11 +593,11 @@ class View(CostWords):
         held = "held by " + ", ".join(h.name for h in record.holds) if record.holds else "not held"
         return f"{self.cluster(cluster)} {cluster.state}, {held}, next: {next_action}"
 
-    def console_link(self, cluster_id: str) -> str | None:
-        """The cluster's page in the EMR console (account B must be the console's account)."""
+    def console_link(self, cluster_id: str, region: str = "") -> str | None:
+        """The cluster's page in the EMR console, in its region (the cluster's account must be the console's)."""
         if self.settings.endpoint_url is not None or not self.settings.role_arn.startswith("arn:aws:"):
             return None  # an emulator (no console), or a partition with another console domain
-        region = self.settings.region
+        region = region or self.settings.region
         return f"https://{region}.console.aws.amazon.com/emr/home?region={region}#/clusterDetails/{cluster_id}"
 
     # -- command replies ---------------------------------------------------------------------
@@ -631,6 +671,13 @@ class View(CostWords):
             return self.no_cluster(state)
         if isinstance(problem, SeveralRunning):
             return f"Several clusters are running ({', '.join(problem.names)}): name one."
+        if isinstance(problem, AmbiguousAddress):
+            return (
+                f"Several managed clusters are called {self.inert(problem.name)}: name one of "
+                f"{', '.join(self.inert(q) for q in problem.qualified)}."
+            )
+        if isinstance(problem, UnknownTarget):
+            return f"No target is called {self.inert(problem.word)} (targets: {', '.join(problem.targets) or 'none'})."
         if isinstance(problem, AmbiguousName):
             return (
                 f"Several managed clusters are called {self.inert(problem.name)} "
@@ -666,6 +713,10 @@ class View(CostWords):
                 return self.poller_down(problem)
             case PollerBack():
                 return self.poller_back
+            case TargetDown(target, account, regions, problem):
+                return self.target_down(target, account, regions, problem)
+            case TargetBack(target, account):
+                return self.target_back(target, account)
             case ActivityDown(problem):
                 return self.activity_down(problem)
             case ActivityBack():

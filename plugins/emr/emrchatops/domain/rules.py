@@ -37,7 +37,7 @@ The rules (DESIGN §6):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
@@ -211,7 +211,12 @@ class Settled:
 
 
 def observe(
-    state: State, clusters: Iterable[ClusterInfo], now: datetime, *, listed_since: datetime | None = None
+    state: State,
+    clusters: Iterable[ClusterInfo],
+    now: datetime,
+    *,
+    listed_since: datetime | None = None,
+    unreached: Collection[tuple[str, str]] = (),
 ) -> State:
     """Fold a fresh listing of the managed active clusters into the state.
 
@@ -221,7 +226,9 @@ def observe(
     keeps its holds until AWS says it ended (:func:`settle`). The caller must
     not fold a listing older than one already folded (see the plugin). A record
     made after the listing was asked for (*listed_since*: a cluster `!emr start`
-    just started) cannot be in it, so its absence says nothing at all.
+    just started) cannot be in it, so its absence says nothing at all; nor does the absence of a
+    record whose (target, region) the listing could not reach (*unreached*: a target denied or
+    down, DESIGN §17): its clusters are kept as they were.
     """
     clusters_by_id = {c.id: c for c in clusters}
     new = dict(state.clusters)
@@ -236,6 +243,8 @@ def observe(
                 first_seen=now,
                 ready_at=info.ready_at,
                 template=info.template,
+                target=info.target,
+                region=info.region,
             )
             continue
         if old.ending is not None:
@@ -257,9 +266,13 @@ def observe(
             absent="",
             unseen_since=None,
             template=info.template or old.template,
+            target=info.target or old.target,
+            region=info.region or old.region,
         )
     for cid, record in state.clusters.items():
         if listed_since is not None and record.first_seen > listed_since:
+            continue
+        if (record.target, record.region) in unreached:
             continue
         if cid not in clusters_by_id and record.ending is None and not record.absent:
             new[cid] = replace(record, absent=UNSEEN, unseen_since=now)
@@ -607,8 +620,10 @@ def started(
     now: datetime,
     *,
     backstop: int | None,
+    where: tuple[str, str] = ("", ""),
 ) -> State:
-    """RunJobFlow accepted `!emr start`: remember the new cluster at once, held by its starter.
+    """RunJobFlow accepted `!emr start`: remember the new cluster at once, held by its starter (in the
+    (target, region) *where* it was started).
 
     It is remembered before any listing shows it, so that a second `!emr start` sees it,
     and *backstop* is the IdleTimeout it was created with (None: BACKSTOP_MINUTES off).
@@ -623,6 +638,8 @@ def started(
         template=template,
         start=Start(at=now, by=user, by_name=user_name, template=template),
         backstop=backstop,
+        target=where[0],
+        region=where[1],
     )
     event = Event(now, "start", cluster_id, name, who=user_name, detail=f"template {template}")
     held = Event(now, "hold", cluster_id, name, who=user_name, detail=hold.reason)

@@ -24,7 +24,7 @@ from emrchatops.domain.vocabulary import ACTIVE_STATES, EventKind, Rule
 from emrchatops.domain.vocabulary import iso as _iso
 from emrchatops.domain.vocabulary import parse_iso as _dt
 
-STATE_VERSION = 4
+STATE_VERSION = 5
 HISTORY_LIMIT = 200
 WARNED_LIMIT = 20
 REASON_LIMIT = 200
@@ -48,6 +48,8 @@ class ClusterInfo:
     ended_at: datetime | None = None
     reason: str = ""  # EMR's state-change reason, e.g. "User request"
     template: str = ""  # the tag emr-chatops:template (started from that template), when the tags were read
+    target: str = ""  # the target (TARGETS_FILE, or TARGET_NAME) whose listing showed it
+    region: str = ""  # … in this region
 
     @property
     def active(self) -> bool:
@@ -156,6 +158,8 @@ class ClusterRecord:
     # EMR's AutoTerminationPolicy as the bot last set it: IdleTimeout seconds, 0 none (held), None not set yet.
     backstop: int | None = None
     backstop_failure: str = ""  # the failure code of the pending backstop change, announced once
+    target: str = ""  # the target it belongs to (DESIGN §17): its account, role, channel and admins
+    region: str = ""  # the target's region it runs in
 
     def holder(self, user: str) -> Hold | None:
         return next((h for h in self.holds if h.user == user), None)
@@ -177,6 +181,7 @@ class Event:
     who: str | None = None
     rule: Rule | None = None
     detail: str = ""
+    target: str = ""  # the cluster's target ("" in events of a time before targets had names)
 
 
 @dataclass(frozen=True)
@@ -197,11 +202,15 @@ class State:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> State:
-        """Decode stored state, migrating earlier formats; a newer format is refused (ValueError)."""
+    def from_dict(cls, data: Mapping[str, Any] | None, home: tuple[str, str] = ("", "")) -> State:
+        """Decode stored state, migrating earlier formats; a newer format is refused (ValueError).
+
+        *home* is the (target, region) that state of a release before targets (version 4 and
+        earlier) belongs to: the one target then configured.
+        """
         if not data:
             return cls()
-        data = migrate(data)
+        data = migrate(data, home)
         done = data.get("end_of_day_done")
         return cls(
             clusters={cid: _record_from_dict(r, cid) for cid, r in data.get("clusters", {}).items()},
@@ -211,6 +220,9 @@ class State:
 
     # -- small helpers ---------------------------------------------------------
     def record(self, event: Event) -> State:
+        """Add *event* to the history (dated with its cluster's target when the event does not say it)."""
+        if not event.target and (known := self.clusters.get(event.cluster)) is not None:
+            event = replace(event, target=known.target)
         return replace(self, history=(*self.history, event)[-HISTORY_LIMIT:])
 
     def with_cluster(self, record: ClusterRecord) -> State:
@@ -232,7 +244,7 @@ class State:
         return replace(self, clusters={cid: r for cid, r in self.clusters.items() if cid not in drop})
 
 
-def migrate(data: Mapping[str, Any]) -> Mapping[str, Any]:
+def migrate(data: Mapping[str, Any], home: tuple[str, str] = ("", "")) -> Mapping[str, Any]:
     """Bring stored state of an earlier release to :data:`STATE_VERSION`.
 
     * version 1 (part one) kept a list ``gone`` of cluster ids never to be seen
@@ -245,6 +257,8 @@ def migrate(data: Mapping[str, Any]) -> Mapping[str, Any]:
       ``backstop`` and ``backstop_failure`` (EMR's auto-termination policy as the bot set it).
       Empty: no cluster was started by the bot before, and the backstop is "not set yet",
       so the poller sets it once on each unheld cluster.
+    * version 4 → 5 (targets, DESIGN §17): records gain ``target`` and ``region``, events
+      ``target``: each belongs to *home*, the (target, region) the bot served alone before.
     """
     version = data.get("version")
     if isinstance(version, int) and version > STATE_VERSION:
@@ -263,6 +277,15 @@ def migrate(data: Mapping[str, Any]) -> Mapping[str, Any]:
         # Version 4 (starts, the backstop) only adds fields whose absence means "none yet".
         data = {**data, "version": 4}
         version = 4
+    if version == 4:
+        target, region = home
+        data = {
+            **data,
+            "version": 5,
+            "clusters": {cid: {**r, "target": target, "region": region} for cid, r in data.get("clusters", {}).items()},
+            "history": [{**e, "target": target} for e in data.get("history", ())],
+        }
+        version = 5
     if version != STATE_VERSION:
         raise ValueError(f"unsupported state version {version!r} (this code reads {STATE_VERSION})")
     return data
@@ -316,6 +339,8 @@ def _record_to_dict(r: ClusterRecord) -> dict[str, Any]:
         ),
         "backstop": r.backstop,
         "backstop_failure": r.backstop_failure,
+        "target": r.target,
+        "region": r.region,
     }
 
 
@@ -395,6 +420,8 @@ def _record_from_dict(d: Mapping[str, Any], cluster_id: str) -> ClusterRecord:
         ),
         backstop=d.get("backstop"),
         backstop_failure=d.get("backstop_failure", ""),
+        target=d.get("target", ""),
+        region=d.get("region", ""),
     )
 
 
@@ -407,6 +434,7 @@ def _event_to_dict(e: Event) -> dict[str, Any]:
         "who": e.who,
         "rule": e.rule,
         "detail": e.detail,
+        "target": e.target,
     }
 
 
@@ -419,4 +447,5 @@ def _event_from_dict(d: Mapping[str, Any]) -> Event:
         who=d.get("who"),
         rule=d.get("rule"),
         detail=d.get("detail", ""),
+        target=d.get("target", ""),
     )
