@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test check lint typecheck deploy-check bench prices account-a-policy docs clean
+.PHONY: demo demo-targets test check lint typecheck deploy-check bench prices account-a-policy docs clean
 
 # A virtualenv with the pinned requirements; rebuilt when they change.
 $(BIN)/.installed: requirements.txt requirements-dev.txt
@@ -15,6 +15,10 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 ## demo: the bot on the built-in local demo (AWS emulator + Text console)
 demo: $(BIN)/.installed
 	$(BIN)/python -m demo
+
+## demo-targets: the same with two targets, two accounts and two regions (demo/targets.toml, DESIGN §17)
+demo-targets: $(BIN)/.installed
+	$(BIN)/python -m demo --targets
 
 ## test: the whole test suite (offline)
 test: $(BIN)/.installed

@@ -13,6 +13,11 @@ starts a new ``analytics``; the emulator keeps it ``STARTING`` and then
 ``BOOTSTRAPPING`` for :data:`STARTING_SECONDS` and :data:`BOOTSTRAPPING_SECONDS`
 (EMR takes minutes), so ``!emr status`` shows the start and the ready notice
 follows at the next poll.
+
+``python -m demo --targets`` (``make demo-targets``) serves two targets at once (DESIGN §17), as
+``demo/targets.toml`` names them: ``game-a`` (account B, as above) and ``game-b`` (account C, an
+``analytics`` in ap-northeast-1 and another in us-west-2), so ``!emr lock analytics`` is refused
+with the qualified names and ``!emr lock game-b/us-west-2/analytics`` holds one.
 """
 
 from __future__ import annotations
@@ -29,13 +34,15 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from demo.emulator import BOT_KEYS, EXTERNAL_ID, REGION, ROLE_ARN, Emulator
+from demo.emulator import ACCOUNT_C, BOT_KEYS, EXTERNAL_ID, REGION, ROLE_ARN, Emulator
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_ZONE = "Asia/Tokyo"
 TEMPLATES_DIR = ROOT / "deploy" / "templates"
 STARTING_SECONDS = 6.0
 BOOTSTRAPPING_SECONDS = 6.0
+TARGETS_FILE = ROOT / "demo" / "targets.toml"
+WEST = "us-west-2"  # game-b's second region (demo/targets.toml)
 
 
 def demo_environment(emulator: Emulator, data_dir: str) -> dict[str, str]:
@@ -64,6 +71,28 @@ def demo_environment(emulator: Emulator, data_dir: str) -> dict[str, str]:
     end_of_day = os.environ.get("EMR_END_OF_DAY", "19:00" if (local.hour, local.minute) < (18, 30) else "off")
     env["EMR_END_OF_DAY"] = end_of_day
     return env
+
+
+def targets_environment(emulator: Emulator, data_dir: str) -> dict[str, str]:
+    """The demo's environment serving demo/targets.toml's two targets: TARGETS_FILE instead of the
+    part-one keys it replaces (each target's role, regions, channel and templates are in the file)."""
+    env = demo_environment(emulator, data_dir)
+    for key in ("EMR_ROLE_ARN", "EMR_EXTERNAL_ID", "EMR_REGION", "EMR_NOTIFY_CHANNEL", "EMR_TEMPLATES_DIR"):
+        del env[key]
+    env["EMR_TARGETS_FILE"] = str(TARGETS_FILE)
+    return env
+
+
+def seed_targets(emulator: Emulator) -> str:
+    """Account B as the one-target demo has it, and account C with an ``analytics`` in two regions."""
+    seeded = emulator.seed()
+    emulator.seed_account(ACCOUNT_C, (REGION, WEST))
+    east = emulator.run_cluster("analytics", account=ACCOUNT_C, region=REGION)
+    west = emulator.run_cluster("analytics", account=ACCOUNT_C, region=WEST)
+    return (
+        f"game-a (account B): 'analytics' ({seeded.managed_id}, managed), 'etl-nightly' ({seeded.unmanaged_id}, "
+        f"not managed); game-b (account C): 'analytics' in {REGION} ({east}) and in {WEST} ({west})."
+    )
 
 
 def two_instances_environment(emulator: Emulator) -> dict[str, str]:
@@ -111,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         metavar="ENV_FILE",
         help="run only the emulator, and write ENV_FILE for bots that share their state on its DynamoDB",
     )
+    parser.add_argument(
+        "--targets", action="store_true", help="serve two targets (demo/targets.toml: accounts B and C, two regions)"
+    )
     args = parser.parse_args(argv)
     if args.two_instances:
         with Emulator() as emulator:
@@ -120,21 +152,25 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     with Emulator() as emulator, tempfile.TemporaryDirectory(prefix="emr-chatops-demo-") as tmp:
-        seeded = emulator.seed()
+        if args.targets:
+            print(f"[demo] AWS emulator on {emulator.url}: {seed_targets(emulator)}", flush=True)
+            env = targets_environment(emulator, args.keep_data or tmp)
+        else:
+            seeded = emulator.seed()
+            env = demo_environment(emulator, args.keep_data or tmp)
+            print(
+                f"[demo] AWS emulator on {emulator.url}: account B has 'analytics' ({seeded.managed_id}, managed) "
+                f"and 'etl-nightly' ({seeded.unmanaged_id}, not managed).",
+                flush=True,
+            )
         emulator.play_starts(args.starting_seconds, args.bootstrapping_seconds)  # the bot's starts take seconds
-        env = demo_environment(emulator, args.keep_data or tmp)
-        print(
-            f"[demo] AWS emulator on {emulator.url}: account B has 'analytics' ({seeded.managed_id}, managed) "
-            f"and 'etl-nightly' ({seeded.unmanaged_id}, not managed).",
-            flush=True,
-        )
         if env["EMR_END_OF_DAY"] == "off":
             print("[demo] It is past 18:30 in Tokyo: the end-of-day rule is off for this demo.", flush=True)
-        print(
-            f"[demo] Ready in {time.monotonic() - started:.1f} s. Try: !emr status, then !emr terminate and "
-            "!emr start (template deploy/templates/analytics.json)   (Ctrl-D quits)",
-            flush=True,
-        )
+        if args.targets:
+            hint = "!emr status, !emr lock analytics (refused: which one?), then !emr lock game-b/us-west-2/analytics"
+        else:
+            hint = "!emr status, then !emr terminate and !emr start (template deploy/templates/analytics.json)"
+        print(f"[demo] Ready in {time.monotonic() - started:.1f} s. Try: {hint}   (Ctrl-D quits)", flush=True)
         errbot = str(Path(sys.executable).with_name("errbot"))
         return subprocess.call([errbot, "-c", str(ROOT / "config.py")], env=env, cwd=ROOT)
 
