@@ -706,3 +706,18 @@ def test_up_time_is_emrs_own_from_the_creation_not_from_the_bots_first_sight() -
     assert so_far.cost.dollars == pytest.approx(2 * RATE)
     [(_, f)] = report(ledger, PRICES, "ap-northeast-1", TOKYO, 1, jst(11), time(19), [CID]).days
     assert f.up == timedelta(hours=2)
+
+
+def test_a_version_1_ledger_belongs_to_the_one_target_it_served() -> None:
+    """A ledger written before targets (tests/fixtures/ledger-v1.json, by the v1 code) is the configured
+    target's: each cluster gets its target and region, and nothing else changes."""
+    stored = json.loads((Path(__file__).parent / "fixtures" / "ledger-v1.json").read_text())
+    assert stored["version"] == 1
+    ledger = Ledger.from_dict(stored, None, ("game-a", "ap-northeast-1"))
+    assert {(u.target, u.region) for u in ledger.clusters.values()} == {("game-a", "ap-northeast-1")}
+    again = ledger.to_dict()
+    assert again["version"] == LEDGER_VERSION == 2
+    for usage in again["clusters"].values():
+        del usage["target"], usage["region"]
+    assert {**again, "version": 1} == stored
+    assert Ledger.from_dict(ledger.to_dict()) == ledger

@@ -22,6 +22,7 @@ from emrchatops.domain.targets import load_targets
 
 REGION = "ap-northeast-1"
 WEST = "us-west-2"
+TEMPLATES = Path(__file__).resolve().parent.parent / "deploy" / "templates"
 
 
 def targets_toml(tmp_path: Path) -> Path:
@@ -39,6 +40,7 @@ name = "game-a"
 account = "{ACCOUNT_B}"
 notify = "#game-a"
 admins = ["alice"]
+templates_dir = "{TEMPLATES}"
 
 [[targets]]
 name = "game-b"
@@ -239,3 +241,36 @@ def test_each_role_has_its_own_token_in_storage(bot: Chat, fleet: Fleet) -> None
     assert ACCOUNT_C in other and EXTERNAL_ID not in other, other
     assert bot.plugin["sts"]["role_arn"].split(":")[4] == ACCOUNT_B
     assert bot.plugin[other]["role_arn"].split(":")[4] == ACCOUNT_C
+
+
+def test_the_report_is_per_target_when_asked_and_a_wrong_target_is_one_line(
+    bot: Chat, fleet: Fleet, clock: Clock
+) -> None:
+    bot.tick()
+    clock.advance(minutes=10)
+    bot.tick()
+    every = bot.say("!emr report 1")
+    assert every.startswith("Usage of the managed clusters, last 1 day") and ", 3 clusters" in every.splitlines()[0]
+    one = bot.say("!emr report 1 game-b")
+    assert one.startswith("Usage of the managed clusters of game-b, last 1 day") and ", 2 clusters" in one
+    assert bot.say("!emr report game-a").startswith("Usage of the managed clusters of game-a, last 7 days")
+    assert bot.say("!emr report 1 game-z") == "✗ No target is called game-z (targets: game-a, game-b)."
+    assert bot.say("!emr report 0 game-a").startswith("✗ !emr report takes one number of days")
+
+
+def test_start_names_the_template_and_the_cluster_starts_in_its_target(
+    bot: Chat, fleet: Fleet, emulator: Emulator
+) -> None:
+    refused = bot.say("!emr start analytics", user="carol")
+    assert "is already WAITING" in refused, "game-a has its analytics running: counted in game-a only"
+    bot.say("!emr terminate game-a/analytics", user="carol")
+    emulator.wait_until(fleet.a, "TERMINATED")
+    bot.tick()
+    reply = bot.say("!emr start analytics trying targets", user="carol")
+    assert "Starting analytics" in reply, reply
+    started = emulator.started[-1]
+    record = bot.plugin.service.state().clusters[started]
+    assert (record.target, record.region) == ("game-a", REGION)
+    assert [h.name for h in record.holds] == ["carol"]
+    assert started in {c["Id"] for c in emulator.emr_in(ACCOUNT_B, REGION).list_clusters()["Clusters"]}
+    assert bot.say("!emr start game-b/analytics").startswith("✗"), "game-b has no templates"

@@ -80,7 +80,9 @@ from emrchatops.chat.base import Chat, PlainChat
 from emrchatops.chat.slack.chat import SlackChat, on_slack
 from emrchatops.chat.slack.seams import backend_of
 from emrchatops.chat.words import View, apology, refused
+from emrchatops.domain.addressing import report_words
 from emrchatops.domain.buttons import Buttons
+from emrchatops.domain.decisions import NameProblem
 from emrchatops.domain.errors import ConfigError, EmrChatopsError, RefusedError, UsageError, one_line
 from emrchatops.domain.ledger import REPORT_MAX_DAYS
 from emrchatops.domain.settings import Settings, from_mapping, parse_hhmm
@@ -284,7 +286,7 @@ class EMR(BotPlugin):
     @botcmd
     @answers
     def emr_status(self, msg: Any, args: str) -> str | None:
-        """Show each managed cluster: state, uptime, holders, and the next automatic termination. Usage: !emr status [CLUSTER]"""
+        """Show each managed cluster: state, uptime, holders, and the next automatic termination. Usage: !emr status [TARGET|CLUSTER]"""
         _reject_options(args.split(), self.view)
         status = self.service.status(args)
         if not status.records:
@@ -294,14 +296,20 @@ class EMR(BotPlugin):
     @botcmd
     @answers
     def emr_report(self, msg: Any, args: str) -> str | None:
-        """Per day: hours up, held, busy and idle, automatic terminations, cost, and what the rules saved. Usage: !emr report [DAYS]"""
+        """Per day: hours up, held, busy and idle, automatic terminations, cost, and what the rules saved. Usage: !emr report [DAYS] [TARGET]"""
+        target = None
+        if self.service.several:  # !emr report [DAYS] [TARGET]
+            try:
+                args, target = report_words(args, list(self.service.targets))
+            except NameProblem as problem:
+                raise UsageError(self.view.name_problem(problem)) from None
         words = args.split()
         if len(words) > 1 or (words and not COUNT_WORD_RE.fullmatch(words[0])):
             raise UsageError(self.view.report_usage(REPORT_MAX_DAYS))
         days = int(words[0]) if words else REPORT_DEFAULT_DAYS
         if not 1 <= days <= REPORT_MAX_DAYS:
             raise UsageError(self.view.report_usage(REPORT_MAX_DAYS))
-        return self.chat.report(msg, self.view, self.service.report(days), days)
+        return self.chat.report(msg, self.view, self.service.report(days, target), days)
 
     @botcmd
     @answers

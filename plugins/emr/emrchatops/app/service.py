@@ -20,6 +20,7 @@ run on Errbot's thread pool and the poller on its own thread.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import itertools
 import logging
@@ -365,7 +366,7 @@ class Service:
             state = self._load()
             if LEDGER_KEY not in self._storage:  # an upgrade: the ledger starts from the state's clusters and holds
                 self._storage[LEDGER_KEY] = Ledger.from_dict(None, state).to_dict()
-            Ledger.from_dict(self._storage.get(LEDGER_KEY))
+            Ledger.from_dict(self._storage.get(LEDGER_KEY), None, self._home)
             if price_reader is not None:
                 self._load_prices()
 
@@ -454,7 +455,9 @@ class Service:
     def _load_ledger(self) -> Ledger:
         """The usage ledger (call under ``self._lock``); kept decoded like the state."""
         if self._ledger is None:
-            self._ledger = self._ledger_stored = Ledger.from_dict(self._storage.get(LEDGER_KEY), self._load())
+            self._ledger = self._ledger_stored = Ledger.from_dict(
+                self._storage.get(LEDGER_KEY), self._load(), self._home
+            )
         return self._ledger
 
     def _save_ledger(self, ledger: Ledger) -> None:
@@ -970,15 +973,15 @@ class Service:
         return [self._target(words)[0]]
 
     @retried
-    def report(self, days: int) -> ReportData:
-        """The usage report of the last *days* days."""
+    def report(self, days: int, target: str | None = None) -> ReportData:
+        """The usage report of the last *days* days (of *target*'s clusters only)."""
         now = self.clock()
         with self._transaction():  # a consistent copy; the figures are computed outside the lock (a tick may run)
             active = list(self._load().clusters)
             ledger = watch(self._load_ledger(), now, self._watch_gap, exact=True)
         settings = self.settings
         figures = usage_report(
-            ledger, self.prices(), settings.region, settings.timezone, days, now, settings.end_of_day, active
+            ledger, self.prices(), settings.region, settings.timezone, days, now, settings.end_of_day, active, target
         )
         return ReportData(figures, now)
 
@@ -1015,7 +1018,13 @@ class Service:
         # in the state before the lock is let go, so a second `!emr start` sees it (a listing may not yet).
         with self._start_lock:
             state, listing = self._refresh()
-            refused = may_start(template, active_clusters(state, listing.managed), self.settings.max_clusters)
+            managed = listing.managed
+            if self.several:  # MAX_CLUSTERS and a cluster of the same name count in the template's target
+                state = dataclasses.replace(
+                    state, clusters={cid: r for cid, r in state.clusters.items() if r.target == target_name}
+                )
+                managed = [c for c in managed if c.target == target_name]
+            refused = may_start(template, active_clusters(state, managed), self.settings.max_clusters)
             if refused is not None:
                 raise RefusedError.of(StartNotAllowed(refused))
             backstop = self.settings.backstop_seconds

@@ -111,6 +111,11 @@ def refused(text: str) -> str:
 apology = "✗ Something unexpected went wrong (details are in the bot's log); nothing was changed."
 
 
+def serves_several(settings: Settings) -> bool:
+    """Whether the bot serves more than one (target, region) (DESIGN §17)."""
+    return len(settings.targets) > 1 or any(len(t.regions) > 1 for t in settings.targets)
+
+
 class CostWords:
     """The wording of costs and of ``!emr report`` (DESIGN §13); mixed into :class:`View`."""
 
@@ -156,13 +161,19 @@ class CostWords:
         )
 
     def report_usage(self, maximum: int) -> str:
+        if serves_several(self.settings):
+            return (
+                f"!emr report takes one number of days, 1–{maximum} (default 7), and a target: "
+                "!emr report [DAYS] [TARGET]"
+            )
         return f"!emr report takes one number of days, 1–{maximum} (default 7): !emr report [DAYS]"
 
     def report(self, report: Report, days: int, now: datetime) -> str:
         """The table, one Unicode bar per day, the totals, and the definitions under the figures."""
         zone = self.settings.timezone
+        of = f" of {self.markup.escape(report.target)}" if report.target else ""
         header = (
-            f"Usage of the managed clusters, last {days} day{'s' if days != 1 else ''} "
+            f"Usage of the managed clusters{of}, last {days} day{'s' if days != 1 else ''} "
             f"({zone.key}, to {self.local(now, with_day=True)}), {report.clusters} cluster"
             f"{'s' if report.clusters != 1 else ''}"
         )
@@ -453,8 +464,7 @@ class View(CostWords):
     @property
     def several(self) -> bool:
         """Whether the bot serves more than one (target, region) (DESIGN §17): status is grouped by them."""
-        targets = self.settings.targets
-        return len(targets) > 1 or any(len(t.regions) > 1 for t in targets)
+        return serves_several(self.settings)
 
     def where_title(self, target: str, region: str) -> str:
         """The heading of one (target, region)'s clusters in ``!emr status``."""

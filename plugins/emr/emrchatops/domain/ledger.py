@@ -65,7 +65,7 @@ from emrchatops.domain.vocabulary import BUSY_STATES
 from emrchatops.domain.vocabulary import iso as _iso
 from emrchatops.domain.vocabulary import parse_iso as _dt
 
-LEDGER_VERSION = 1
+LEDGER_VERSION = 2
 KEEP = timedelta(days=90)
 REPORT_MAX_DAYS = 90
 HEARTBEAT = timedelta(minutes=1)
@@ -100,6 +100,8 @@ class Usage:
     terminations: tuple[tuple[datetime, str], ...] = ()  # (when, rule)
     unmanaged: tuple[Span, ...] = ()  # while it did not carry CLUSTER_TAG: not the bot's, not counted
     unmanaged_since: datetime | None = None  # an open unmanaged span
+    target: str = ""  # the target it belongs to (DESIGN §17)
+    region: str = ""  # and the region it runs in: its prices are that region's
 
     @property
     def up_from(self) -> datetime:
@@ -132,16 +134,19 @@ class Ledger:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None, state: State | None = None) -> Ledger:
-        """Decode a stored ledger; none stored yet: start one from *state* (see :func:`migrate`)."""
-        data = migrate(data, state)
+    def from_dict(
+        cls, data: Mapping[str, Any] | None, state: State | None = None, home: tuple[str, str] = ("", "")
+    ) -> Ledger:
+        """Decode a stored ledger; none stored yet: start one from *state* (see :func:`migrate`); *home* is
+        the (target, region) a ledger from before targets belongs to."""
+        data = migrate(data, state, home)
         return cls(
             clusters={cid: _usage_from_dict(cid, u) for cid, u in data.get("clusters", {}).items()},
             watched=tuple(_span_of(s) for s in data.get("watched", ())),
         )
 
 
-def migrate(data: Mapping[str, Any] | None, state: State | None) -> Mapping[str, Any]:
+def migrate(data: Mapping[str, Any] | None, state: State | None, home: tuple[str, str] = ("", "")) -> Mapping[str, Any]:
     """Bring a stored ledger to :data:`LEDGER_VERSION`; refuse a newer one (ValueError).
 
     * nothing stored (an upgrade from a release without the ledger, state v4 or
@@ -149,12 +154,14 @@ def migrate(data: Mapping[str, Any] | None, state: State | None) -> Mapping[str,
       holds as an open held span since the earliest hold (so a hold taken before the
       upgrade counts in full); up time then comes from EMR's timeline at the next
       listing. Nothing before the upgrade is invented: no busy, idle or watched time.
+    * version 1 → 2 (targets, DESIGN §17): each cluster gains ``target`` and ``region``, those of
+      *home*: the one target the bot served before.
     """
     if not data:
         ledger = Ledger()
         if state is not None:
             for record in state.clusters.values():
-                usage = Usage(record.id, record.name, record.first_seen)
+                usage = Usage(record.id, record.name, record.first_seen, target=record.target, region=record.region)
                 if record.holds and record.ending is None:
                     usage = replace(usage, held_since=min(h.since for h in record.holds))
                 ledger = ledger.with_usage(usage)
@@ -165,6 +172,11 @@ def migrate(data: Mapping[str, Any] | None, state: State | None) -> Mapping[str,
             f"the stored usage ledger is version {version}, newer than this code reads ({LEDGER_VERSION}): "
             "upgrade the plugin (nothing was changed)"
         )
+    if version == 1:
+        target, region = home
+        clusters = {cid: {**u, "target": target, "region": region} for cid, u in data.get("clusters", {}).items()}
+        data = {**data, "version": 2, "clusters": clusters}
+        version = 2
     if version != LEDGER_VERSION:
         raise ValueError(f"unsupported usage ledger version {version!r} (this code reads {LEDGER_VERSION})")
     return data
@@ -182,7 +194,14 @@ def seen(ledger: Ledger, clusters: Iterable[ClusterInfo], now: datetime) -> Ledg
         seen_at = usage.seen_at
         if seen_at is None or not seen_at <= now < seen_at + HEARTBEAT:
             seen_at = now
-        usage = replace(usage, name=info.name, created_at=created, seen_at=seen_at)
+        usage = replace(
+            usage,
+            name=info.name,
+            created_at=created,
+            seen_at=seen_at,
+            target=info.target or usage.target,
+            region=info.region or usage.region,
+        )
         if usage != old:
             ledger = ledger.with_usage(usage)
     return ledger
@@ -428,6 +447,7 @@ class Report:
     clusters: int  # clusters up at some time in the period
     prices: PriceTable
     end_of_day: time | None
+    target: str | None = None  # one target's clusters only (None: every target's)
 
 
 def report(
@@ -439,10 +459,13 @@ def report(
     now: datetime,
     end_of_day: time | None,
     active: Iterable[str],
+    target: str | None = None,
 ) -> Report:
     """The last *days* local days (today included, up to *now*): per day and in total.
 
-    *active*: the ids of the clusters the state still has (their up time runs to *now*).
+    *active*: the ids of the clusters the state still has (their up time runs to *now*); *target*:
+    that target's clusters only. Each cluster is priced in its own region (*region*: a cluster the
+    ledger has no region for).
     """
     if not 1 <= days <= REPORT_MAX_DAYS:
         raise ValueError(f"days must be 1–{REPORT_MAX_DAYS}")
@@ -459,7 +482,11 @@ def report(
     starts = _first_uses(ledger)
     per_day: dict[date, Figures] = {day: Figures() for day, _, _ in bounds}
     counted = 0
+    home = region
     for usage in ledger.clusters.values():
+        if target is not None and usage.target != target:
+            continue
+        region = usage.region or home
         up_end = min(usage.up_until(now, usage.id in active_ids), now)
         up = intersect([(usage.up_from, up_end)], [period]) if up_end > usage.up_from else []
         # Only while it was managed: a cluster whose tag was removed is not the bot's (DESIGN §3).
@@ -520,7 +547,7 @@ def report(
     total = Figures()
     for _, figures in rows:
         total = total + figures
-    return Report(rows, total, counted, prices, end_of_day)
+    return Report(rows, total, counted, prices, end_of_day, target)
 
 
 def _midnight(day: date, zone: ZoneInfo) -> datetime:
@@ -610,6 +637,8 @@ def _usage_to_dict(u: Usage) -> dict[str, Any]:
         "terminations": [[at.isoformat(), rule] for at, rule in u.terminations],
         "unmanaged": [_span(s) for s in u.unmanaged],
         "unmanaged_since": _iso(u.unmanaged_since),
+        "target": u.target,
+        "region": u.region,
     }
 
 
@@ -639,4 +668,6 @@ def _usage_from_dict(cluster_id: str, d: Mapping[str, Any]) -> Usage:
         terminations=tuple((datetime.fromisoformat(at), str(rule)) for at, rule in d.get("terminations", ())),
         unmanaged=tuple(_span_of(s) for s in d.get("unmanaged", ())),
         unmanaged_since=_dt(d.get("unmanaged_since")),
+        target=d.get("target", ""),
+        region=d.get("region", ""),
     )
